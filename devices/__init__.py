@@ -1,0 +1,1 @@
+"""edgernn.devices: device profiles (TOML) turned into onnxruntime session options and providers."""

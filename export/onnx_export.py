@@ -1,0 +1,114 @@
+"""torch → ONNX with an explicit stateful step, the stream spec written into the metadata.
+
+The legacy TorchScript exporter (``dynamo=False``) is used: it emits the native ONNX
+RNN / GRU / LSTM ops and keeps the batch and time axes dynamic. The dynamo exporter
+unrolls tanh RNNs and fixes the time axis to the example's length (see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+from torch import nn
+
+from edgernn.runtime.spec import BATCH, INPUT_X, METADATA_KEY, OUTPUT_Y, TIME, StreamSpec
+from edgernn.train.model import RecurrentModel
+
+DEFAULT_OPSET = 17
+
+
+class StepGraph(nn.Module):
+    """forward(x, *state) -> (y, *next_state): the signature the exported graph has."""
+
+    def __init__(self, model: RecurrentModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        y, new_state = self.model(x, tuple(state))
+        return (y, *new_state)
+
+
+def example_inputs(model: RecurrentModel, batch: int = 2, time: int = 3) -> tuple[torch.Tensor, ...]:
+    cfg = model.config
+    if cfg.input_kind == "tokens":
+        x = torch.randint(0, cfg.input_size, (batch, time), dtype=torch.int64)
+    else:
+        x = torch.randn(batch, time, cfg.input_size)
+    return (x, *model.initial_state(batch))
+
+
+def to_onnx_proto(model: RecurrentModel, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+    """Trace ``model`` into an ONNX ModelProto (no metadata yet)."""
+    spec = StreamSpec.for_model(model.config)
+    state_in = [s.input for s in spec.states]
+    state_out = [s.output for s in spec.states]
+    dynamic: dict[str, dict[int, str]] = {INPUT_X: {0: BATCH, 1: TIME}, OUTPUT_Y: {0: BATCH, 1: TIME}}
+    for name in state_in + state_out:
+        dynamic[name] = {1: BATCH}  # (layers, batch, hidden)
+    buf = io.BytesIO()
+    model.eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's deprecation and batch-size notes
+        torch.onnx.export(
+            StepGraph(model),
+            example_inputs(model),
+            buf,
+            dynamo=False,
+            input_names=[INPUT_X, *state_in],
+            output_names=[OUTPUT_Y, *state_out],
+            dynamic_axes=dynamic,
+            opset_version=opset,
+        )
+    proto = onnx.load_from_string(buf.getvalue())
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def attach_spec(proto: onnx.ModelProto, spec: StreamSpec) -> onnx.ModelProto:
+    """Write (or replace) the stream spec in ``proto.metadata_props``."""
+    kept = [p for p in proto.metadata_props if p.key != METADATA_KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    entry = proto.metadata_props.add()
+    entry.key = METADATA_KEY
+    entry.value = spec.to_json()
+    proto.producer_name = "edgernn"
+    return proto
+
+
+def write_model(proto: onnx.ModelProto, path: str | os.PathLike[str], force: bool = False) -> Path:
+    """Write atomically: a temp file beside ``path`` renamed into place; nothing half-written stays."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} exists; pass force=True (--force) to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        onnx.save(proto, str(tmp))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def export_model(
+    model: RecurrentModel,
+    path: str | os.PathLike[str],
+    task: dict[str, Any] | None = None,
+    provenance: dict[str, Any] | None = None,
+    opset: int = DEFAULT_OPSET,
+    force: bool = False,
+) -> StreamSpec:
+    """Export ``model`` to ``path`` with its stream spec; returns the spec written."""
+    spec = StreamSpec.for_model(model.config, task=task, provenance=provenance)
+    proto = attach_spec(to_onnx_proto(model, opset), spec)
+    write_model(proto, path, force=force)
+    return spec

@@ -1,0 +1,33 @@
+"""edgernn.runtime: the stream spec, the Engine and its Streams. Imports numpy and onnxruntime only."""
+
+from edgernn.runtime.engine import Engine, Stream
+from edgernn.runtime.errors import (
+    CheckpointError,
+    EdgeRNNError,
+    InputError,
+    ModelLoadError,
+    ParityError,
+    ProfileError,
+    SnapshotError,
+    SpecError,
+    StreamError,
+)
+from edgernn.runtime.spec import SPEC_VERSION, StateSpec, StreamSpec, TensorSpec
+
+__all__ = [
+    "SPEC_VERSION",
+    "CheckpointError",
+    "EdgeRNNError",
+    "Engine",
+    "InputError",
+    "ModelLoadError",
+    "ParityError",
+    "ProfileError",
+    "SnapshotError",
+    "SpecError",
+    "StateSpec",
+    "Stream",
+    "StreamError",
+    "StreamSpec",
+    "TensorSpec",
+]

@@ -1,0 +1,350 @@
+"""The stream spec: the contract between export and runtime, stored in the ONNX metadata.
+
+One JSON document under the metadata key ``edgernn.stream_spec`` says everything needed to
+stream a model: which inputs carry frames (with symbolic ``batch`` and ``time`` axes), which
+input/output pairs carry state (any rank, batch axis anywhere), constant inputs, an optional
+input context window, and the model's own facts (``ModelConfig``, task facts, provenance).
+
+Example:
+    >>> cfg = ModelConfig(cell="gru", input_kind="tokens", input_size=64, hidden_size=32,
+    ...                   num_layers=1, output_size=64)
+    >>> spec = StreamSpec.for_model(cfg)
+    >>> StreamSpec.from_json(spec.to_json()) == spec
+    True
+    >>> spec.states[0].concrete_shape(batch=4)
+    (1, 4, 32)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from edgernn.runtime.errors import SpecError
+
+SPEC_VERSION = 1
+METADATA_KEY = "edgernn.stream_spec"
+BATCH = "batch"
+TIME = "time"
+CELLS = ("rnn", "gru", "lstm")
+INPUT_KINDS = ("tokens", "frames")
+DTYPES = ("float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool")
+
+# Names of our own graphs' inputs and outputs, defined once.
+INPUT_X = "x"
+OUTPUT_Y = "y"
+STATE_H = ("h", "h_out")
+STATE_C = ("c", "c_out")
+
+Dim = int | str
+
+
+def _check_dtype(dtype: str, where: str) -> None:
+    if dtype not in DTYPES:
+        raise SpecError(f"{where}: dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+
+
+def _shape(raw: Any, where: str) -> tuple[Dim, ...]:
+    if not isinstance(raw, (list, tuple)):
+        raise SpecError(f"{where}: shape must be a list, got {type(raw).__name__}")
+    out: list[Dim] = []
+    for i, d in enumerate(raw):
+        if isinstance(d, bool) or not isinstance(d, (int, str)):
+            raise SpecError(f"{where}: axis {i} must be an int or a symbol, got {d!r}")
+        if isinstance(d, int) and d < 0:
+            raise SpecError(f"{where}: axis {i} has negative size {d}")
+        out.append(d)
+    return tuple(out)
+
+
+def _concrete(shape: tuple[Dim, ...], batch: int, time: int, where: str) -> tuple[int, ...]:
+    dims: list[int] = []
+    for d in shape:
+        if d == BATCH:
+            dims.append(batch)
+        elif d == TIME:
+            dims.append(time)
+        elif isinstance(d, int):
+            dims.append(d)
+        else:
+            raise SpecError(f"{where}: symbolic axis {d!r} has no value (only 'batch' and 'time' do)")
+    return tuple(dims)
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A streamed input or an output: ``shape`` holds ints and the symbols 'batch' / 'time'."""
+
+    name: str
+    dtype: str
+    shape: tuple[Dim, ...]
+
+    def __post_init__(self) -> None:
+        _check_dtype(self.dtype, f"tensor {self.name!r}")
+        object.__setattr__(self, "shape", _shape(self.shape, f"tensor {self.name!r}"))
+
+    @property
+    def batch_axis(self) -> int | None:
+        return self.shape.index(BATCH) if BATCH in self.shape else None
+
+    @property
+    def time_axis(self) -> int | None:
+        return self.shape.index(TIME) if TIME in self.shape else None
+
+    def concrete_shape(self, batch: int = 1, time: int = 1) -> tuple[int, ...]:
+        return _concrete(self.shape, batch, time, f"tensor {self.name!r}")
+
+    @property
+    def fully_known(self) -> bool:
+        """True when every axis is an int, 'batch' or 'time' (the runtime can preallocate it)."""
+        return all(isinstance(d, int) or d in (BATCH, TIME) for d in self.shape)
+
+
+@dataclass(frozen=True)
+class StateSpec:
+    """A recurrent state carried from output ``output`` of one call to input ``input`` of the next."""
+
+    input: str
+    output: str
+    dtype: str
+    shape: tuple[Dim, ...]
+    init: float = 0.0
+
+    def __post_init__(self) -> None:
+        where = f"state {self.input!r}"
+        _check_dtype(self.dtype, where)
+        shape = _shape(self.shape, where)
+        object.__setattr__(self, "shape", shape)
+        if shape.count(BATCH) != 1:
+            raise SpecError(f"{where}: shape {list(shape)} must hold the 'batch' axis exactly once")
+        if TIME in shape or any(isinstance(d, str) and d != BATCH for d in shape):
+            raise SpecError(f"{where}: shape {list(shape)} may hold only ints and 'batch'")
+
+    @property
+    def batch_axis(self) -> int:
+        return self.shape.index(BATCH)
+
+    def concrete_shape(self, batch: int = 1) -> tuple[int, ...]:
+        return _concrete(self.shape, batch, 1, f"state {self.input!r}")
+
+    @property
+    def size_per_stream(self) -> int:
+        """Number of elements one stream holds."""
+        n = 1
+        for d in self.concrete_shape(1):
+            n *= d
+        return n
+
+
+@dataclass(frozen=True)
+class ConstantSpec:
+    """An input fed the same value on every call (a sample rate, a flag)."""
+
+    name: str
+    dtype: str
+    value: Any
+    shape: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_dtype(self.dtype, f"constant {self.name!r}")
+        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+
+
+@dataclass(frozen=True)
+class ContextSpec:
+    """The last ``frames`` items of input ``input`` (along its time axis) are prepended to the next call."""
+
+    input: str
+    frames: int
+
+    def __post_init__(self) -> None:
+        if self.frames < 1:
+            raise SpecError(f"context of {self.input!r}: frames must be >= 1, got {self.frames}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What a model made by edgernn is: the one description that travels checkpoint → ONNX → runtime.
+
+    ``input_size`` is the vocabulary size for ``input_kind='tokens'`` and the feature count
+    for ``'frames'``. State shapes are computed from this, never typed twice.
+    """
+
+    cell: str
+    input_kind: str
+    input_size: int
+    hidden_size: int
+    num_layers: int
+    output_size: int
+    dropout: float = 0.0
+    embed_size: int = 0
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise SpecError(f"model config: cell {self.cell!r} is not one of {', '.join(CELLS)}")
+        if self.input_kind not in INPUT_KINDS:
+            raise SpecError(f"model config: input_kind {self.input_kind!r} is not one of {', '.join(INPUT_KINDS)}")
+        for name in ("input_size", "hidden_size", "num_layers", "output_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SpecError(f"model config: {name} must be a positive int, got {value!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise SpecError(f"model config: dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def state_names(self) -> tuple[tuple[str, str], ...]:
+        return (STATE_H, STATE_C) if self.cell == "lstm" else (STATE_H,)
+
+    @property
+    def state_shape(self) -> tuple[Dim, ...]:
+        return (self.num_layers, BATCH, self.hidden_size)  # (layers, batch, hidden)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise SpecError(f"model config: unknown field(s) {unknown}; valid: {sorted(known)}")
+        try:
+            return cls(**raw)
+        except TypeError as exc:
+            raise SpecError(f"model config: {exc}") from None
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """Everything needed to stream one ONNX graph; see the module docstring."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    states: tuple[StateSpec, ...]
+    constants: tuple[ConstantSpec, ...] = ()
+    context: ContextSpec | None = None
+    model: ModelConfig | None = None
+    task: Mapping[str, Any] = field(default_factory=dict)
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+    version: int = SPEC_VERSION
+
+    def __post_init__(self) -> None:
+        if self.version != SPEC_VERSION:
+            raise SpecError(
+                f"stream spec version {self.version!r} is not supported (this edgernn reads {SPEC_VERSION})"
+            )
+        if not self.inputs:
+            raise SpecError("stream spec: no streamed input")
+        seen: set[str] = set()
+        for name in [t.name for t in self.inputs] + [s.input for s in self.states] + [c.name for c in self.constants]:
+            if name in seen:
+                raise SpecError(f"stream spec: graph input {name!r} is declared twice")
+            seen.add(name)
+        outs = [t.name for t in self.outputs] + [s.output for s in self.states]
+        if len(set(outs)) != len(outs):
+            raise SpecError(f"stream spec: an output is declared twice in {outs}")
+        for t in self.inputs:
+            if t.batch_axis is None:
+                raise SpecError(f"stream spec: input {t.name!r} has no 'batch' axis in {list(t.shape)}")
+        if self.context is not None:
+            names = [t.name for t in self.inputs]
+            if self.context.input not in names:
+                raise SpecError(f"stream spec: context input {self.context.input!r} is not one of {names}")
+
+    @property
+    def time_axis_input(self) -> TensorSpec:
+        return self.inputs[0]
+
+    @classmethod
+    def for_model(
+        cls,
+        config: ModelConfig,
+        task: Mapping[str, Any] | None = None,
+        provenance: Mapping[str, Any] | None = None,
+    ) -> StreamSpec:
+        """The spec of a graph exported from ``config`` by ``edgernn.export``."""
+        if config.input_kind == "tokens":
+            x = TensorSpec(INPUT_X, "int64", (BATCH, TIME))
+        else:
+            x = TensorSpec(INPUT_X, "float32", (BATCH, TIME, config.input_size))
+        states = tuple(StateSpec(i, o, "float32", config.state_shape) for i, o in config.state_names)
+        y = TensorSpec(OUTPUT_Y, "float32", (BATCH, TIME, config.output_size))
+        return cls(
+            inputs=(x,),
+            outputs=(y,),
+            states=states,
+            model=config,
+            task=dict(task or {}),
+            provenance=dict(provenance or {}),
+        )
+
+    def with_provenance(self, **extra: Any) -> StreamSpec:
+        merged = dict(self.provenance)
+        merged.update(extra)
+        return StreamSpec(**{**self._fields(), "provenance": merged})
+
+    def _fields(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    # -- serialisation -------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["inputs"] = [asdict(t) | {"shape": list(t.shape)} for t in self.inputs]
+        out["outputs"] = [asdict(t) | {"shape": list(t.shape)} for t in self.outputs]
+        out["states"] = [asdict(s) | {"shape": list(s.shape)} for s in self.states]
+        out["constants"] = [asdict(c) | {"shape": list(c.shape)} for c in self.constants]
+        out["task"] = dict(self.task)
+        out["provenance"] = dict(self.provenance)
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> StreamSpec:
+        if not isinstance(raw, Mapping):
+            raise SpecError(f"stream spec must be a JSON object, got {type(raw).__name__}")
+        version = raw.get("version")
+        if version != SPEC_VERSION:
+            raise SpecError(f"stream spec version {version!r} is not supported (this edgernn reads {SPEC_VERSION})")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise SpecError(f"stream spec: unknown field(s) {unknown}; valid: {sorted(known)}")
+        for required in ("inputs", "outputs", "states"):
+            if required not in raw:
+                raise SpecError(f"stream spec: field {required!r} is missing")
+        try:
+            model = raw.get("model")
+            context = raw.get("context")
+            return cls(
+                inputs=tuple(TensorSpec(**t) for t in raw["inputs"]),
+                outputs=tuple(TensorSpec(**t) for t in raw["outputs"]),
+                states=tuple(StateSpec(**s) for s in raw["states"]),
+                constants=tuple(ConstantSpec(**c) for c in raw.get("constants", ())),
+                context=ContextSpec(**context) if context is not None else None,
+                model=ModelConfig.from_dict(model) if model is not None else None,
+                task=dict(raw.get("task", {})),
+                provenance=dict(raw.get("provenance", {})),
+                version=version,
+            )
+        except TypeError as exc:
+            raise SpecError(f"stream spec: malformed entry: {exc}") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> StreamSpec:
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"stream spec: metadata {METADATA_KEY!r} is not valid JSON: {exc}") from None
+        return cls.from_dict(raw)
+
+    @classmethod
+    def from_metadata(cls, custom: Mapping[str, str], source: str = "model") -> StreamSpec:
+        """Read the spec from an ONNX model's custom metadata map (``metadata_props``)."""
+        if METADATA_KEY not in custom:
+            raise SpecError(
+                f"{source}: no stream spec in its metadata (key {METADATA_KEY!r}); export it with "
+                "edgernn, or pass a StreamSpec (hand-written or from infer_spec) to Engine.load"
+            )
+        return cls.from_json(custom[METADATA_KEY])

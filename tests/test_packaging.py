@@ -1,0 +1,90 @@
+"""The edge install: runtime, run and profile work while torch and onnx cannot be imported."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from edgernn.cli import COMMANDS
+
+BLOCK = (
+    "import sys\n"
+    "for name in ('torch', 'onnx', 'safetensors'):\n"
+    "    sys.modules[name] = None  # any import of it now raises ImportError\n"
+)
+
+
+def run_blocked(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", BLOCK + code], capture_output=True, text=True, timeout=120)
+
+
+def test_runtime_imports_without_torch_or_onnx() -> None:
+    proc = run_blocked(
+        "import edgernn.runtime, edgernn.devices\nprint('ok', 'torch' in sys.modules and sys.modules['torch'])"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok None"
+
+
+def test_blocking_really_blocks() -> None:
+    proc = run_blocked("import edgernn.train.model")
+    assert proc.returncode != 0
+    assert "ImportError" in proc.stderr or "ModuleNotFoundError" in proc.stderr
+
+
+def test_run_and_profile_subcommands_without_torch(exported) -> None:
+    _, path = exported["gru"]
+    run = run_blocked(
+        "from edgernn.cli import main\n"
+        f"sys.exit(main(['run', 'textgen', '--model', {str(path)!r}, '--chars', '40', '--prompt', 'And']))"
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("And") and len(run.stdout.rstrip("\n")) >= 40
+    prof = run_blocked(
+        f"from edgernn.cli import main\nsys.exit(main(['profile', {str(path)!r}, '--calls', '200', '--warmup', '10']))"
+    )
+    assert prof.returncode == 0, prof.stderr
+    assert "p50" in prof.stdout and "p99" in prof.stdout
+
+
+def test_wheel_installs_one_package_named_edgernn(tmp_path: Path) -> None:
+    """The wheel's top level holds edgernn/ and its dist-info only: no 'train', 'export', 'runtime'."""
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(repo),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (wheel,) = tmp_path.glob("edgernn-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {n.split("/")[0] for n in names}
+    assert top == {"edgernn", wheel.name.split("-py3")[0] + ".dist-info"}, top
+    for module in ("edgernn/runtime/engine.py", "edgernn/train/model.py", "edgernn/export/parity.py", "edgernn/cli.py"):
+        assert module in names
+    assert not any(n.startswith("edgernn/tests/") for n in names)
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_subcommand_help_shows_an_example(command: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgernn", command, "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "example:" in proc.stdout and f"edgernn {command}" in proc.stdout
