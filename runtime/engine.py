@@ -15,6 +15,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edgernn.runtime.errors import InputError, ModelLoadError, SpecError, StreamError
+from edgernn.runtime.safety import read_model
 from edgernn.runtime.session import CpuDefaults, SessionProfile, make_session
 from edgernn.runtime.spec import BATCH, TIME, StreamSpec, TensorSpec
 
@@ -99,11 +100,7 @@ class Engine:
     ) -> Engine:
         """Load ``path`` with ``profile`` (CPU, one thread, by default); the spec comes from its metadata."""
         source = os.fspath(path)
-        try:
-            with open(source, "rb") as fh:
-                data = fh.read()
-        except OSError as exc:
-            raise ModelLoadError(f"{source}: cannot read the model file: {exc.strerror}") from None
+        data = read_model(source)
         profile = profile or CpuDefaults()
         try:
             session = make_session(data, profile)
