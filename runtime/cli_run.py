@@ -1,39 +1,193 @@
-"""``edgernn run``: stream a model made by edgernn (text generation for now)."""
+"""``edgernn run``: the streaming apps on the shipped example models (or your own).
+
+textgen   streams generated text character by character, with a live latency line
+suggest   next-word suggestions after each typed character (beam search on forked streams)
+langid    the top three languages with probabilities after every character read
+weather   the next day's forecast (max, min, chance of rain) after each daily row read
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
+from typing import TextIO
 
-from edgernn.runtime.engine import Engine
-from edgernn.runtime.generate import generate
+import numpy as np
 
-HELP = "Stream a model: generate text character by character."
-EXAMPLE = "edgernn run textgen --model runs/demo/model.onnx --prompt 'And God said' --chars 200"
-APPS = ("textgen",)
+from edgernn.runtime.apps import load_app
+from edgernn.runtime.apps.console import BACKSPACE, is_tty, keystrokes
+from edgernn.runtime.engine import Engine, Stream
+from edgernn.runtime.errors import InputError, ProfileError
+from edgernn.runtime.session import SessionProfile
+
+HELP = "Stream an app: textgen, suggest (next words), langid, weather; example models ship inside."
+EXAMPLE = (
+    "edgernn run textgen --prompt 'And God said' --chars 200 --seed 1\n"
+    "  echo 'Das ist ein kleines Haus' | edgernn run langid\n"
+    "  edgernn run weather --input seattle-weather.csv"
+)
+APPS = ("textgen", "suggest", "langid", "weather")
+MODEL_OF_APP = {"textgen": "textgen", "suggest": "textgen", "langid": "langid", "weather": "weather"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("app", choices=APPS, help="what to run")
-    p.add_argument("--model", required=True, help="path to an exported .onnx model")
-    p.add_argument("--prompt", default="And God said", help="text to start from")
-    p.add_argument("--chars", type=int, default=200, help="characters to generate")
-    p.add_argument("--temperature", type=float, default=0.8, help="0 is greedy")
-    p.add_argument("--top-k", type=int, default=0, help="sample among the k most likely (0: all)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", help="an exported .onnx model (default: the example model shipped for the app)")
+    p.add_argument("--device", help="device profile name (default: cpu, one thread)")
+    p.add_argument("--input", help="read from this file instead of stdin (suggest, langid, weather)")
+    g = p.add_argument_group("textgen")
+    g.add_argument("--prompt", default="And God said", help="text to start from")
+    g.add_argument("--chars", type=int, default=200, help="characters to generate")
+    g.add_argument("--temperature", type=float, default=0.8, help="0 is greedy")
+    g.add_argument("--top-k", type=int, default=0, help="sample among the k most likely (0: all)")
+    g.add_argument("--seed", type=int, default=0)
+    g = p.add_argument_group("suggest, langid")
+    g.add_argument("--top", type=int, default=3, help="how many suggestions or languages to show")
+    g.add_argument("--final", action="store_true", help="print once per line instead of after every character")
 
 
 def main(args: argparse.Namespace) -> int:
-    engine = Engine.load(args.model)
-    stream = engine.stream()
-    sys.stdout.write(args.prompt)
-    t0 = time.perf_counter()
-    n = 0
-    for ch in generate(stream, args.prompt, args.chars, args.temperature, args.top_k, args.seed):
-        sys.stdout.write(ch)
+    engine = load_app(MODEL_OF_APP[args.app], args.model, profile(args.device))
+    source = open(args.input, encoding="utf-8") if args.input else sys.stdin  # noqa: SIM115
+    try:
+        if args.app == "textgen":
+            return run_textgen(engine, args)
+        if args.app == "suggest":
+            return run_suggest(engine, source, args)
+        if args.app == "langid":
+            return run_langid(engine, source, args)
+        return run_weather(engine, source)
+    finally:
+        if source is not sys.stdin:
+            source.close()
+
+
+def profile(name: str | None) -> SessionProfile | None:
+    """The device profile called ``name`` from ``edgernn.devices``; None (CPU defaults) for no name."""
+    if name is None:
+        return None
+    try:
+        devices = importlib.import_module("edgernn.devices")
+    except ImportError as exc:
+        raise ProfileError(f"--device {name}: device profiles cannot be loaded: {exc}") from None
+    loader = getattr(devices, "load_profile", None)
+    if loader is None:
+        if name == "cpu":
+            return None
+        raise ProfileError(f"--device {name}: this install has no device profiles (edgernn.devices.load_profile)")
+    return loader(name)
+
+
+def run_textgen(engine: Engine, args: argparse.Namespace) -> int:
+    from edgernn.runtime.apps.textgen import generate
+
+    out = sys.stdout
+    inline = is_tty(out)
+    out.write(args.prompt)
+    times: list[float] = []
+    chars = generate(engine.stream(), args.prompt, args.chars, args.temperature, args.top_k, args.seed)
+    while True:
+        t = time.perf_counter()
+        ch = next(chars, None)
+        if ch is None:
+            break
+        times.append(time.perf_counter() - t)
+        if inline:  # the latency follows the cursor, dimmed, and is erased by the next character
+            status = f" \x1b[2m[{times[-1] * 1e6:.0f} µs/char, p50 {np.median(times) * 1e6:.0f}]\x1b[0m"
+            out.write("\x1b[K" + ch + ("\x1b7" + status + "\x1b8" if ch != "\n" else ""))
+        else:
+            out.write(ch)
+        out.flush()
+    if inline:
+        out.write("\x1b[K")
+    out.write("\n")
+    us = np.array(times) * 1e6 if times else np.zeros(1)
+    print(
+        f"[{len(times)} chars on {engine.profile.name}: p50 {np.median(us):.1f} µs, p99 {np.percentile(us, 99):.1f} µs "
+        f"per char (step + sampling), {len(times) / max(us.sum() * 1e-6, 1e-9):,.0f} chars/s]",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _fmt(ranked: list[tuple[str, float]]) -> str:
+    return "  ".join(f"{name} {p:.2f}" for name, p in ranked)
+
+
+def run_langid(engine: Engine, source: TextIO, args: argparse.Namespace) -> int:
+    """One text per line; the state is reset at each new line and carried within it."""
+    from edgernn.runtime.apps.langid import LanguageDetector
+
+    det = LanguageDetector(engine, top=args.top)
+    live = is_tty(source) and is_tty(sys.stdout)
+    history: list[tuple[Stream, np.ndarray]] = []  # (fork, probabilities) before each character, for backspace
+    text = ""
+    for ch in keystrokes(source):
+        if ch == "\n":
+            if text and (args.final or live):
+                sys.stdout.write(("\r\x1b[K" if live else "") + f"{text}\t{_fmt(det.ranked())}\n")
+            det.reset()
+            text, history = "", []
+            continue
+        if ch in BACKSPACE and live:
+            if history:
+                (det.stream, det.probs), text = history.pop(), text[:-1]
+        else:
+            if live:
+                history.append((det.stream.fork(), det.probs))
+            text += ch
+            det.step(ch)
+        line = f"{text}\t{_fmt(det.ranked())}"
+        if live:
+            sys.stdout.write("\r\x1b[K" + line)
+        elif not args.final:
+            sys.stdout.write(line + "\n")
         sys.stdout.flush()
-        n += 1
-    dt = time.perf_counter() - t0
-    print(f"\n[{n} chars in {dt * 1e3:.1f} ms, {dt / max(n, 1) * 1e6:.1f} µs per char]", file=sys.stderr)
+    if text and (args.final or live):
+        sys.stdout.write(("\r\x1b[K" if live else "") + f"{text}\t{_fmt(det.ranked())}\n")
+    return 0
+
+
+def run_suggest(engine: Engine, source: TextIO, args: argparse.Namespace) -> int:
+    from edgernn.runtime.apps.suggest import Keyboard, Suggestion
+
+    def fmt(items: list[Suggestion]) -> str:
+        return " | ".join(f"{s.word} {s.prob:.2f}" for s in items) or "-"
+
+    kb = Keyboard(engine)
+    live = is_tty(source) and is_tty(sys.stdout)
+    text = ""
+    for ch in keystrokes(source):
+        try:
+            kb.type(ch)
+        except InputError:
+            continue  # a character the model has never seen: not typed
+        text = text + ch if ch != "\n" else ""
+        if args.final and ch != "\n":
+            continue
+        words, nxt = kb.suggest(args.top)
+        line = f"{text[-40:]}\t{fmt(words)}\t-> {fmt(nxt)}"
+        sys.stdout.write(("\r\x1b[K" + line) if live else line + "\n")
+        sys.stdout.flush()
+    if live:
+        sys.stdout.write("\n")
+    return 0
+
+
+def run_weather(engine: Engine, source: TextIO) -> int:
+    from edgernn.runtime.apps.weather import Forecaster, parse_row
+
+    fc = Forecaster(engine)
+    for n, line in enumerate(source, 1):
+        row = parse_row(line, n)
+        if row is None:
+            continue
+        f = fc.update(row)
+        print(
+            f"{row.date.isoformat()}  forecast {f.date.isoformat()}: max {f.temp_max:5.1f} °C  "
+            f"min {f.temp_min:5.1f} °C  rain {f.rain * 100:3.0f}%",
+            flush=True,
+        )
     return 0

@@ -1,55 +1,5 @@
-"""Streaming text generation with a character model: the prompt is pushed, then one char per step."""
+"""Kept for existing imports: text generation now lives in ``edgernn.runtime.apps.textgen``."""
 
-from __future__ import annotations
+from edgernn.runtime.apps.textgen import generate, sample, vocabulary
 
-from collections.abc import Iterator
-
-import numpy as np
-
-from edgernn.runtime.engine import Stream
-from edgernn.runtime.errors import InputError, SpecError
-
-
-def vocabulary(stream: Stream) -> str:
-    vocab = stream.engine.spec.task.get("vocabulary")
-    if not isinstance(vocab, str) or not vocab:
-        raise SpecError(f"{stream.engine.source}: spec.task has no 'vocabulary'; not a character model")
-    return vocab
-
-
-def sample(logits: np.ndarray, rng: np.random.Generator, temperature: float = 0.8, top_k: int = 0) -> int:
-    """Draw one id from ``logits``: greedy when temperature is 0, else softmax(logits / T) over the top k."""
-    if temperature <= 0.0:
-        return int(np.argmax(logits))
-    z = logits.astype(np.float64) / temperature
-    if 0 < top_k < len(z):
-        cut = np.partition(z, -top_k)[-top_k]
-        z = np.where(z >= cut, z, -np.inf)
-    p = np.exp(z - z.max())
-    p /= p.sum()
-    return int(rng.choice(len(p), p=p))
-
-
-def generate(
-    stream: Stream,
-    prompt: str,
-    n_chars: int,
-    temperature: float = 0.8,
-    top_k: int = 0,
-    seed: int = 0,
-) -> Iterator[str]:
-    """Yield ``n_chars`` characters continuing ``prompt``; the stream's state carries everything."""
-    vocab = vocabulary(stream)
-    index = {c: i for i, c in enumerate(vocab)}
-    unknown = sorted({c for c in prompt if c not in index})
-    if unknown:
-        raise InputError(f"prompt: characters {unknown} are not in the model's vocabulary")
-    if not prompt:
-        raise InputError("prompt: give at least one character")
-    rng = np.random.default_rng(seed)
-    ids = np.array([index[c] for c in prompt], dtype=np.int64)
-    logits = stream.push(ids)[-1]
-    for _ in range(n_chars):
-        nxt = sample(logits, rng, temperature, top_k)
-        yield vocab[nxt]
-        logits = stream.step(nxt)
+__all__ = ["generate", "sample", "vocabulary"]

@@ -1,0 +1,142 @@
+"""Next-word suggestions, as a phone keyboard makes them, from a character model.
+
+One stream carries everything typed so far. After each character the keyboard runs a small
+beam search over characters: every beam is a ``Stream.fork()`` of its parent (the state is
+copied, the typed prefix is never re-run), extended by one character per round, and finished
+when it emits a word boundary. The current word's completions come first; the next word is
+searched from the stream of the best completion, stepped past its boundary.
+
+Example:
+    >>> from edgernn.runtime.apps import load_app
+    >>> from edgernn.runtime.apps.suggest import Keyboard
+    >>> kb = Keyboard(load_app("textgen"))
+    >>> kb.type("And God sa")
+    >>> [s.word for s in kb.completions()]  # doctest: +SKIP
+    ['said', 'saw', 'sat']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgernn.runtime.apps.textgen import encode, vocabulary
+from edgernn.runtime.engine import Engine, Stream
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A word and the model's probability of it (its characters and the boundary after it)."""
+
+    word: str
+    prob: float
+
+
+@dataclass
+class _Beam:
+    score: float  # log-probability of the characters so far
+    chars: str  # characters of the word so far (separators before it are not kept)
+    stream: Stream  # state after those characters
+    logp: np.ndarray  # log-probabilities of the next character
+
+
+@dataclass(frozen=True)
+class _Done:
+    word: str
+    score: float
+    stream: Stream  # state before the boundary character
+    boundary: int  # the boundary character's id
+
+
+def is_word_char(c: str) -> bool:
+    return c.isalnum() or c in "'-"
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64)
+    z = z - z.max()
+    return z - np.log(np.exp(z).sum())
+
+
+class Keyboard:
+    """Typed characters in; the top completions of the current word and of the next word out."""
+
+    def __init__(self, engine: Engine, beam: int = 6, max_chars: int = 16) -> None:
+        self.vocab = vocabulary(engine)
+        self.word_char = np.array([is_word_char(c) for c in self.vocab])
+        self.stream = engine.stream()
+        self.beam = beam
+        self.max_chars = max_chars
+        self.word = ""  # the current (partial) word
+        self._logp: np.ndarray | None = None
+
+    def type(self, text: str) -> None:
+        """Feed typed ``text``: one step per character, state carried."""
+        for i in encode(self.vocab, text, "typed text"):
+            self._logp = log_softmax(self.stream.step(i))
+            ch = self.vocab[i]
+            self.word = self.word + ch if is_word_char(ch) else ""
+
+    def reset(self) -> None:
+        self.stream.reset()
+        self.word, self._logp = "", None
+
+    def completions(self, k: int = 3) -> list[Suggestion]:
+        """The ``k`` most likely ways to finish the current word (whole words, typed part included)."""
+        return [Suggestion(d.word, float(np.exp(d.score))) for d in self._complete(k)]
+
+    def suggest(self, k: int = 3) -> tuple[list[Suggestion], list[Suggestion]]:
+        """(completions of the current word, the next words after the most likely completion)."""
+        done = self._complete(k)
+        if not done:
+            return [], []
+        best = done[0]
+        after = best.stream.fork()
+        logp = log_softmax(after.step(best.boundary))
+        nxt = _search(_Beam(0.0, "", after, logp), "", self.vocab, self.word_char, self.beam, self.max_chars, k)
+        return (
+            [Suggestion(d.word, float(np.exp(d.score))) for d in done],
+            [Suggestion(d.word, float(np.exp(d.score))) for d in nxt],
+        )
+
+    def _complete(self, k: int) -> list[_Done]:
+        if self._logp is None:
+            return []
+        root = _Beam(0.0, "", self.stream.fork(), self._logp)
+        return _search(root, self.word, self.vocab, self.word_char, self.beam, self.max_chars, k)
+
+
+def _search(
+    root: _Beam, prefix: str, vocab: str, word_char: np.ndarray, width: int, max_chars: int, k: int
+) -> list[_Done]:
+    """Beam search over characters until ``k`` words have ended better than any live beam."""
+    vocab_size = len(vocab)
+    beams: list[_Beam] = [root]
+    done: dict[str, _Done] = {}  # a word ended by different boundaries (" ", ",", ".") counts once
+    for _ in range(max_chars):
+        cands: list[tuple[float, int, int]] = []  # (score, beam index, char id)
+        for b, beam in enumerate(beams):
+            top = np.argpartition(beam.logp, -min(width, vocab_size))[-width:]
+            cands.extend((beam.score + float(beam.logp[i]), b, int(i)) for i in top)
+        cands.sort(reverse=True)
+        nxt: list[_Beam] = []
+        for score, b, i in cands[:width]:
+            parent = beams[b]
+            if word_char[i]:
+                child = parent.stream.fork()
+                nxt.append(_Beam(score, parent.chars + vocab[i], child, log_softmax(child.step(i))))
+            elif parent.chars or prefix:
+                word = prefix + parent.chars
+                old = done.get(word)
+                best = old if old is not None and old.score >= score else _Done(word, score, parent.stream, i)
+                total = score if old is None else float(np.logaddexp(old.score, score))
+                done[word] = _Done(word, total, best.stream, best.boundary)
+            else:  # a separator before the word starts: absorb it
+                child = parent.stream.fork()
+                nxt.append(_Beam(score, "", child, log_softmax(child.step(i))))
+        beams = nxt
+        ranked = sorted(done.values(), key=lambda d: d.score, reverse=True)
+        if not beams or (len(ranked) >= k and ranked[k - 1].score >= max(b.score for b in beams)):
+            break
+    return sorted(done.values(), key=lambda d: d.score, reverse=True)[:k]

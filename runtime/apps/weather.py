@@ -1,0 +1,149 @@
+"""Next-day weather forecast from a stream of daily observations.
+
+Each row (date, precipitation mm, max and min temperature °C, wind m/s) becomes one frame
+of the features the model was trained on (``spec.task['inputs']``, normalised with
+``input_mean`` / ``input_std``); after it, the model gives the next day's max and min
+temperature (normalised with ``output_mean`` / ``output_std``) and a rain logit.
+The raw-row → feature formulas mirror ``train/data_weather.py`` (the runtime cannot import
+``train``; a test checks the two agree).
+
+Example:
+    >>> from edgernn.runtime.apps import load_app
+    >>> from edgernn.runtime.apps.weather import Forecaster, parse_row
+    >>> fc = Forecaster(load_app("weather"))
+    >>> f = fc.update(parse_row("2015/06/01,0.0,24.4,12.2,3.1"))
+    >>> f.date.isoformat()
+    '2015-06-02'
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgernn.runtime.apps import task_field
+from edgernn.runtime.engine import Engine
+from edgernn.runtime.errors import InputError, SpecError
+
+COLUMNS = ("date", "precipitation", "temp_max", "temp_min", "wind")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One day's observations."""
+
+    date: dt.date
+    precipitation: float  # mm
+    temp_max: float  # °C
+    temp_min: float  # °C
+    wind: float  # m/s
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """The next day's forecast."""
+
+    date: dt.date
+    temp_max: float  # °C
+    temp_min: float  # °C
+    rain: float  # chance of any precipitation, 0..1
+
+
+def parse_row(line: str, line_no: int = 0) -> Row | None:
+    """A row from ``date,precipitation,temp_max,temp_min,wind[,...]``; None for a header or blank line."""
+    parts = [p.strip() for p in line.strip().split(",")]
+    if not parts[0] or parts[0].lower() == "date":
+        return None
+    where = f"line {line_no}" if line_no else "row"
+    if len(parts) < len(COLUMNS):
+        raise InputError(f"{where}: expected {len(COLUMNS)} columns ({','.join(COLUMNS)}), got {len(parts)}: {line!r}")
+    try:
+        date = dt.date.fromisoformat(parts[0].replace("/", "-"))
+    except ValueError:
+        raise InputError(f"{where}: column 'date' must be YYYY-MM-DD or YYYY/MM/DD, got {parts[0]!r}") from None
+    values: list[float] = []
+    for name, text in zip(COLUMNS[1:], parts[1:5]):
+        try:
+            value = float(text)
+        except ValueError:
+            raise InputError(f"{where}: column {name!r} must be a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise InputError(f"{where}: column {name!r} is {text!r}, not a finite number")
+        values.append(value)
+    return Row(date, *values)
+
+
+def _day_angle(d: dt.date) -> float:
+    return 2.0 * math.pi * (d.timetuple().tm_yday - 1) / 365.25
+
+
+# Feature name → formula on one row; mirrors train/data_weather.py.
+FEATURES: dict[str, Callable[[Row], float]] = {
+    "precipitation": lambda r: r.precipitation,
+    "log_precipitation": lambda r: math.log1p(max(r.precipitation, 0.0)),
+    "temp_max": lambda r: r.temp_max,
+    "temp_min": lambda r: r.temp_min,
+    "wind": lambda r: r.wind,
+    "rained": lambda r: float(r.precipitation > 0.0),
+    "doy_sin": lambda r: math.sin(_day_angle(r.date)),
+    "doy_cos": lambda r: math.cos(_day_angle(r.date)),
+}
+
+
+def _floats(engine: Engine, key: str, n: int) -> np.ndarray:
+    raw = task_field(engine, key, list)
+    arr = np.asarray(raw, dtype=np.float64)
+    if arr.shape != (n,) or not np.isfinite(arr).all():
+        raise SpecError(f"{engine.source}: spec.task[{key!r}] must hold {n} finite numbers, got {raw!r}")
+    return arr
+
+
+class Forecaster:
+    """Daily rows in, the next day's forecast out; the stream carries the whole history."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.inputs = [str(x) for x in task_field(engine, "inputs", list)]
+        unknown = [n for n in self.inputs if n not in FEATURES]
+        if unknown:
+            raise SpecError(
+                f"{engine.source}: spec.task['inputs'] names features {unknown} this runtime cannot "
+                f"compute; known: {sorted(FEATURES)}"
+            )
+        if engine.frame_shape != (len(self.inputs),):
+            raise SpecError(
+                f"{engine.source}: frames have shape {engine.frame_shape}, "
+                f"spec.task['inputs'] names {len(self.inputs)} features"
+            )
+        outputs = [str(x) for x in task_field(engine, "outputs", list)]
+        if outputs[:3] != ["temp_max", "temp_min", "rain"]:
+            raise SpecError(f"{engine.source}: spec.task['outputs'] must be temp_max, temp_min, rain; got {outputs}")
+        self.in_mean = _floats(engine, "input_mean", len(self.inputs))
+        self.in_std = _floats(engine, "input_std", len(self.inputs))
+        self.out_mean = _floats(engine, "output_mean", 2)
+        self.out_std = _floats(engine, "output_std", 2)
+        self.stream = engine.stream()
+        self.last: Row | None = None
+
+    def frame(self, row: Row) -> np.ndarray:
+        """The normalised feature frame of ``row``."""
+        raw = np.array([FEATURES[n](row) for n in self.inputs], dtype=np.float64)
+        return ((raw - self.in_mean) / self.in_std).astype(np.float32)
+
+    def update(self, row: Row | None) -> Forecast:
+        """Feed one day; the forecast for the day after it."""
+        if row is None:
+            raise InputError("weather: got no row (a header or a blank line)")
+        if self.last is not None and row.date <= self.last.date:
+            raise InputError(f"weather: rows must be in date order; {row.date} follows {self.last.date}")
+        y = self.stream.step(self.frame(row)).astype(np.float64)
+        self.last = row
+        tmax, tmin = y[:2] * self.out_std + self.out_mean
+        return Forecast(row.date + dt.timedelta(days=1), float(tmax), float(tmin), float(1.0 / (1.0 + math.exp(-y[2]))))
+
+    def reset(self) -> None:
+        self.stream.reset()
+        self.last = None
