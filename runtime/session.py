@@ -13,7 +13,11 @@ import onnxruntime as ort
 
 
 class SessionProfile(Protocol):
-    """What ``Engine.load`` needs from a device profile."""
+    """What ``Engine.load`` needs from a device profile.
+
+    Optional hook: a profile may also have ``stream_factory``, a callable ``(engine) -> stream``
+    or None; ``Engine.stream()`` then uses it (``edgernn.devices.cuda`` keeps state on the GPU).
+    """
 
     name: str
     device: str  # where state buffers live: "cpu" or "cuda"

@@ -1,0 +1,337 @@
+"""The CUDA path: state stays on the GPU, CUDA graphs per ping-pong direction, pinned host buffers.
+
+No torch. The few CUDA runtime calls needed (pinned allocation, one stream, async copies, a
+sync) go through ctypes to the ``libcudart`` that onnxruntime's CUDA provider loads. One
+CUDA stream per device is handed to the CUDA / TensorRT providers as their compute stream
+(``user_compute_stream``), so a step is: copy the frame host→device, run, copy the result
+device→host, all queued on that stream, then one synchronisation.
+
+``CudaStream`` is what ``Engine.stream()`` returns for a profile whose ``device`` is
+``"cuda"`` (through the profile's ``stream_factory`` hook). Where libcudart cannot be found
+it still keeps state on the GPU, and moves frames with onnxruntime's own (pageable) copies;
+``CudaStream.transfer`` says which.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import glob
+import itertools
+import os
+import sys
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from edgernn.runtime.engine import NP_DTYPES, Engine, Stream
+from edgernn.runtime.errors import InputError, ProfileError, StreamError
+
+H2D, D2H = 1, 2  # cudaMemcpyKind
+STREAM_NON_BLOCKING = 1
+_graph_ids = itertools.count(1)  # process-wide: every stream captures under its own two ids
+_lock = threading.Lock()
+
+
+class CudaRuntime:
+    """The CUDA runtime calls the stream needs, through ctypes."""
+
+    def __init__(self, lib: ctypes.CDLL, path: str) -> None:
+        self.lib = lib
+        self.path = path
+        self.lib.cudaGetErrorString.restype = ctypes.c_char_p
+        self._streams: dict[int, int] = {}
+
+    def check(self, code: int, what: str) -> None:
+        if code != 0:
+            msg = self.lib.cudaGetErrorString(code).decode()
+            raise ProfileError(f"CUDA runtime ({self.path}): {what} failed: {msg} (error {code})")
+
+    def set_device(self, device_id: int) -> None:
+        self.check(self.lib.cudaSetDevice(ctypes.c_int(device_id)), f"cudaSetDevice({device_id})")
+
+    def stream(self, device_id: int) -> int:
+        """The one non-blocking stream of ``device_id`` (created once per process)."""
+        with _lock:
+            if device_id not in self._streams:
+                self.set_device(device_id)
+                handle = ctypes.c_void_p()
+                self.check(
+                    self.lib.cudaStreamCreateWithFlags(ctypes.byref(handle), ctypes.c_uint(STREAM_NON_BLOCKING)),
+                    "cudaStreamCreateWithFlags",
+                )
+                self._streams[device_id] = int(handle.value or 0)
+            return self._streams[device_id]
+
+    def host_alloc(self, nbytes: int) -> int:
+        ptr = ctypes.c_void_p()
+        self.check(self.lib.cudaHostAlloc(ctypes.byref(ptr), ctypes.c_size_t(max(nbytes, 1)), 0), "cudaHostAlloc")
+        return int(ptr.value or 0)
+
+    def free_host(self, ptr: int) -> None:
+        self.lib.cudaFreeHost(ctypes.c_void_p(ptr))
+
+    def copy_async(self, dst: int, src: int, nbytes: int, kind: int, stream: int) -> None:
+        code = self.lib.cudaMemcpyAsync(
+            ctypes.c_void_p(dst), ctypes.c_void_p(src), ctypes.c_size_t(nbytes), ctypes.c_int(kind),
+            ctypes.c_void_p(stream),
+        )  # fmt: skip
+        self.check(code, "cudaMemcpyAsync")
+
+    def copy(self, dst: int, src: int, nbytes: int, kind: int) -> None:
+        code = self.lib.cudaMemcpy(ctypes.c_void_p(dst), ctypes.c_void_p(src), ctypes.c_size_t(nbytes), kind)
+        self.check(code, "cudaMemcpy")
+
+    def synchronize(self, stream: int) -> None:
+        self.check(self.lib.cudaStreamSynchronize(ctypes.c_void_p(stream)), "cudaStreamSynchronize")
+
+
+def _cudart_candidates() -> list[str]:
+    """Where libcudart may be: already mapped into this process, then the usual names and wheels."""
+    found: list[str] = []
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                path = line.rsplit(" ", 1)[-1].strip()
+                if "libcudart.so" in os.path.basename(path) and path not in found:
+                    found.append(path)
+    except OSError:
+        pass
+    for site in sys.path:
+        found += sorted(glob.glob(os.path.join(site, "nvidia", "*", "lib", "libcudart.so*")), reverse=True)
+    named = ctypes.util.find_library("cudart")
+    found += [n for n in (named, "libcudart.so.13", "libcudart.so.12", "libcudart.so") if n]
+    return found
+
+
+_runtime: CudaRuntime | None = None
+_runtime_tried = False
+
+
+def cuda_runtime() -> CudaRuntime | None:
+    """The CUDA runtime library, or None where there is none (no GPU build, no libcudart)."""
+    global _runtime, _runtime_tried
+    if _runtime_tried:
+        return _runtime
+    _runtime_tried = True
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return None
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None:  # onnxruntime >= 1.21: load the CUDA libraries it was built against
+        try:
+            preload(cuda=True, cudnn=False, msvc=False)
+        except Exception:  # noqa: BLE001 - best effort; the search below still runs
+            pass
+    for path in _cudart_candidates():
+        try:
+            _runtime = CudaRuntime(ctypes.CDLL(path), path)
+            return _runtime
+        except OSError:
+            continue
+    return None
+
+
+def stream_options(provider: str, current: dict[str, str]) -> dict[str, str]:
+    """Provider options that hand our CUDA stream to the CUDA / TensorRT provider (empty elsewhere)."""
+    if provider not in ("CUDAExecutionProvider", "TensorrtExecutionProvider") or "user_compute_stream" in current:
+        return {}
+    rt = cuda_runtime()
+    if rt is None:
+        return {}
+    stream = rt.stream(int(current.get("device_id", "0")))
+    return {"user_compute_stream": str(stream), "has_user_compute_stream": "1"}
+
+
+class PinnedArray:
+    """A numpy array in page-locked host memory (``cudaHostAlloc``), freed when collected."""
+
+    def __init__(self, rt: CudaRuntime, shape: tuple[int, ...], dtype: Any) -> None:
+        dt = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+        self.ptr = rt.host_alloc(nbytes)
+        self.nbytes = nbytes
+        raw = (ctypes.c_byte * max(nbytes, 1)).from_address(self.ptr)
+        self.array = np.frombuffer(raw, dtype=np.uint8, count=nbytes).view(dt).reshape(shape)
+        self._finalizer = weakref.finalize(self, rt.free_host, self.ptr)
+
+
+def make_stream(engine: Engine) -> Any:
+    """The stream for a ``device = "cuda"`` profile: ``CudaStream`` where the spec allows, else the CPU one."""
+    if engine.fast and "CUDAExecutionProvider" in engine.session.get_providers():
+        return CudaStream(engine)
+    return Stream(engine)
+
+
+class CudaStream:
+    """One caller's state, kept on the GPU; frames and results cross through pinned host buffers.
+
+    The same calls as the CPU ``Stream`` (``step``, ``push``, ``reset``, ``state``, ``close``).
+    Two IOBindings swap the state buffers each call (ping-pong). With a CUDA-graph profile
+    each binding is captured as its own graph (run option ``gpu_graph_id``), because a graph
+    replays fixed addresses and the two directions read and write different buffers.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._closed = False
+        self.last_outputs: dict[str, np.ndarray] = {}
+        profile = engine.profile
+        self.device_id = int(getattr(profile, "device_id", 0))
+        self.graphs = bool(getattr(profile, "cuda_graph", False))
+        spec = engine.spec
+        self._init = [np.full(s.concrete_shape(1), s.init, dtype=NP_DTYPES[s.dtype]) for s in spec.states]
+        self._dev_states = [[self._device(a) for _ in range(2)] for a in self._init]
+        self._parity = 0
+        x0 = np.zeros((1, 1, *engine.frame_shape), dtype=engine.input_dtype)
+        ys0 = [np.zeros(o.concrete_shape(1, 1), dtype=NP_DTYPES[o.dtype]) for o in spec.outputs]
+        self._x_dev = self._device(x0)
+        self._y_dev = [self._device(y) for y in ys0]
+        self.rt = cuda_runtime()
+        self._cuda_stream = 0
+        if self.rt is not None:
+            self._x_host = PinnedArray(self.rt, x0.shape, x0.dtype)
+            self._y_host = [PinnedArray(self.rt, y.shape, y.dtype) for y in ys0]
+            provider_opts = engine.session.get_provider_options().get("CUDAExecutionProvider", {})
+            if provider_opts.get("has_user_compute_stream") == "1":
+                self._cuda_stream = int(provider_opts.get("user_compute_stream", "0"))
+        self.transfer = "pinned+stream" if self._cuda_stream else ("pinned" if self.rt else "pageable")
+        self._run_options = [self._options() for _ in (0, 1)]
+        self._bindings: list[ort.IOBinding] | None = [self._bind(p) for p in (0, 1)]
+
+    # -- public API (as Stream) ---------------------------------------------------------
+
+    def step(self, frame: Any) -> np.ndarray:
+        """Advance by one frame; return the first output for it (batch and time axes dropped)."""
+        x = np.asarray(self.engine.check_one(frame), dtype=self.engine.input_dtype)
+        with self._guard():
+            y = self._run_step(x, self._parity)
+            self._parity ^= 1
+            return y
+
+    def push(self, frames: Any, chunk: int = 64) -> np.ndarray:
+        """Advance by ``len(frames)`` frames in chunks of ``chunk``; equal to stepping one by one."""
+        if chunk < 1:
+            raise InputError(f"push: chunk must be >= 1, got {chunk}")
+        xs = np.ascontiguousarray(self.engine.check_many(frames), dtype=self.engine.input_dtype)
+        first = self.engine.spec.outputs[0]
+        if xs.shape[0] == 0:
+            return np.zeros((0, *first.concrete_shape(1, 1)[2:]), dtype=NP_DTYPES[first.dtype])
+        with self._guard():
+            return self._push_chunks(xs, chunk)
+
+    def reset(self) -> None:
+        """Return to the initial state."""
+        with self._guard():
+            for init, pair in zip(self._init, self._dev_states):
+                pair[self._parity].update_inplace(init)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """A host copy of the current state, keyed by state input name."""
+        with self._guard():
+            return {s.input: pair[self._parity].numpy() for s, pair in zip(self.engine.spec.states, self._dev_states)}
+
+    def close(self) -> None:
+        """Release the bindings; any later call raises StreamError."""
+        with self._lock:
+            self._closed = True
+            self._bindings = None
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        with self._lock:
+            if self._closed:
+                raise StreamError("stream is closed; create a new one with engine.stream()")
+            yield
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _device(self, arr: np.ndarray) -> ort.OrtValue:
+        return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(arr), "cuda", self.device_id)
+
+    def _options(self) -> ort.RunOptions:
+        ro = ort.RunOptions()
+        if self.graphs:
+            with _lock:
+                gid = next(_graph_ids)
+            ro.add_run_config_entry("gpu_graph_id", str(gid))
+        if self._cuda_stream:  # one sync after the result's copy instead of one inside run
+            ro.add_run_config_entry("disable_synchronize_execution_providers", "1")
+        return ro
+
+    def _bind(self, parity: int) -> ort.IOBinding:
+        engine = self.engine
+        io = engine.session.io_binding()
+        io.bind_ortvalue_input(engine.input.name, self._x_dev)
+        for spec, pair in zip(engine.spec.states, self._dev_states):
+            io.bind_ortvalue_input(spec.input, pair[parity])
+            io.bind_ortvalue_output(spec.output, pair[parity ^ 1])
+        for o, y in zip(engine.spec.outputs, self._y_dev):
+            io.bind_ortvalue_output(o.name, y)
+        return io
+
+    def _run_step(self, x: np.ndarray, parity: int) -> np.ndarray:
+        bindings = self._bindings
+        if bindings is None:
+            raise StreamError("stream is closed; create a new one with engine.stream()")
+        session = self.engine.session
+        rt = self.rt
+        if rt is None:
+            self._x_dev.update_inplace(x.reshape(self._x_dev.shape()))
+            session.run_with_iobinding(bindings[parity], self._run_options[parity])
+            ys = [y.numpy() for y in self._y_dev]
+        else:
+            xh, s = self._x_host, self._cuda_stream
+            xh.array[0, 0] = x
+            if s:
+                rt.copy_async(self._x_dev.data_ptr(), xh.ptr, xh.nbytes, H2D, s)
+                session.run_with_iobinding(bindings[parity], self._run_options[parity])
+                for yd, yh in zip(self._y_dev, self._y_host):
+                    rt.copy_async(yh.ptr, yd.data_ptr(), yh.nbytes, D2H, s)
+                rt.synchronize(s)
+            else:
+                rt.copy(self._x_dev.data_ptr(), xh.ptr, xh.nbytes, H2D)
+                session.run_with_iobinding(bindings[parity], self._run_options[parity])
+                for yd, yh in zip(self._y_dev, self._y_host):
+                    rt.copy(yh.ptr, yd.data_ptr(), yh.nbytes, D2H)
+            ys = [yh.array for yh in self._y_host]
+        self.last_outputs = {o.name: y[0, 0].copy() for o, y in zip(self.engine.spec.outputs, ys)}
+        return ys[0][0, 0].copy()
+
+    def _push_chunks(self, xs: np.ndarray, chunk: int) -> np.ndarray:
+        """Chunks of frames: host input bound as is, outputs copied back per chunk; rolled back on failure."""
+        engine = self.engine
+        ro = ort.RunOptions()
+        if self.graphs:
+            ro.add_run_config_entry("gpu_graph_id", "-1")  # chunk shapes vary: no graph capture
+        start = self._parity
+        saved = [pair[start].numpy() for pair in self._dev_states]
+        outs: list[list[np.ndarray]] = [[] for _ in engine.spec.outputs]
+        try:
+            for t0 in range(0, xs.shape[0], chunk):
+                io = engine.session.io_binding()
+                p = self._parity
+                io.bind_cpu_input(engine.input.name, np.ascontiguousarray(xs[None, t0 : t0 + chunk]))
+                for o in engine.spec.outputs:  # outputs first: get_outputs() keeps the binding order
+                    io.bind_output(o.name, "cpu")
+                for spec, pair in zip(engine.spec.states, self._dev_states):
+                    io.bind_ortvalue_input(spec.input, pair[p])
+                    io.bind_ortvalue_output(spec.output, pair[p ^ 1])
+                engine.session.run_with_iobinding(io, ro)
+                values = io.get_outputs()
+                for i, acc in enumerate(outs):
+                    acc.append(values[i].numpy()[0])
+                self._parity ^= 1
+        except Exception:
+            self._parity = start
+            for pair, s in zip(self._dev_states, saved):
+                pair[start].update_inplace(s)
+            raise
+        whole = [np.concatenate(acc) for acc in outs]
+        self.last_outputs = {o.name: y[-1].copy() for o, y in zip(engine.spec.outputs, whole)}
+        return whole[0]
