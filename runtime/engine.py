@@ -113,8 +113,13 @@ class Engine:
         return cls(session, spec, profile, digest, source, nonfinite)
 
     def stream(self) -> Stream:
-        """A new stream at the initial state."""
-        return Stream(self)
+        """A new stream at the initial state.
+
+        A profile with a ``stream_factory`` (the hook in ``runtime/session.py``; the CUDA
+        profiles of ``edgernn.devices`` keep state on the GPU) makes the stream instead.
+        """
+        factory = getattr(self.profile, "stream_factory", None)
+        return factory(self) if factory is not None else Stream(self)
 
     def check_frames(self, frames: Any, leading: int) -> np.ndarray:
         """Validate ``frames`` (``leading`` extra axes before one frame) and return them as a C array."""
