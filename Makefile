@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint clean openvino gpu-check
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,5 +24,29 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy runtime devices
 
+# The OpenVINO execution provider for real: onnxruntime-openvino replaces onnxruntime, so it
+# gets its own venv (~450 MB); the models are exported by the main one (torch is not needed there).
+OV_VENV ?= .venv-openvino
+OV_PY := $(OV_VENV)/bin/python
+OV_STAMP := $(OV_VENV)/.installed
+DEVICE_MODELS ?= build/device-models
+
+$(OV_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(OV_VENV)
+	$(OV_PY) -m pip install -q --upgrade pip
+	$(OV_PY) -m pip install -q "onnxruntime-openvino>=1.24,<1.25" numpy pytest
+	$(OV_PY) -m pip install -q --no-deps -e .
+	touch $(OV_STAMP)
+
+openvino: $(STAMP) $(OV_STAMP)
+	$(PY) tests/devices_models.py $(DEVICE_MODELS)
+	EDGERNN_DEVICE_MODELS=$(DEVICE_MODELS) $(OV_PY) -m pytest -q -s --noconftest -p no:cacheprovider \
+		-m openvino tests/test_devices_openvino.py
+
+# The whole GPU check in one go (CUDA parity, per-step latency vs PyTorch peers); skips cleanly
+# without a GPU. See devices/gpu_check.py for running it on a lent GPU machine.
+gpu-check:
+	$(PYTHON) devices/gpu_check.py --out build/gpu-check.json
+
 clean:
-	rm -rf $(VENV) runs build *.egg-info
+	rm -rf $(VENV) $(OV_VENV) runs build *.egg-info

@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "export": "edgernn.export.cli",
     "run": "edgernn.runtime.cli_run",
     "profile": "edgernn.runtime.cli_profile",
+    "devices": "edgernn.devices.cli",
     "demo": "edgernn.demo",
 }
 

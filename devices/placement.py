@@ -76,6 +76,15 @@ class PlacementReport:
     def ok(self) -> bool:
         return not self.missing and not self.fallback_nodes and not self.problems
 
+    def summary(self) -> str:
+        """One line: what is wrong (missing providers, fallback nodes, precision), or that all is placed."""
+        parts = [f"missing {name}" for name, _ in self.missing] + list(self.problems)
+        fell: dict[str, int] = {}
+        for n in self.fallback_nodes:
+            fell[n.provider] = fell.get(n.provider, 0) + 1
+        parts += [f"{k} node(s) fell back to {p}" for p, k in fell.items()]
+        return "; ".join(parts) or f"all {len(self.nodes)} node(s) on {', '.join(self.allowed)}"
+
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for n in self.nodes:
@@ -205,13 +214,17 @@ def load_engine(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     problems: list[str] = []
+    registered = engine.session.get_providers()
+    for name in running.provider_names:
+        if name not in registered:  # onnxruntime drops a provider that fails to start and says nothing
+            problems.append(f"{name} did not start in this session (a bad option or device?); it was dropped")
     quantized = [n for n in nodes if is_quantized_op(n.op)]
     if profile.precision == "int8" and not quantized:
         problems.append("precision int8, but the model has no quantized operator: export an int8 model for it")
     report = PlacementReport(
         profile=profile.name,
         requested=profile.provider_names,
-        registered=tuple(engine.session.get_providers()),
+        registered=tuple(registered),
         missing=tuple(missing),
         allowed=profile.allowed_providers(),
         nodes=tuple(nodes),
@@ -220,6 +233,7 @@ def load_engine(
     )
     if not report.ok:
         if strict:
-            raise ProfileError(f"{os.fspath(path)}: strict device profile refused the load:\n{report}")
+            where = os.fspath(path)
+            raise ProfileError(f"{where}: profile {profile.name!r} (strict) refused: {report.summary()}\n{report}")
         warnings.warn(f"{os.fspath(path)}: {report}", FallbackWarning, stacklevel=2)
     return engine, report
