@@ -1,5 +1,6 @@
 """edgernn.runtime: the stream spec, the Engine and its Streams. Imports numpy and onnxruntime only."""
 
+from edgernn.runtime.batch import Batch
 from edgernn.runtime.engine import Engine, Stream
 from edgernn.runtime.errors import (
     CheckpointError,
@@ -8,6 +9,7 @@ from edgernn.runtime.errors import (
     ModelLoadError,
     ParityError,
     ProfileError,
+    RunError,
     SnapshotError,
     SpecError,
     StreamError,
@@ -15,6 +17,7 @@ from edgernn.runtime.errors import (
 from edgernn.runtime.spec import SPEC_VERSION, StateSpec, StreamSpec, TensorSpec
 
 __all__ = [
+    "Batch",
     "SPEC_VERSION",
     "CheckpointError",
     "EdgeRNNError",
@@ -23,6 +26,7 @@ __all__ = [
     "ModelLoadError",
     "ParityError",
     "ProfileError",
+    "RunError",
     "SnapshotError",
     "SpecError",
     "StateSpec",

@@ -1,37 +1,39 @@
-"""Engine (shared, immutable: session + spec + profile) and Stream (one caller's state).
+"""Engine: one onnxruntime session, its stream spec and device profile, shared by many streams.
 
-The CPU hot path binds preallocated numpy buffers with two IOBindings per stream that swap
-the state buffers each call (ping-pong): no allocation, no ``run_with_ort_values``.
+The engine is immutable after load. Per-caller state lives in ``Stream`` (stream.py); many
+streams advance in one call through ``Batch`` (batch.py). The CPU hot path (slots.py)
+binds preallocated buffers with two IOBindings that swap the state buffers each call
+(ping-pong); graphs it cannot bind run on the generic path (general.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import threading
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnxruntime as ort
 
-from edgernn.runtime.errors import InputError, ModelLoadError, SpecError, StreamError
+from edgernn.runtime import general
+from edgernn.runtime.buffers import NP_DTYPES, alloc
+from edgernn.runtime.errors import InputError, ModelLoadError, SpecError
+from edgernn.runtime.frames import FrameCheck
 from edgernn.runtime.safety import read_model
 from edgernn.runtime.session import CpuDefaults, SessionProfile, make_session
+from edgernn.runtime.slots import SlotPool, runner
 from edgernn.runtime.spec import BATCH, TIME, StreamSpec, TensorSpec
+from edgernn.runtime.stream import Stream, fresh_home
 
-NP_DTYPES: dict[str, Any] = {
-    "float32": np.float32,
-    "float16": np.float16,
-    "float64": np.float64,
-    "int64": np.int64,
-    "int32": np.int32,
-    "int8": np.int8,
-    "uint8": np.uint8,
-    "bool": np.bool_,
-}
+if TYPE_CHECKING:
+    from edgernn.runtime.batch import Batch
+
 ORT_TYPES = {f"tensor({k if k != 'float32' else 'float'})": k for k in NP_DTYPES}
 ORT_TYPES["tensor(double)"] = "float64"
 ORT_TYPES["tensor(float16)"] = "float16"
+
+__all__ = ["NP_DTYPES", "Engine", "Stream", "frame_shape"]
 
 
 def frame_shape(t: TensorSpec) -> tuple[int, ...]:
@@ -44,16 +46,25 @@ class Engine:
 
     The whole streaming loop::
 
+        import numpy as np
         from edgernn.runtime import Engine
         engine = Engine.load("model.onnx")          # spec read from the model's metadata
         stream = engine.stream()                    # one per caller; holds the state
         for token in [5, 17, 3]:
             logits = stream.step(token)             # one frame in, one output out
         chunk_out = stream.push(np.arange(64) % 5)  # any number of frames, chunked inside
+        blob = stream.snapshot()                    # bytes: save, move, restore elsewhere
+        other = engine.stream(); other.restore(blob)
         stream.reset()                              # back to the initial state
+        stream.close()
+
+        batch = engine.batch(max_streams=64)        # many streams, one call per step
+        a, b = batch.join(), batch.join()
+        ys = batch.step(np.array([1, 2]))           # one frame per member, in batch.streams order
+        outs = batch.step_many({a: [4, 5, 6], b: []})  # ragged: b has nothing, its state is untouched
 
     The engine is immutable after load and safe to share between threads; each stream
-    serialises its own calls with a lock.
+    serialises its own calls with a lock (a second thread waits, it is not refused).
     """
 
     def __init__(
@@ -80,15 +91,35 @@ class Engine:
         self.vocab_size = (
             spec.model.input_size if spec.model is not None and spec.model.input_kind == "tokens" else None
         )
-        # The fast path preallocates every output; it needs one streamed input whose axes are
-        # (batch, time, ...), outputs of known shape, and no constants or context.
+        self.constants = {c.name: _constant(c.name, c.dtype, c.value, c.shape) for c in spec.constants}
+        self.output_names = [o.name for o in spec.outputs] + [s.output for s in spec.states]
+        self.checks = {
+            t.name: FrameCheck(
+                t.name, frame_shape(t), NP_DTYPES[t.dtype], self.vocab_size if i == 0 else None, nonfinite
+            )
+            for i, t in enumerate(spec.inputs)
+        }
+        self.multi_input = len(spec.inputs) > 1
+        self.check_one = self._check_one_dict if self.multi_input else self.checks[self.input.name].one
+        self.check_many = self._check_many_dict if self.multi_input else self.checks[self.input.name].many
+        self.single_output = len(spec.outputs) == 1
+        self.out_has_time = [o.time_axis is not None for o in spec.outputs]
+        # An input without a time axis takes exactly one frame per call.
+        self.max_chunk = 1 if any(t.time_axis is None for t in spec.inputs) else 1 << 30
+        self.tokens = self.frame_shape == () and np.dtype(self.input_dtype).kind in "iu"
+        self.run_bound, self.direct_run = runner(session)
+        self.out_frame_shapes = self._probe()
+        # The bound fast path preallocates every output: it needs one streamed input laid out
+        # (batch, time, ...), outputs (batch, time, ...) whose declared shapes the probe call
+        # confirmed, and no context window. Everything else runs on the generic path.
         self.fast = (
-            len(spec.inputs) == 1
-            and spec.inputs[0].shape[:2] == (BATCH, TIME)
-            and not spec.constants
+            not self.multi_input
+            and self.input.shape[:2] == (BATCH, TIME)
             and spec.context is None
             and all(o.fully_known and o.shape[:2] == (BATCH, TIME) for o in spec.outputs)
+            and all(o.concrete_shape(1, 1)[2:] == s for o, s in zip(spec.outputs, self.out_frame_shapes))
         )
+        self.pool = SlotPool(self)
 
     @classmethod
     def load(
@@ -98,7 +129,11 @@ class Engine:
         spec: StreamSpec | None = None,
         nonfinite: str = "raise",
     ) -> Engine:
-        """Load ``path`` with ``profile`` (CPU, one thread, by default); the spec comes from its metadata."""
+        """Load ``path`` with ``profile`` (CPU, one thread, by default); the spec comes from its metadata.
+
+        For a model not made here pass ``spec``: written by hand, or from
+        ``edgernn.runtime.infer.infer_spec(path, ...)``.
+        """
         source = os.fspath(path)
         data = read_model(source)
         profile = profile or CpuDefaults()
@@ -112,8 +147,10 @@ class Engine:
         digest = hashlib.sha256(data).hexdigest()
         return cls(session, spec, profile, digest, source, nonfinite)
 
+    # -- streams --------------------------------------------------------------------------
+
     def stream(self) -> Stream:
-        """A new stream at the initial state.
+        """A new stream at the initial state; it holds only its state until it steps.
 
         A profile with a ``stream_factory`` (the hook in ``runtime/session.py``; the CUDA
         profiles of ``edgernn.devices`` keep state on the GPU) makes the stream instead.
@@ -121,194 +158,109 @@ class Engine:
         factory = getattr(self.profile, "stream_factory", None)
         return factory(self) if factory is not None else Stream(self)
 
-    def check_frames(self, frames: Any, leading: int) -> np.ndarray:
-        """Validate ``frames`` (``leading`` extra axes before one frame) and return them as a C array."""
-        name = self.input.name
-        arr = np.asarray(frames)
-        want = self.frame_shape
-        if arr.ndim != leading + len(want):
-            what = "one frame" if leading == 0 else f"{leading} leading axis then one frame"
-            raise InputError(
-                f"input {name!r}: expected {what} of shape {want} (rank {leading + len(want)}), "
-                f"got shape {arr.shape} (rank {arr.ndim})"
-            )
-        for axis, (got, exp) in enumerate(zip(arr.shape[leading:], want)):
-            if got != exp:
-                raise InputError(
-                    f"input {name!r}: frame axis {axis} has size {got}, expected {exp} (frame shape {want})"
-                )
-        kind = np.dtype(self.input_dtype).kind
-        if kind in "iu":
-            if arr.dtype.kind not in "iu":
-                raise InputError(f"input {name!r}: expected integer tokens, got dtype {arr.dtype}")
-            if self.vocab_size is not None and arr.size and (arr.min() < 0 or arr.max() >= self.vocab_size):
-                raise InputError(
-                    f"input {name!r}: token ids must be in [0, {self.vocab_size}), got min {arr.min()} max {arr.max()}"
-                )
-        elif kind == "f":
-            if arr.dtype.kind not in "fiu":
-                raise InputError(f"input {name!r}: expected real numbers, got dtype {arr.dtype}")
-            if self.nonfinite == "raise" and arr.dtype.kind == "f" and not np.isfinite(arr).all():
-                raise InputError(f"input {name!r}: holds NaN or Inf (Engine nonfinite='raise')")
-        out = np.asarray(arr, dtype=self.input_dtype)
-        return out if out.flags.c_contiguous else out.copy()
+    def batch(
+        self,
+        max_streams: int = 64,
+        idle_after: float | None = None,
+        on_evict: Any = None,
+        clock: Any = None,
+    ) -> Batch:
+        """A group of up to ``max_streams`` streams advanced in one call; see ``edgernn.runtime.batch.Batch``."""
+        from edgernn.runtime.batch import Batch
 
+        return Batch(self, max_streams=max_streams, idle_after=idle_after, on_evict=on_evict, clock=clock)
 
-class Stream:
-    """One caller's recurrent state on a shared Engine. Create with ``engine.stream()``."""
+    def step_many(self, streams: Sequence[Stream], frames: Sequence[Any]) -> list[np.ndarray]:
+        """Advance ``streams[i]`` by ``frames[i]`` (``(T_i, ...)``, T_i may differ or be 0) in batched calls.
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        spec = engine.spec
-        self._states = [
-            [np.full(s.concrete_shape(1), s.init, dtype=NP_DTYPES[s.dtype]) for _ in range(2)] for s in spec.states
-        ]
-        self._parity = 0  # which buffer of each pair holds the current state
-        self._lock = threading.Lock()
-        self._closed = False
-        self._bindings: list[ort.IOBinding] | None = None
-        self._x = np.zeros((1, 1, *engine.frame_shape), dtype=engine.input_dtype)
-        self._ys = [np.zeros(o.concrete_shape(1, 1), dtype=NP_DTYPES[o.dtype]) for o in spec.outputs]
-        self.last_outputs: dict[str, np.ndarray] = {}
+        Equal to pushing each stream alone; a stream with no frames is untouched. Any streams
+        of this engine (loose, or members of one Batch). Returns each stream's outputs ``(T_i, ...)``.
+        """
+        from edgernn.runtime.batch import step_many
 
-    # -- public API ---------------------------------------------------------------------
+        return step_many(self, streams, frames)
 
-    def step(self, frame: Any) -> np.ndarray:
-        """Advance by one frame; return the first output for it (batch and time axes dropped)."""
-        x = self.engine.check_frames(frame, leading=0)
-        with self._guard():
-            if not self.engine.fast:
-                return self._run_general(x[None, None])[0]
-            if self._bindings is None:
-                self._bindings = [self._build_binding(p) for p in (0, 1)]
-            self._x[0, 0] = x
-            self.engine.session.run_with_iobinding(self._bindings[self._parity])
-            self._parity ^= 1
-            self.last_outputs = {o.name: y[0, 0].copy() for o, y in zip(self.engine.spec.outputs, self._ys)}
-            return self._ys[0][0, 0].copy()
+    # -- helpers for Stream / Batch (internal) ------------------------------------------
 
-    def push(self, frames: Any, chunk: int = 64) -> np.ndarray:
-        """Advance by ``len(frames)`` frames in chunks of ``chunk``; equal to stepping one by one."""
-        if chunk < 1:
-            raise InputError(f"push: chunk must be >= 1, got {chunk}")
-        xs = self.engine.check_frames(frames, leading=1)
-        n = xs.shape[0]
-        if n == 0:
-            first = self.engine.spec.outputs[0]
-            return np.zeros((0, *first.concrete_shape(1, 1)[2:]), dtype=NP_DTYPES[first.dtype])
-        with self._guard():
-            if not self.engine.fast:
-                return self._run_general(xs[None])[0]
-            return self._push_fast(xs[None], chunk)[0][0]
+    def initial_state(self) -> list[np.ndarray]:
+        return fresh_home(self)
 
-    def reset(self) -> None:
-        """Return to the initial state."""
-        with self._guard():
-            for spec, pair in zip(self.engine.spec.states, self._states):
-                pair[self._parity].fill(spec.init)
+    def initial_context(self, n: int) -> np.ndarray:
+        ctx = self.spec.context
+        assert ctx is not None
+        t = next(t for t in self.spec.inputs if t.name == ctx.input)
+        return alloc((n, ctx.frames, *frame_shape(t)), t.dtype)
 
-    def state(self) -> dict[str, np.ndarray]:
-        """A copy of the current state, keyed by state input name."""
-        with self._guard():
-            return {s.input: pair[self._parity].copy() for s, pair in zip(self.engine.spec.states, self._states)}
+    def _check_one_dict(self, frame: Any) -> dict[str, np.ndarray]:
+        if not isinstance(frame, Mapping):
+            raise InputError(f"this model has several streamed inputs {list(self.checks)}: feed a dict name -> frame")
+        self._same_names(frame)
+        return {name: np.asarray(check.one(frame[name]), dtype=check.dtype) for name, check in self.checks.items()}
 
-    def close(self) -> None:
-        """Release the buffers; any later call raises StreamError."""
-        with self._lock:
-            self._closed = True
-            self._bindings = None
+    def _check_many_dict(self, frames: Any) -> dict[str, np.ndarray]:
+        if not isinstance(frames, Mapping):
+            raise InputError(f"this model has several streamed inputs {list(self.checks)}: feed a dict name -> frames")
+        self._same_names(frames)
+        out = {name: check.many(frames[name]) for name, check in self.checks.items()}
+        lengths = {name: a.shape[0] for name, a in out.items()}
+        if len(set(lengths.values())) > 1:
+            raise InputError(f"streamed inputs must have the same number of frames, got {lengths}")
+        return out
 
-    # -- internals ----------------------------------------------------------------------
+    def _same_names(self, given: Mapping[str, Any]) -> None:
+        if set(given) != set(self.checks):
+            raise InputError(f"streamed inputs are {sorted(self.checks)}, got {sorted(given)}")
 
-    def _guard(self) -> _Guard:
-        return _Guard(self)
+    def frames_count(self, xs: Any) -> int:
+        return int(next(iter(xs.values())).shape[0]) if self.multi_input else int(xs.shape[0])
 
-    def _build_binding(self, parity: int) -> ort.IOBinding:
-        engine = self.engine
-        io = engine.session.io_binding()
-        _bind_in(io, engine.input.name, self._x)
-        for spec, pair in zip(engine.spec.states, self._states):
-            _bind_in(io, spec.input, pair[parity])
-            _bind_out(io, spec.output, pair[parity ^ 1])
-        for o, y in zip(engine.spec.outputs, self._ys):
-            _bind_out(io, o.name, y)
-        return io
+    def one_as_many(self, x: Any) -> Any:
+        if self.multi_input:
+            return {k: v[None] for k, v in x.items()}
+        return np.asarray(x, dtype=self.input_dtype).reshape(1, *self.frame_shape)
 
-    def _push_fast(self, xs: np.ndarray, chunk: int) -> list[np.ndarray]:
-        """Run (1, T, ...) frames in chunks; on failure the state is rolled back."""
-        engine = self.engine
-        n = xs.shape[1]
-        outs = [np.empty(o.concrete_shape(1, n), dtype=NP_DTYPES[o.dtype]) for o in engine.spec.outputs]
-        start_parity = self._parity
-        saved = [pair[start_parity].copy() for pair in self._states]
-        io = engine.session.io_binding()
+    def slice_frames(self, xs: Any, t0: int, t1: int) -> dict[str, np.ndarray]:
+        """Frames ``t0:t1`` of one stream in stream layout ``(1, T, *frame)``, keyed by input name."""
+        if self.multi_input:
+            return {k: v[None, t0:t1] for k, v in xs.items()}
+        return {self.input.name: xs[None, t0:t1]}
+
+    def empty_output(self) -> np.ndarray:
+        first = self.spec.outputs[0]
+        return np.zeros((0, *self.out_frame_shapes[0]), dtype=NP_DTYPES[first.dtype])
+
+    def join_outputs(self, parts: list[np.ndarray]) -> np.ndarray:
+        """Per-call first outputs of one stream → one array: along time, or one row per call."""
+        if self.out_has_time[0]:
+            return np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
+        return np.stack(parts)
+
+    def last_from(self, outs: list[np.ndarray]) -> Any:
+        """The latest frame of each output of one stream (stream layout less the batch axis)."""
+        last = tuple(o[-1].copy() if t else o.copy() for o, t in zip(outs, self.out_has_time))
+        return last[0] if self.single_output else last
+
+    def _probe(self) -> list[tuple[int, ...]]:
+        """Run one step at the initial state with zero input; the output shapes that come back.
+
+        Declared output shapes are not trusted: the fast path is used only where they agree
+        with what the graph returns; state shapes must agree or the spec is refused.
+        """
+        inputs = {t.name: alloc((1, 1, *frame_shape(t)), t.dtype) for t in self.spec.inputs}
+        ctx = self.initial_context(1) if self.spec.context is not None else None
         try:
-            for t0 in range(0, n, chunk):
-                t1 = min(n, t0 + chunk)
-                p = self._parity
-                _bind_in(io, engine.input.name, xs[:, t0:t1])
-                for spec, pair in zip(engine.spec.states, self._states):
-                    _bind_in(io, spec.input, pair[p])
-                    _bind_out(io, spec.output, pair[p ^ 1])
-                for o, y in zip(engine.spec.outputs, outs):
-                    _bind_out(io, o.name, y[:, t0:t1])
-                engine.session.run_with_iobinding(io)
-                self._parity ^= 1
-        except Exception:
-            self._parity = start_parity
-            for pair, s in zip(self._states, saved):
-                pair[start_parity][...] = s
-            raise
-        self.last_outputs = {o.name: y[0, -1].copy() for o, y in zip(engine.spec.outputs, outs)}
-        return outs
-
-    def _run_general(self, xs: np.ndarray) -> list[np.ndarray]:
-        """Any spec: feed by name with session.run (used for graphs the fast path cannot bind)."""
-        engine = self.engine
-        feeds: dict[str, np.ndarray] = {engine.input.name: xs}
-        for spec, pair in zip(engine.spec.states, self._states):
-            feeds[spec.input] = pair[self._parity]
-        for c in engine.spec.constants:
-            feeds[c.name] = np.asarray(c.value, dtype=NP_DTYPES[c.dtype]).reshape(c.shape)
-        names = [o.name for o in engine.spec.outputs] + [s.output for s in engine.spec.states]
-        results = engine.session.run(names, feeds)
-        n_out = len(engine.spec.outputs)
-        for spec, pair, new in zip(engine.spec.states, self._states, results[n_out:]):
-            if new.shape != pair[self._parity].shape:
-                raise SpecError(
-                    f"state {spec.output!r}: the graph returned shape {new.shape}, "
-                    f"the spec says {pair[self._parity].shape}"
-                )
-            pair[self._parity ^ 1][...] = new
-        self._parity ^= 1
-        self.last_outputs = {o.name: r[0] for o, r in zip(engine.spec.outputs, results[:n_out])}
-        return [r[0] for r in results[:n_out]]
+            outs, _, _ = general.call(self, fresh_home(self), ctx, inputs, 1)
+        except SpecError as exc:
+            raise SpecError(f"{self.source}: {exc}") from None
+        return [tuple(o.shape[2:] if t else o.shape[1:]) for o, t in zip(outs, self.out_has_time)]
 
 
-class _Guard:
-    """Serialises calls on one stream and refuses calls after close."""
-
-    __slots__ = ("stream",)
-
-    def __init__(self, stream: Stream) -> None:
-        self.stream = stream
-
-    def __enter__(self) -> None:
-        self.stream._lock.acquire()
-        if self.stream._closed:
-            self.stream._lock.release()
-            raise StreamError("stream is closed; create a new one with engine.stream()")
-
-    def __exit__(self, *exc: object) -> None:
-        self.stream._lock.release()
-
-
-def _bind_in(io: ort.IOBinding, name: str, arr: np.ndarray) -> None:
-    io.bind_input(name, "cpu", 0, arr.dtype.type, arr.shape, arr.ctypes.data)
-
-
-def _bind_out(io: ort.IOBinding, name: str, arr: np.ndarray) -> None:
-    io.bind_output(name, "cpu", 0, arr.dtype.type, arr.shape, arr.ctypes.data)
+def _constant(name: str, dtype: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
+    try:
+        arr = np.array(value, dtype=NP_DTYPES[dtype])
+        return np.ascontiguousarray(arr.reshape(shape))
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"constant {name!r}: value {value!r} does not fit dtype {dtype} shape {shape}: {exc}") from None
 
 
 def _check_spec_against_graph(spec: StreamSpec, session: ort.InferenceSession, source: str) -> None:
@@ -328,6 +280,7 @@ def _check_spec_against_graph(spec: StreamSpec, session: ort.InferenceSession, s
             raise SpecError(f"{source}: the spec reads output {name!r}, the graph's outputs are {sorted(graph_out)}")
     declared = {t.name: t.dtype for t in spec.inputs}
     declared.update({s.input: s.dtype for s in spec.states})
+    declared.update({c.name: c.dtype for c in spec.constants})
     declared.update({t.name: t.dtype for t in spec.outputs})
     declared.update({s.output: s.dtype for s in spec.states})
     for name, dtype in declared.items():

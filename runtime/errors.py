@@ -37,3 +37,7 @@ class CheckpointError(EdgeRNNError):
 
 class ProfileError(EdgeRNNError):
     """A device profile is malformed, or cannot run here."""
+
+
+class RunError(EdgeRNNError):
+    """onnxruntime failed while running a step; every stream's state is as it was before the call."""

@@ -1,0 +1,110 @@
+"""Validation of frames at the boundary: fast for the common case, exact names in every error.
+
+``FrameCheck.one`` takes one frame (no batch / time axes), ``FrameCheck.many`` a sequence
+of frames (one leading time axis). Both return an array of the input's dtype, or raise
+``InputError`` naming the tensor and the axis. The fast path (an ndarray of the right
+dtype and shape, or a Python int token) skips ``np.asarray`` and tests finiteness with one
+dot product (NaN / Inf propagate; an overflow falls back to the exact test).
+"""
+
+from __future__ import annotations
+
+from math import isfinite
+from typing import Any
+
+import numpy as np
+
+from edgernn.runtime.errors import InputError
+
+
+class FrameCheck:
+    """Checks frames of one streamed input: shape, dtype kind, token range, NaN / Inf."""
+
+    __slots__ = ("name", "shape", "dtype", "vocab", "check_finite", "tokens", "floating", "vector")
+
+    def __init__(self, name: str, shape: tuple[int, ...], dtype: Any, vocab: int | None, nonfinite: str) -> None:
+        self.name = name
+        self.shape = shape
+        self.dtype = np.dtype(dtype)
+        self.vocab = vocab
+        self.floating = self.dtype.kind == "f"
+        self.tokens = self.dtype.kind in "iu"
+        self.check_finite = nonfinite == "raise" and self.floating
+        self.vector = len(shape) <= 1  # a frame that ``dot`` takes as is (no reshape)
+
+    def one(self, frame: Any) -> Any:
+        """One frame; a token model also takes a Python int (returned as is)."""
+        if type(frame) is np.ndarray and frame.shape == self.shape and frame.dtype is self.dtype:
+            if self.check_finite and not (isfinite(frame.dot(frame)) if self.vector else _finite(frame)):
+                if not _finite(frame):
+                    raise InputError(f"input {self.name!r}: holds NaN or Inf (Engine nonfinite='raise')")
+            if self.vocab is not None:
+                self._range(frame)
+            return frame
+        if self.tokens and type(frame) is int and not self.shape:
+            if self.vocab is not None and not 0 <= frame < self.vocab:
+                raise InputError(f"input {self.name!r}: token ids must be in [0, {self.vocab}), got {frame}")
+            return frame
+        return self.slow(frame, 0)
+
+    def many(self, frames: Any) -> np.ndarray:
+        """Frames with one leading (time) axis, as a C-contiguous array of the input's dtype."""
+        if (
+            type(frames) is np.ndarray
+            and frames.dtype == self.dtype
+            and frames.shape[1:] == self.shape
+            and frames.ndim == len(self.shape) + 1
+            and frames.flags.c_contiguous
+        ):
+            if self.check_finite and not _finite(frames):
+                raise InputError(f"input {self.name!r}: holds NaN or Inf (Engine nonfinite='raise')")
+            if self.vocab is not None:
+                self._range(frames)
+            return frames
+        return self.slow(frames, 1)
+
+    def slow(self, frames: Any, leading: int) -> np.ndarray:
+        arr = np.asarray(frames)
+        want = self.shape
+        if arr.ndim != leading + len(want):
+            what = "one frame" if leading == 0 else f"{leading} leading axis then one frame"
+            raise InputError(
+                f"input {self.name!r}: expected {what} of shape {want} (rank {leading + len(want)}), "
+                f"got shape {arr.shape} (rank {arr.ndim})"
+            )
+        for axis, (got, exp) in enumerate(zip(arr.shape[leading:], want)):
+            if got != exp:
+                raise InputError(
+                    f"input {self.name!r}: frame axis {axis} has size {got}, expected {exp} (frame shape {want})"
+                )
+        if self.tokens:
+            if arr.dtype.kind not in "iu":
+                raise InputError(f"input {self.name!r}: expected integer tokens, got dtype {arr.dtype}")
+        elif self.floating:
+            if arr.dtype.kind not in "fiu":
+                raise InputError(f"input {self.name!r}: expected real numbers, got dtype {arr.dtype}")
+            if self.check_finite and arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                raise InputError(f"input {self.name!r}: holds NaN or Inf (Engine nonfinite='raise')")
+        elif arr.dtype != self.dtype:
+            raise InputError(f"input {self.name!r}: expected dtype {self.dtype}, got {arr.dtype}")
+        if self.tokens and self.vocab is not None:
+            self._range(arr)
+        out = np.asarray(arr, dtype=self.dtype)
+        out = out if out.flags.c_contiguous else out.copy()
+        if self.tokens and not np.array_equal(out, arr):
+            raise InputError(f"input {self.name!r}: token ids do not fit dtype {self.dtype}")
+        return out
+
+    def _range(self, arr: np.ndarray) -> None:
+        if arr.size and self.vocab is not None and (arr.min() < 0 or arr.max() >= self.vocab):
+            raise InputError(
+                f"input {self.name!r}: token ids must be in [0, {self.vocab}), got min {arr.min()} max {arr.max()}"
+            )
+
+
+def _finite(arr: np.ndarray) -> bool:
+    """True when ``arr`` holds no NaN / Inf: one BLAS dot, exact test only if the dot overflowed."""
+    flat = arr.reshape(-1)
+    if isfinite(flat.dot(flat)):
+        return True
+    return bool(np.isfinite(arr).all())

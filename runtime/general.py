@@ -1,0 +1,94 @@
+"""The generic call: any stream spec, fed by name with ``session.run``.
+
+Used for graphs the bound fast path cannot serve (constants, an input context window,
+several streamed inputs, inputs whose time axis is not second), for ragged batches, and
+for the one probe call ``Engine.load`` makes. Declared output shapes are not trusted: the
+returned arrays are checked against the batch size and the state shapes, and outputs are
+read in whatever length the graph returns.
+
+Layouts. The *stream layout* of a streamed input is ``(n, T, *frame)``; of an output it is
+``(n, T, ...)`` when the output has a time axis, else ``(n, ...)``. States and lane buffers
+keep the *graph layout* (batch axis wherever the spec puts it).
+
+``call`` is pure: it returns new states and never writes into the arrays it was given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgernn.runtime.errors import RunError, SpecError
+from edgernn.runtime.spec import TensorSpec
+
+if TYPE_CHECKING:
+    from edgernn.runtime.engine import Engine
+
+
+def to_graph(t: TensorSpec, arr: np.ndarray) -> np.ndarray:
+    """Stream layout ``(n, T, *frame)`` → the graph layout of streamed input ``t``."""
+    b, tax = t.batch_axis, t.time_axis
+    assert b is not None  # the spec guarantees a batch axis on streamed inputs
+    if tax is None:
+        if arr.shape[1] != 1:
+            raise SpecError(f"input {t.name!r} has no time axis: feed one frame per call")
+        return np.ascontiguousarray(np.moveaxis(arr[:, 0], 0, b))
+    return np.ascontiguousarray(np.moveaxis(arr, (0, 1), (b, tax)))
+
+
+def from_graph(t: TensorSpec, arr: np.ndarray, n: int) -> np.ndarray:
+    """A returned output in graph layout → stream layout, checking its batch axis holds ``n``."""
+    b, tax = t.batch_axis, t.time_axis
+    if b is None:
+        if n != 1:
+            raise SpecError(f"output {t.name!r} has no 'batch' axis in the spec; it cannot be split per stream")
+        return arr[None]
+    if arr.ndim != len(t.shape):
+        raise SpecError(
+            f"output {t.name!r}: the graph returned rank {arr.ndim} (shape {arr.shape}), the spec says "
+            f"rank {len(t.shape)} {list(t.shape)}"
+        )
+    if arr.shape[b] != n:
+        raise SpecError(f"output {t.name!r}: batch axis {b} has size {arr.shape[b]}, expected {n} streams")
+    if tax is None:
+        return np.moveaxis(arr, b, 0)
+    return np.moveaxis(arr, (b, tax), (0, 1))
+
+
+def call(
+    engine: Engine,
+    states: Sequence[np.ndarray],
+    ctx: np.ndarray | None,
+    inputs: Mapping[str, np.ndarray],
+    n: int,
+) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray | None]:
+    """One session.run for ``n`` streams; returns (outputs in stream layout, new states, new context).
+
+    ``inputs``: stream layout per streamed input; ``states``: graph layout, batch ``n``;
+    ``ctx``: ``(n, K, *frame)`` for the context input, or None.
+    """
+    spec = engine.spec
+    feeds: dict[str, Any] = dict(engine.constants)
+    new_ctx = None
+    for t in spec.inputs:
+        arr = inputs[t.name]
+        if ctx is not None and spec.context is not None and t.name == spec.context.input:
+            arr = np.concatenate([ctx, arr], axis=1)
+            new_ctx = arr[:, arr.shape[1] - ctx.shape[1] :].copy()
+        feeds[t.name] = to_graph(t, arr)
+    for s, value in zip(spec.states, states):
+        feeds[s.input] = value
+    try:
+        results = engine.session.run(engine.output_names, feeds)
+    except Exception as exc:  # onnxruntime raises its own untyped exceptions
+        raise RunError(f"{engine.source}: onnxruntime failed: {exc}") from None
+    n_out = len(spec.outputs)
+    new_states = []
+    for s, old, new in zip(spec.states, states, results[n_out:]):
+        if new.shape != old.shape:
+            raise SpecError(f"state {s.output!r}: the graph returned shape {new.shape}, the spec says {old.shape}")
+        new_states.append(np.ascontiguousarray(new, dtype=old.dtype))
+    outputs = [from_graph(o, r, n) for o, r in zip(spec.outputs, results[:n_out])]
+    return outputs, new_states, new_ctx

@@ -1,0 +1,284 @@
+"""Stream: one caller's recurrent state on a shared Engine.
+
+Where a stream's state lives, exactly one of:
+  * its home arrays (``_home``, batch 1, graph layout) — an idle stream holds only these;
+  * an engine slot (``_slot``) while it steps on the bound fast path (home is then stale);
+  * a lane of a Batch (``_batch``, ``_lane``) while it is a member (home is then None).
+
+Threads: calls on one stream are serialised by its lock (a Batch member shares the batch's
+lock); calls on different streams run concurrently. Every call runs whole or not at all.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgernn.runtime import general
+from edgernn.runtime.buffers import alloc
+from edgernn.runtime.errors import InputError, StreamError
+from edgernn.runtime.slots import Slot, wrap_run_error
+
+if TYPE_CHECKING:
+    from edgernn.runtime.batch import Batch
+    from edgernn.runtime.engine import Engine
+
+CLOSED = "stream is closed; create a new one with engine.stream()"
+
+
+class Stream:
+    """One caller's recurrent state on a shared Engine. Create with ``engine.stream()``.
+
+    Example:
+        >>> stream = engine.stream()                       # doctest: +SKIP
+        >>> y = stream.step(frame)                         # (out features...)
+        >>> ys = stream.push(frames)                       # (T, out features...)
+        >>> blob = stream.snapshot(); stream.restore(blob)
+    """
+
+    __slots__ = ("engine", "_lock", "_closed", "_slot", "_batch", "_lane", "_home", "_ctx", "_last", "__weakref__")
+
+    def __init__(self, engine: Engine, home: list[np.ndarray] | None = None, ctx: np.ndarray | None = None) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._closed = False
+        self._slot: Slot | None = None
+        self._batch: Batch | None = None
+        self._lane = -1
+        self._home: list[np.ndarray] | None = home if home is not None else engine.initial_state()
+        self._ctx = ctx if ctx is not None or engine.spec.context is None else engine.initial_context(1)
+        self._last: Any = None
+
+    # -- stepping -----------------------------------------------------------------------
+
+    def step(self, frame: Any) -> np.ndarray:
+        """Advance by one frame; return the first output for it (batch and time axes dropped).
+
+        A model with several streamed inputs takes a dict ``{input name: frame}``.
+        """
+        engine = self.engine
+        x = engine.check_one(frame)
+        lock = self._lock
+        lock.acquire()
+        try:
+            slot = self._slot
+            if slot is None or lock is not self._lock:
+                if lock is not self._lock or self._closed or self._batch is not None or not engine.fast:
+                    return self._step_slow(x, lock)
+                slot = engine.pool.take(self)
+            b = slot.b1
+            b.x0[...] = x
+            p = slot.parity
+            try:
+                engine.run_bound(b.io[p], None)
+            except Exception as exc:  # onnxruntime raises its own untyped exceptions
+                raise wrap_run_error(engine, exc) from None
+            slot.parity = p ^ 1
+            y = b.y0.copy()
+            self._last = y if engine.single_output else (y, *(o[0, 0].copy() for o in b.ys[1:]))
+            return y
+        finally:
+            lock.release()
+
+    def push(self, frames: Any, chunk: int = 64) -> np.ndarray:
+        """Advance by ``len(frames)`` frames in calls of at most ``chunk``; equal to stepping one by one.
+
+        Returns the first output per frame, ``(T, ...)``. For an output without a time axis
+        (one value per call) it returns one row per call instead.
+        """
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+            raise InputError(f"push: chunk must be an int >= 1, got {chunk!r}")
+        engine = self.engine
+        chunk = min(chunk, engine.max_chunk)
+        xs = engine.check_many(frames)
+        n = engine.frames_count(xs)
+        if n == 0:
+            self._check_open()
+            return engine.empty_output()
+        with self._held() as lock:
+            if self._batch is not None:
+                return self._batch._advance_member(self, xs, chunk)
+            if engine.fast:
+                slot = self._slot or engine.pool.take(self)
+                out, last = slot.advance(xs, chunk)
+                self._last = last[0] if engine.single_output else last
+                return out
+            del lock
+            return self._advance_general(xs, chunk)
+
+    def reset(self) -> None:
+        """Return to the initial state (and an empty context window)."""
+        with self._held():
+            for s, view in zip(self.engine.spec.states, self._views()):
+                view.fill(s.init)
+            if self._ctx is not None:
+                self._ctx.fill(0)
+            self._last = None
+
+    # -- state ----------------------------------------------------------------------------
+
+    def state(self) -> dict[str, np.ndarray]:
+        """A copy of the current state, keyed by state input name (batch axis of size 1 kept)."""
+        with self._held():
+            return {s.input: v.copy() for s, v in zip(self.engine.spec.states, self._views())}
+
+    @property
+    def last_outputs(self) -> dict[str, np.ndarray]:
+        """Every output of the latest frame, keyed by output name (empty before the first call)."""
+        last = self._last
+        if last is None:
+            return {}
+        names = self.engine.output_names[: len(self.engine.spec.outputs)]
+        if self.engine.single_output:
+            return {names[0]: last}
+        return dict(zip(names, last))
+
+    def snapshot(self) -> bytes:
+        """The state as bytes tagged with the model's sha256 and the spec version, checksummed."""
+        from edgernn.runtime.snapshot import encode
+
+        with self._held():
+            ctx = self._ctx.copy() if self._ctx is not None else None
+            return encode(self.engine, [v.copy() for v in self._views()], ctx)
+
+    def restore(self, blob: bytes) -> None:
+        """Load a snapshot taken from a stream of the same model; SnapshotError if it is foreign or damaged."""
+        from edgernn.runtime.snapshot import decode
+
+        states, ctx = decode(self.engine, blob)
+        with self._held():
+            for view, value in zip(self._views(), states):
+                view[...] = value
+            if self._ctx is not None and ctx is not None:
+                self._ctx[...] = ctx
+            self._last = None
+
+    def fork(self) -> Stream:
+        """A new independent stream of the same engine, starting from this stream's current state."""
+        with self._held():
+            home = [v.copy() for v in self._views()]
+            ctx = self._ctx.copy() if self._ctx is not None else None
+        return Stream(self.engine, home, ctx)
+
+    def close(self) -> None:
+        """Release the state; any later call raises StreamError. Closing twice is allowed."""
+        with self._lock_any():
+            if self._closed:
+                return
+            if self._batch is not None:
+                self._batch._drop(self)
+            if self._slot is not None:
+                self.engine.pool.release(self._slot)
+                self._slot = None
+            self._closed = True
+            self._home = None
+            self._ctx = None
+            self._last = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def batch(self) -> Batch | None:
+        """The Batch this stream is a member of, or None."""
+        return self._batch
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _step_slow(self, x: Any, lock: threading.Lock) -> np.ndarray:
+        """Called holding ``lock``: a stream in a batch, closed, or on the generic path."""
+        if lock is not self._lock:  # joined a batch while we waited: retry under the batch lock
+            lock.release()
+            try:
+                return self.step(x)
+            finally:
+                lock.acquire()
+        if self._closed:
+            raise StreamError(CLOSED)
+        engine = self.engine
+        if self._batch is not None:
+            return self._batch._advance_member(self, engine.one_as_many(x), 1)[0]
+        out = self._advance_general(engine.one_as_many(x), 1)
+        return out[0]
+
+    def _advance_general(self, xs: Any, chunk: int) -> np.ndarray:
+        """The generic path for a loose stream (lock held): calls of ``chunk`` frames, committed at the end."""
+        engine = self.engine
+        assert self._home is not None
+        states, ctx = self._home, self._ctx
+        parts: list[np.ndarray] = []
+        last: list[np.ndarray] = []
+        n = engine.frames_count(xs)
+        for t0 in range(0, n, chunk):
+            inputs = engine.slice_frames(xs, t0, min(n, t0 + chunk))
+            outs, states, new_ctx = general.call(engine, states, ctx, inputs, 1)
+            ctx = new_ctx if new_ctx is not None else ctx
+            parts.append(outs[0][0])
+            last = [o[0] for o in outs]
+        self._home, self._ctx = states, ctx
+        self._last = engine.last_from(last)
+        return engine.join_outputs(parts)
+
+    def _views(self) -> list[np.ndarray]:
+        """Arrays (batch 1, graph layout) holding the current state, wherever it lives. Lock held."""
+        if self._closed:
+            raise StreamError(CLOSED)
+        if self._slot is not None:
+            return self._slot.current()
+        if self._batch is not None:
+            return self._batch._lane_views(self._lane)
+        assert self._home is not None
+        return self._home
+
+    def _write_back(self) -> None:
+        """Copy the state from the slot home and give the slot up (the pool's lock and ours are held)."""
+        slot = self._slot
+        assert slot is not None and self._home is not None
+        for home, value in zip(self._home, slot.current()):
+            home[...] = value
+        self._slot = None
+        slot.owner = None
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StreamError(CLOSED)
+
+    def _held(self) -> _Held:
+        return _Held(self, check=True)
+
+    def _lock_any(self) -> _Held:
+        return _Held(self, check=False)
+
+
+class _Held:
+    """Holds the stream's current lock (re-reading it: joining a batch swaps it); refuses closed streams."""
+
+    __slots__ = ("stream", "lock", "check")
+
+    def __init__(self, stream: Stream, check: bool) -> None:
+        self.stream = stream
+        self.check = check
+
+    def __enter__(self) -> threading.Lock:
+        stream = self.stream
+        while True:
+            lock = stream._lock
+            lock.acquire()
+            if lock is stream._lock:
+                break
+            lock.release()
+        self.lock = lock
+        if self.check and stream._closed:
+            lock.release()
+            raise StreamError(CLOSED)
+        return lock
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+def fresh_home(engine: Engine) -> list[np.ndarray]:
+    return [alloc(s.concrete_shape(1), s.dtype, s.init) for s in engine.spec.states]
