@@ -1,41 +1,256 @@
-"""``edgernn profile``: per-call latency of a model on this machine."""
+"""``edgernn profile``: does a model meet its real-time budget here, where does the time go, what memory.
+
+Needs only the runtime install (numpy + onnxruntime); matplotlib is imported only for ``--plot``.
+Exit codes: 0 within budget (or no budget), 1 an error, 2 p99 over ``--budget-ms``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from edgernn.runtime.engine import Engine
-from edgernn.runtime.latency import measure
+from edgernn.runtime.errors import ProfileError
+from edgernn.runtime.latency import LatencyStats, time_calls
+from edgernn.runtime.profiling import (
+    ColdStart,
+    OpCost,
+    PingPong,
+    ProgressLine,
+    cold_start,
+    example_frames,
+    op_breakdown,
+    peak_rss_bytes,
+    rss_bytes,
+    state_bytes,
+)
+from edgernn.runtime.session import CpuDefaults, SessionProfile
 
-HELP = "Measure per-call latency (p50 / p99) and throughput of a model."
-EXAMPLE = "edgernn profile runs/demo/model.onnx --chunk 1 --calls 2000"
+HELP = "Latency p50/p99, throughput, real-time factor, cold start, memory and per-op time of a model."
+EXAMPLE = "edgernn profile runs/demo/model.onnx --chunk 1 --rate 100 --budget-ms 0.5 --json prof.json --plot prof.png"
+OVER_BUDGET = 2
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="path to an exported .onnx model")
-    p.add_argument("--chunk", type=int, default=1, help="frames per call (1: step)")
+    p.add_argument("--device", default="cpu", help="device profile: 'cpu' (default) or a profile edgernn.devices knows")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads for the default cpu profile")
+    p.add_argument("--batch", type=int, default=1, help="streams advanced per call")
+    p.add_argument("--chunk", type=int, default=1, help="frames per stream per call (1: step)")
     p.add_argument("--calls", type=int, default=2000, help="timed calls")
     p.add_argument("--warmup", type=int, default=200, help="untimed calls first")
+    p.add_argument("--rate", type=float, default=None, help="frame rate in Hz for the real-time factor")
+    p.add_argument("--budget-ms", type=float, default=None, help="exit 2 when p99 per call exceeds this")
+    p.add_argument("--op-calls", type=int, default=200, help="calls under onnxruntime's profiler (0: skip)")
+    p.add_argument("--json", dest="json_out", default=None, help="write every figure to this JSON file")
+    p.add_argument("--plot", default=None, help="write a latency histogram + timeline PNG (needs matplotlib)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
 
 
-def example_frames(engine: Engine, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` valid frames for ``engine``'s streamed input."""
-    rng = np.random.default_rng(seed)
-    if engine.vocab_size is not None:
-        return rng.integers(0, engine.vocab_size, size=n, dtype=np.int64)
-    return rng.standard_normal((n, *engine.frame_shape)).astype(engine.input_dtype)
+def resolve_profile(name: str, threads: int = 1) -> SessionProfile:
+    """'cpu' is the built-in default; other names go to ``edgernn.devices`` (imported only then)."""
+    if name == "cpu":
+        return CpuDefaults(threads=threads)
+    try:
+        devices = importlib.import_module("edgernn.devices")
+    except ImportError as exc:
+        raise ProfileError(f"--device {name!r}: edgernn.devices cannot be imported ({exc})") from None
+    for loader in ("load_profile", "get_profile", "profile"):
+        fn = getattr(devices, loader, None)
+        if callable(fn):
+            result: SessionProfile = fn(name)
+            return result
+    raise ProfileError(f"--device {name!r}: edgernn.devices has no profile loader; use --device cpu")
+
+
+def workload(engine: Engine, batch: int, chunk: int) -> tuple[Callable[[], object], str]:
+    """The call to time and what it is: the engine's own API where it has one for this shape."""
+    if batch == 1:
+        stream = engine.stream()
+        if chunk == 1:
+            frame = example_frames(engine, ())
+            return (lambda: stream.step(frame)), "engine Stream.step"
+        frames = example_frames(engine, (chunk,))
+        return (lambda: stream.push(frames, chunk=chunk)), f"engine Stream.push ({chunk} frames)"
+    xs = example_frames(engine, (batch, chunk))
+    make_batch = getattr(engine, "batch", None)
+    if callable(make_batch):
+        group = make_batch(max_streams=batch)
+        members = [group.join() for _ in range(batch)]
+        if chunk == 1:
+            frames = np.ascontiguousarray(xs[:, 0])
+            return (lambda: group.step(frames)), f"engine Batch.step ({batch} streams)"
+        ragged = {m: xs[i] for i, m in enumerate(members)}
+        return (lambda: group.step_many(ragged)), f"engine Batch.step_many ({batch} streams x {chunk} frames)"
+    if not engine.fast:
+        raise ProfileError(f"--batch {batch}: this graph needs the engine's general path, which runs batch 1 only")
+    loop = PingPong(engine.session, engine.spec, batch, chunk)
+    return (lambda: loop(xs)), f"raw ping-pong IOBinding loop at batch {batch} (this engine has no batched API)"
 
 
 def main(args: argparse.Namespace) -> int:
-    engine = Engine.load(args.model)
-    stream = engine.stream()
-    frames = example_frames(engine, max(args.chunk, 1))
-    if args.chunk <= 1:
-        frame = frames[0]
-        stats = measure(lambda: stream.step(frame), args.calls, args.warmup)
-    else:
-        stats = measure(lambda: stream.push(frames), args.calls, args.warmup, frames_per_call=args.chunk)
-    print(f"{args.model} ({engine.profile.name}, chunk {args.chunk}): {stats}")
+    for flag in ("batch", "chunk", "calls"):
+        if getattr(args, flag) < 1:
+            raise ProfileError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    if args.plot:
+        _require_matplotlib()
+    profile = resolve_profile(args.device, args.threads)
+    engine, cold = cold_start(args.model, profile)
+    call, path = workload(engine, args.batch, args.chunk)
+    progress = None if args.quiet else ProgressLine("profile")
+    us = time_calls(call, args.calls, args.warmup, progress)
+    stats = LatencyStats.from_us(us, frames_per_call=args.chunk, streams=args.batch)
+    ops, op_run_us = ([], 0.0)
+    if args.op_calls > 0:
+        ops, op_run_us = op_breakdown(args.model, args.batch, args.chunk, args.op_calls, profile)
+    rate = args.rate if args.rate is not None else _task_rate(engine)
+    report = build_report(args, engine, path, stats, cold, ops, op_run_us, rate)
+    print(render(report))
+    if args.json_out:
+        with open(args.json_out, "w") as fh:
+            json.dump(report, fh, indent=2)
+    if args.plot:
+        plot_latency(us, args.plot, f"{os.path.basename(args.model)} — {path}", args.budget_ms)
+    if args.budget_ms is not None and stats.p99_us > args.budget_ms * 1e3:
+        print(f"over budget: p99 {stats.p99_us / 1e3:.3f} ms > {args.budget_ms} ms", file=sys.stderr)
+        return OVER_BUDGET
     return 0
+
+
+def _task_rate(engine: Engine) -> float | None:
+    task = engine.spec.task or {}
+    for key in ("frame_rate", "rate_hz", "sample_rate"):
+        value = task.get(key)
+        if isinstance(value, (int, float)) and value > 0:
+            return float(value)
+    return None
+
+
+def build_report(
+    args: argparse.Namespace,
+    engine: Engine,
+    path: str,
+    stats: LatencyStats,
+    cold: ColdStart,
+    ops: list[OpCost],
+    op_run_us: float,
+    rate: float | None,
+) -> dict[str, Any]:
+    """Every figure, JSON-ready."""
+    rtf = rtf_p99 = None
+    if rate:
+        audio_us = args.chunk / rate * 1e6  # signal time one call covers
+        rtf, rtf_p99 = stats.mean_us / audio_us, stats.p99_us / audio_us
+    return {
+        "model": args.model,
+        "device": engine.profile.name,
+        "path": path,
+        "batch": args.batch,
+        "chunk": args.chunk,
+        "warmup": args.warmup,
+        "latency_us": {k: getattr(stats, k) for k in ("min_us", "p50_us", "p90_us", "p99_us", "max_us", "mean_us")},
+        "calls": stats.calls,
+        "frames_per_second": stats.frames_per_second,
+        "stream_frames_per_second": stats.stream_frames_per_second,
+        "rate_hz": rate,
+        "real_time_factor": rtf,
+        "real_time_factor_p99": rtf_p99,
+        "cold_start_ms": {"load": cold.load_ms, "first_call": cold.first_call_ms, "total": cold.total_ms},
+        "memory": {
+            "peak_rss_bytes": peak_rss_bytes(),
+            "rss_bytes": rss_bytes(),
+            "model_bytes": os.path.getsize(args.model),
+            "state_bytes_per_stream": state_bytes(engine.spec),
+        },
+        "ops": [vars(o) for o in ops],
+        "ops_mean_run_us": op_run_us,
+        "budget_ms": args.budget_ms,
+        "within_budget": None if args.budget_ms is None else stats.p99_us <= args.budget_ms * 1e3,
+    }
+
+
+def render(r: dict[str, Any]) -> str:
+    """The human-readable summary."""
+    lat, mem, cold = r["latency_us"], r["memory"], r["cold_start_ms"]
+    lines = [
+        f"{r['model']} on {r['device']}: batch {r['batch']}, chunk {r['chunk']} — {r['path']}",
+        f"  latency per call ({r['calls']} calls after {r['warmup']} warm-up): min {lat['min_us']:.1f}  "
+        f"p50 {lat['p50_us']:.1f}  p90 {lat['p90_us']:.1f}  p99 {lat['p99_us']:.1f}  max {lat['max_us']:.1f} µs",
+        f"  throughput: {r['frames_per_second']:,.0f} frames/s per stream, "
+        f"{r['stream_frames_per_second']:,.0f} stream-frames/s",
+    ]
+    if r["real_time_factor"] is not None:
+        lines.append(
+            f"  real-time factor at {r['rate_hz']:g} Hz: {r['real_time_factor']:.4f} (mean), "
+            f"{r['real_time_factor_p99']:.4f} (p99); below 1 keeps up"
+        )
+    lines += [
+        f"  cold start: load {cold['load']:.1f} ms + first call {cold['first_call']:.2f} ms = {cold['total']:.1f} ms",
+        f"  memory: peak RSS {mem['peak_rss_bytes'] / 2**20:.1f} MiB, model {mem['model_bytes'] / 1024:.1f} KiB, "
+        f"state {mem['state_bytes_per_stream']} B per stream",
+    ]
+    if r["ops"]:
+        lines.append(f"  per operator (onnxruntime profiler, session.run {r['ops_mean_run_us']:.1f} µs per call):")
+        for o in r["ops"]:
+            lines.append(
+                f"    {o['op']:<28} {o['share'] * 100:5.1f} %  {o['per_call_us']:8.2f} µs/call  ({o['nodes']} nodes)"
+            )
+    if r["budget_ms"] is not None:
+        verdict = "within" if r["within_budget"] else "OVER"
+        lines.append(f"  budget {r['budget_ms']} ms per call: p99 {lat['p99_us'] / 1e3:.3f} ms — {verdict}")
+    return "\n".join(lines)
+
+
+def _require_matplotlib() -> None:
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ProfileError("--plot needs matplotlib, which is not installed: pip install matplotlib (or edgernn[dev])")
+
+
+def plot_latency(us: np.ndarray, out: str, title: str, budget_ms: float | None = None) -> None:
+    """A histogram of per-call latency and the timeline of calls, one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (hist, line) = plt.subplots(1, 2, figsize=(11, 4))
+    lo, hi = max(float(us.min()), 1e-3), float(us.max())
+    bins = np.geomspace(lo, hi * 1.0001, 60) if hi > lo else 10
+    hist.hist(us, bins=bins, color="#4878a8")
+    hist.set_xscale("log")
+    hist.set_xlabel("latency per call (µs, log)")
+    hist.set_ylabel("calls")
+    line.plot(np.arange(us.size), us, ".", ms=1.5, color="#4878a8", label="call")
+    window = max(1, us.size // 100)
+    if us.size >= window * 2:
+        rolling = np.convolve(us, np.ones(window) / window, mode="valid")
+        line.plot(np.arange(rolling.size) + window // 2, rolling, color="#c44e52", lw=1, label=f"mean of {window}")
+    line.set_yscale("log")
+    line.set_xlabel("call")
+    line.set_ylabel("µs (log)")
+    for ax in (hist, line):
+        for q, style in ((50, "--"), (99, ":")):
+            v = float(np.percentile(us, q))
+            if ax is hist:
+                ax.axvline(v, color="k", ls=style, lw=1, label=f"p{q} {v:.1f} µs")
+            else:
+                ax.axhline(v, color="k", ls=style, lw=1)
+        if budget_ms is not None:
+            if ax is hist:
+                ax.axvline(budget_ms * 1e3, color="#c44e52", lw=1.5, label=f"budget {budget_ms} ms")
+            else:
+                ax.axhline(budget_ms * 1e3, color="#c44e52", lw=1.5)
+    hist.legend(fontsize=8)
+    line.legend(fontsize=8, loc="upper right")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)

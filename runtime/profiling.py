@@ -1,0 +1,244 @@
+"""What ``edgernn profile`` measures, as functions: torch-free (numpy, onnxruntime, stdlib).
+
+- ``PingPong``: a batched, chunked call loop over a bare session with two pre-built
+  IOBindings that swap the state buffers each call (the raw onnxruntime floor);
+- ``cold_start``: load + first step, timed;
+- ``op_breakdown``: onnxruntime's own profiler (``SessionOptions.enable_profiling``), its
+  JSON trace aggregated by operator type;
+- ``rss_bytes`` / ``peak_rss_bytes``: memory of this process;
+- ``ProgressLine``: a progress line on stderr, shown only once a run has taken a while.
+
+Example:
+    >>> p = ProgressLine("demo", quiet_for_s=1e9)   # never prints: the run is "short"
+    >>> p(10, 100)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import numpy as np
+import onnxruntime as ort
+
+from edgernn.runtime.engine import NP_DTYPES, Engine, frame_shape
+from edgernn.runtime.errors import ProfileError
+from edgernn.runtime.safety import read_model
+from edgernn.runtime.session import CpuDefaults, SessionProfile
+from edgernn.runtime.spec import StreamSpec
+
+
+def example_input(spec: StreamSpec, shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """Valid input for ``spec``'s streamed input: leading axes ``shape`` (e.g. (batch, time)), then one frame."""
+    rng = np.random.default_rng(seed)
+    inp = spec.inputs[0]
+    dtype = NP_DTYPES[inp.dtype]
+    if np.dtype(dtype).kind in "iub":
+        high = spec.model.input_size if spec.model is not None and spec.model.input_kind == "tokens" else 2
+        return np.asarray(rng.integers(0, high, size=(*shape, *frame_shape(inp))), dtype=dtype)
+    return np.asarray(rng.standard_normal((*shape, *frame_shape(inp))), dtype=dtype)
+
+
+def example_frames(engine: Engine, shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """Valid input for ``engine`` with leading axes ``shape`` (e.g. (batch, time)) before one frame."""
+    return example_input(engine.spec, shape, seed)
+
+
+class PingPong:
+    """``batch`` streams advanced ``chunk`` frames per call on a bare session, state buffers swapped.
+
+    The loop a careful hand-written caller would run: no allocation, no validation, one
+    ``run_with_iobinding`` per call. Needs a graph whose streamed input and outputs have the
+    axes (batch, time, ...) and no constants (what ``Engine.fast`` says).
+    """
+
+    def __init__(self, session: ort.InferenceSession, spec: StreamSpec, batch: int = 1, chunk: int = 1) -> None:
+        if len(spec.inputs) != 1 or spec.constants or spec.context is not None:
+            raise ProfileError("PingPong needs one streamed input and no constants or context")
+        self.session = session
+        inp = spec.inputs[0]
+        self.x = np.zeros((batch, chunk, *frame_shape(inp)), dtype=NP_DTYPES[inp.dtype])
+        self.ys = [np.zeros(o.concrete_shape(batch, chunk), dtype=NP_DTYPES[o.dtype]) for o in spec.outputs]
+        self.states = [
+            [np.full(s.concrete_shape(batch), s.init, dtype=NP_DTYPES[s.dtype]) for _ in range(2)] for s in spec.states
+        ]
+        self.bindings = []
+        for parity in (0, 1):
+            io = session.io_binding()
+            _bind(io.bind_input, inp.name, self.x)
+            for s, pair in zip(spec.states, self.states):
+                _bind(io.bind_input, s.input, pair[parity])
+                _bind(io.bind_output, s.output, pair[parity ^ 1])
+            for o, y in zip(spec.outputs, self.ys):
+                _bind(io.bind_output, o.name, y)
+            self.bindings.append(io)
+        self.parity = 0
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """One call: ``x`` (batch, chunk, ...) in, the first output (batch, chunk, ...) out (a view, reused)."""
+        self.x[...] = x
+        self.session.run_with_iobinding(self.bindings[self.parity])
+        self.parity ^= 1
+        return self.ys[0]
+
+
+def _bind(fn: Callable[..., None], name: str, arr: np.ndarray) -> None:
+    fn(name, "cpu", 0, arr.dtype.type, arr.shape, arr.ctypes.data)
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """Time to a first result: reading + building the session, then the first step."""
+
+    load_ms: float
+    first_call_ms: float
+
+    @property
+    def total_ms(self) -> float:
+        return self.load_ms + self.first_call_ms
+
+
+def cold_start(path: str, profile: SessionProfile | None = None) -> tuple[Engine, ColdStart]:
+    """Load ``path`` and run one step on a fresh stream, timing both; returns the engine too."""
+    t0 = time.perf_counter()
+    engine = Engine.load(path, profile)
+    t1 = time.perf_counter()
+    engine.stream().step(example_frames(engine, ()))
+    t2 = time.perf_counter()
+    return engine, ColdStart(load_ms=(t1 - t0) * 1e3, first_call_ms=(t2 - t1) * 1e3)
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """One operator type's share of the kernel time onnxruntime's profiler recorded."""
+
+    op: str
+    nodes: int  # distinct graph nodes of this type
+    total_us: float
+    per_call_us: float
+    share: float  # of all kernel time
+
+
+def op_breakdown(
+    path: str, batch: int = 1, chunk: int = 1, calls: int = 200, profile: SessionProfile | None = None
+) -> tuple[list[OpCost], float]:
+    """Run ``calls`` calls with onnxruntime's profiler on; return per-op costs and the mean run time (µs).
+
+    A separate session is used (the profiler slows the run it watches); the shares are what
+    to read, not the absolute times. Feeds go through ``session.run`` with carried state.
+    """
+    profile = profile or CpuDefaults()
+    opts = profile.session_options()
+    with tempfile.TemporaryDirectory(prefix="edgernn-prof-") as tmp:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = os.path.join(tmp, "ort")
+        providers = profile.providers()
+        session = ort.InferenceSession(
+            read_model(path),
+            sess_options=opts,
+            providers=[n for n, _ in providers],
+            provider_options=[o for _, o in providers],
+        )
+        spec = _spec_of(session, path)
+        x = example_input(spec, (batch, chunk))
+        states = {s.input: np.full(s.concrete_shape(batch), s.init, dtype=NP_DTYPES[s.dtype]) for s in spec.states}
+        names = [s.output for s in spec.states]
+        for _ in range(calls):
+            new = session.run(names, {spec.inputs[0].name: x, **states})
+            states = {s.input: v for s, v in zip(spec.states, new)}
+        with open(session.end_profiling()) as fh:
+            events = json.load(fh)
+    return aggregate_trace(events, calls)
+
+
+def _spec_of(session: ort.InferenceSession, source: str) -> StreamSpec:
+    return StreamSpec.from_metadata(session.get_modelmeta().custom_metadata_map, source)
+
+
+def aggregate_trace(events: list[dict[str, Any]], calls: int) -> tuple[list[OpCost], float]:
+    """Sum onnxruntime profiler events by operator type; also the mean ``model_run`` duration (µs)."""
+    totals: dict[str, float] = {}
+    nodes: dict[str, set[str]] = {}
+    runs = [float(e["dur"]) for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
+    for e in events:
+        if e.get("cat") != "Node" or not str(e.get("name", "")).endswith("_kernel_time"):
+            continue
+        op = str(e.get("args", {}).get("op_name", "?"))
+        totals[op] = totals.get(op, 0.0) + float(e["dur"])
+        nodes.setdefault(op, set()).add(str(e["name"]))
+    grand = sum(totals.values()) or 1.0
+    costs = [
+        OpCost(op=op, nodes=len(nodes[op]), total_us=t, per_call_us=t / max(calls, 1), share=t / grand)
+        for op, t in totals.items()
+    ]
+    costs.sort(key=lambda c: -c.total_us)
+    return costs, (sum(runs) / len(runs) if runs else 0.0)
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process now (Linux /proc; 0 where unavailable)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process so far (0 where unavailable)."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return 0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def state_bytes(spec: StreamSpec) -> int:
+    """Bytes of recurrent state one stream carries (one copy)."""
+    return sum(s.size_per_stream * np.dtype(NP_DTYPES[s.dtype]).itemsize for s in spec.states)
+
+
+class ProgressLine:
+    """``progress(done, total)`` callback: silent for the first ``quiet_for_s`` seconds, then a line at most 2/s."""
+
+    def __init__(self, label: str, quiet_for_s: float = 1.5, out: TextIO | None = None) -> None:
+        self.label = label
+        self.quiet_for_s = quiet_for_s
+        self.out = out or sys.stderr
+        self.start = time.perf_counter()
+        self.last = 0.0
+        self.shown = False
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter() - self.start
+        if now < self.quiet_for_s or (now - self.last < 0.5 and done < total):
+            return
+        self.last = now
+        self.shown = True
+        eta = now / max(done, 1) * (total - done)
+        end = "\n" if done >= total or not self.out.isatty() else ""
+        self.out.write(f"\r{self.label}: {done}/{total} calls, {now:.0f} s, ~{eta:.0f} s left{end}")
+        self.out.flush()
+
+
+__all__ = [
+    "ColdStart",
+    "OpCost",
+    "PingPong",
+    "ProgressLine",
+    "aggregate_trace",
+    "cold_start",
+    "example_frames",
+    "example_input",
+    "op_breakdown",
+    "peak_rss_bytes",
+    "rss_bytes",
+    "state_bytes",
+]
