@@ -69,7 +69,7 @@ class Limits:
     max_file_bytes: int = (1 << 31) - 1  # protobuf's own ceiling, external data included
     max_tensor_bytes: int = 1 << 30  # one declared tensor, or one constant-shaped ConstantOfShape / Expand
     max_stream_bytes: int = 1 << 28  # one stream's state + one frame + one output, from the spec
-    max_depth: int = 32  # nested subgraphs
+    max_depth: int = 16  # graphs nested in graphs (If / Loop / Scan bodies)
 
 
 DEFAULT_LIMITS = Limits()
@@ -188,8 +188,10 @@ class _Scan:
 
     def walk(self, buf: memoryview | bytes, kind: str, depth: int) -> bytes | None:
         """Check the message ``buf`` of ``kind``; return its new encoding if external data was inlined."""
-        if depth > self.limits.max_depth:
-            raise self.fail(f"graphs nested deeper than {self.limits.max_depth} levels")
+        if kind == "graph":
+            depth += 1
+            if depth > self.limits.max_depth:
+                raise self.fail(f"subgraphs nested deeper than {self.limits.max_depth} levels")
         fields = list(iter_fields(buf))
         if kind == "tensor":
             return self.tensor(fields)
@@ -204,7 +206,7 @@ class _Scan:
             child = children.get(f.number)
             if child is None:
                 continue
-            new = self.walk(f.payload, child, depth + 1)
+            new = self.walk(f.payload, child, depth)
             if new is not None:
                 changed[i] = field_bytes(f.number, new)
         if not changed:
@@ -377,7 +379,10 @@ def _check_spec(top: list[Field], source: str, limits: Limits) -> bool:
         return False
     if len(found) > 1:
         raise SpecError(f"{source}: the metadata holds {len(found)} stream specs under {METADATA_KEY!r}; expected one")
-    spec = StreamSpec.from_json(found[0])
+    try:
+        spec = StreamSpec.from_json(found[0])
+    except SpecError as exc:
+        raise SpecError(f"{source}: {exc}") from None
     io = _graph_io(top)
     shaped = [(t.name, t.shape) for t in spec.inputs + spec.outputs]
     shaped += [(n, s.shape) for s in spec.states for n in (s.input, s.output)]

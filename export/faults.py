@@ -1,0 +1,521 @@
+"""Untrusted model files: build each fault, load it in a child process, and record what happened.
+
+Every case gets its own folder ``<root>/<case>/model/`` (the model's folder) beside
+``<root>/<case>/outside/`` holding a bait file that must never be opened. The child process
+runs ``Engine.load`` and a few steps under an address-space limit (a memory bomb that
+slipped through fails there instead of starving the machine), optionally under ``strace``
+so every file the process (onnxruntime's C++ included) tries to open is seen.
+
+A result is one of: ``typed`` (an EdgeRNNError subclass, the expected one or not),
+``loaded`` (the file is valid and ran), ``untyped`` (another Python exception), ``crash``
+(the process died: a signal, or no report), ``timeout``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from edgernn.runtime.protowire import encode_field, field_bytes, field_varint, iter_fields
+from edgernn.runtime.spec import METADATA_KEY
+
+CHILD_MEMORY_BYTES = 4 << 30
+ANY_TYPED = "EdgeRNNError"  # the expectation "some typed error, or it loads" (corrupted weights may load)
+
+_CHILD = r"""
+import json, resource, sys
+limit = int(sys.argv[3])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+opened = []
+def hook(event, args):
+    if event == "open" and args and isinstance(args[0], str):
+        opened.append(args[0])
+sys.addaudithook(hook)
+from edgernn.runtime import Engine
+from edgernn.runtime.errors import EdgeRNNError
+import numpy as np
+out = {"opened_py": None}
+try:
+    engine = Engine.load(sys.argv[1])
+    stream = engine.stream()
+    x = np.zeros(engine.frame_shape, dtype=engine.input_dtype)
+    out["outputs"] = [np.asarray(stream.step(x), dtype=float).ravel().tolist() for _ in range(3)]
+    out["outcome"] = "loaded"
+except EdgeRNNError as exc:
+    out.update(outcome="typed", error=type(exc).__name__, message=str(exc))
+except BaseException as exc:
+    out.update(outcome="untyped", error=type(exc).__name__, message=str(exc)[:500])
+out["opened_py"] = opened
+print("@@" + json.dumps(out))
+"""
+
+
+@dataclass
+class Case:
+    """One injected fault: ``build(case_dir, base)`` writes the file and returns the path to load."""
+
+    name: str
+    fault: str
+    expect: str  # the error class expected ('ModelLoadError', 'SpecError', ...), ANY_TYPED, or 'loaded'
+    build: Callable[[Path, onnx.ModelProto], Path]
+    cwd_bait: bool = False  # run the child in the bait folder (catches paths resolved against the cwd)
+
+
+@dataclass
+class CaseResult:
+    name: str
+    fault: str
+    expect: str
+    outcome: str
+    error: str = ""
+    message: str = ""
+    bait_opened: list[str] = field(default_factory=list)
+    traced: bool = False
+    seconds: float = 0.0
+    outputs: list[list[float]] | None = None
+    code_ran: bool = False  # the pickle case's marker file appeared
+
+    @property
+    def ok(self) -> bool:
+        """As expected, no bait file opened, no code run."""
+        if self.bait_opened or self.code_ran or self.outcome in ("crash", "timeout", "untyped"):
+            return False
+        if self.expect == "loaded":
+            return self.outcome == "loaded"
+        if self.expect == ANY_TYPED:
+            return self.outcome in ("typed", "loaded")
+        return self.outcome == "typed" and self.error == self.expect
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"ok": self.ok}
+
+
+def run_case(case: Case, root: Path, base: onnx.ModelProto, strace: bool | None = None) -> CaseResult:
+    """Build ``case`` under ``root`` and load it in a child process; see the module docstring."""
+    case_dir = root / case.name
+    (case_dir / "model").mkdir(parents=True, exist_ok=True)
+    bait = case_dir / "outside" / "bait.bin"
+    bait.parent.mkdir(exist_ok=True)
+    bait.write_bytes(np.arange(64, dtype=np.float32).tobytes())
+    path = case.build(case_dir, base)
+    use_strace = shutil.which("strace") is not None if strace is None else strace
+    trace = case_dir / "trace.txt"
+    cmd = [sys.executable, "-c", _CHILD, str(path.resolve()), str(case_dir), str(CHILD_MEMORY_BYTES)]
+    if use_strace:
+        cmd = ["strace", "-f", "-qq", "-e", "trace=open,openat,openat2,creat", "-o", str(trace), *cmd]
+    cwd = bait.parent if case.cwd_bait else case_dir / "model"
+    res = CaseResult(case.name, case.fault, case.expect, "crash", traced=use_strace)
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        res.outcome = "timeout"
+        return res
+    res.seconds = time.perf_counter() - t0
+    res.code_ran = (case_dir / "outside" / "PWNED").exists()
+    report = next((ln[2:] for ln in proc.stdout.splitlines() if ln.startswith("@@")), None)
+    if report is None or proc.returncode != 0:
+        res.message = f"exit status {proc.returncode}: {proc.stderr[-500:]}"
+        return res
+    got = json.loads(report)
+    res.outcome, res.error, res.message = got["outcome"], got.get("error", ""), got.get("message", "")
+    res.outputs = got.get("outputs")
+    seen = list(got.get("opened_py") or [])
+    if use_strace and trace.exists():
+        seen += _traced_paths(trace.read_text(errors="replace"), cwd)
+    res.bait_opened = sorted({p for p in seen if _is_bait(p, bait, cwd)})
+    return res
+
+
+def _traced_paths(text: str, cwd: Path) -> list[str]:
+    """Paths in strace lines such as ``123 openat(AT_FDCWD, "x", O_RDONLY) = 3`` (failed tries included)."""
+    out = []
+    for line in text.splitlines():
+        start = line.find('"')
+        end = line.find('"', start + 1)
+        if start >= 0 and end > start:
+            out.append(line[start + 1 : end])
+    return out
+
+
+def _is_bait(path: str, bait: Path, cwd: Path) -> bool:
+    full = Path(path) if os.path.isabs(path) else cwd / path
+    return os.path.realpath(full) == os.path.realpath(bait)
+
+
+# -- builders -------------------------------------------------------------------------------
+
+
+def _write(case_dir: Path, data: bytes, name: str = "model.onnx") -> Path:
+    path = case_dir / "model" / name
+    path.write_bytes(data)
+    return path
+
+
+def _save(case_dir: Path, proto: onnx.ModelProto) -> Path:
+    return _write(case_dir, proto.SerializeToString())
+
+
+def _copy(base: onnx.ModelProto) -> onnx.ModelProto:
+    out = onnx.ModelProto()
+    out.CopyFrom(base)
+    return out
+
+
+def _spec_json(proto: onnx.ModelProto) -> dict[str, Any]:
+    return dict(json.loads(next(p.value for p in proto.metadata_props if p.key == METADATA_KEY)))
+
+
+def _with_spec(base: onnx.ModelProto, edit: Callable[[dict[str, Any]], object]) -> onnx.ModelProto:
+    """A copy of ``base`` whose spec JSON went through ``edit`` (which changes it in place)."""
+    raw = _spec_json(base)
+    edit(raw)
+    return _with_spec_text(base, json.dumps(raw))
+
+
+def _with_spec_text(base: onnx.ModelProto, text: str) -> onnx.ModelProto:
+    proto = _copy(base)
+    for p in proto.metadata_props:
+        if p.key == METADATA_KEY:
+            p.value = text
+    return proto
+
+
+def _external(base: onnx.ModelProto, case_dir: Path, location: str, length: int | None = None) -> Path:
+    """The base model with its largest initializer moved to external data at ``location``."""
+    proto = _copy(base)
+    init = max(proto.graph.initializer, key=lambda t: len(t.raw_data))
+    raw = init.raw_data
+    target = case_dir / "model" / "weights.bin"
+    target.write_bytes(raw)
+    init.ClearField("raw_data")
+    init.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", str(length or len(raw)))):
+        entry = init.external_data.add()
+        entry.key, entry.value = key, value
+    return _save(case_dir, proto)
+
+
+def _bomb_graph(base: onnx.ModelProto, nodes: list[onnx.NodeProto], inits: list[TensorProto]) -> onnx.ModelProto:
+    """The base model plus side nodes and initializers that no output needs (onnxruntime may prune them)."""
+    proto = _copy(base)
+    proto.graph.node.extend(nodes)
+    proto.graph.initializer.extend(inits)
+    return proto
+
+
+def _huge(name: str, dims: list[int]) -> TensorProto:
+    t = TensorProto()
+    t.name, t.data_type = name, TensorProto.FLOAT
+    t.dims.extend(dims)
+    return t
+
+
+def _nested_if(depth: int) -> bytes:
+    """A NodeProto, encoded by hand: an If whose then-branch nests ``depth`` graphs (protobuf's own
+    builders refuse this depth, which is the point)."""
+    node = field_bytes(4, b"Identity") + field_bytes(1, b"a") + field_bytes(2, b"b")
+    for _ in range(depth):
+        graph = field_bytes(1, node)
+        attr = field_bytes(1, b"then_branch") + field_varint(20, 5) + field_bytes(6, graph)
+        node = field_bytes(4, b"If") + field_bytes(1, b"cond") + field_bytes(2, b"o") + field_bytes(5, attr)
+    return node
+
+
+class _PickleBomb:
+    """Unpickling this creates ``marker``: proof that code ran."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (self.marker, "w"))
+
+
+def pickle_bomb(marker: Path) -> bytes:
+    """A pickle that, if ever unpickled, creates ``marker``."""
+    return pickle.dumps(_PickleBomb(str(marker)), protocol=4)
+
+
+def _truncate(frac: float) -> Callable[[Path, onnx.ModelProto], Path]:
+    def build(case_dir: Path, base: onnx.ModelProto) -> Path:
+        data = base.SerializeToString()
+        return _write(case_dir, data[: max(1, int(len(data) * frac)) if frac < 1 else len(data) - 1])
+
+    return build
+
+
+def _bitflip(seed: int) -> Callable[[Path, onnx.ModelProto], Path]:
+    def build(case_dir: Path, base: onnx.ModelProto) -> Path:
+        data = bytearray(base.SerializeToString())
+        rng = np.random.default_rng(seed)
+        for pos in rng.integers(0, len(data), size=8):
+            data[pos] ^= 1 << int(rng.integers(0, 8))
+        return _write(case_dir, bytes(data))
+
+    return build
+
+
+def _fifo(case_dir: Path, base: onnx.ModelProto) -> Path:
+    path = case_dir / "model" / "model.onnx"
+    if not path.exists():
+        os.mkfifo(path)
+    return path
+
+
+def _symlink(case_dir: Path, base: onnx.ModelProto) -> Path:
+    link = case_dir / "model" / "link.bin"
+    if not link.is_symlink():
+        link.symlink_to(case_dir / "outside" / "bait.bin")
+    return _external(base, case_dir, "link.bin")
+
+
+def _cwd_trap(case_dir: Path, base: onnx.ModelProto) -> Path:
+    return _external(base, case_dir, "bait.bin")
+
+
+def _cos(base: onnx.ModelProto, op: str) -> onnx.ModelProto:
+    shape = numpy_helper.from_array(np.array([1 << 16, 1 << 15], np.int64), "bomb_shape")
+    one = numpy_helper.from_array(np.ones(1, np.float32), "bomb_one")
+    if op == "ConstantOfShape":
+        node = helper.make_node(op, ["bomb_shape"], ["bomb"], value=numpy_helper.from_array(np.ones(1, np.float32)))
+    else:
+        node = helper.make_node(op, ["bomb_one", "bomb_shape"], ["bomb"])
+    return _bomb_graph(base, [node], [shape, one])
+
+
+def _sparse_bomb(base: onnx.ModelProto) -> onnx.ModelProto:
+    proto = _copy(base)
+    values = numpy_helper.from_array(np.ones(1, np.float32), "sparse_bomb")
+    indices = numpy_helper.from_array(np.zeros(1, np.int64), "sparse_bomb_idx")
+    proto.graph.sparse_initializer.append(helper.make_sparse_tensor(values, indices, [1 << 20, 1 << 20]))
+    return proto
+
+
+def _symbolic_output(base: onnx.ModelProto, size: int) -> onnx.ModelProto:
+    """The graph's output ``y`` made symbolic on its last axis; the spec claims ``size`` there."""
+    proto = _copy(base)
+    proto.graph.output[0].type.tensor_type.shape.dim[2].dim_param = "features"
+
+    def edit(raw: dict[str, Any]) -> None:
+        raw["outputs"][0]["shape"][2] = size
+
+    return _with_spec(proto, edit)
+
+
+def cases() -> list[Case]:
+    """Every injected fault, in report order."""
+    spec = _with_spec
+    c: list[Case] = [
+        Case("valid", "the exported model, untouched (control)", "loaded", lambda d, b: _save(d, b)),
+        Case("empty", "an empty file", "ModelLoadError", lambda d, b: _write(d, b"")),
+        Case("missing", "a path that does not exist", "ModelLoadError", lambda d, b: d / "model" / "nope.onnx"),
+        Case("directory", "a directory instead of a file", "ModelLoadError", lambda d, b: d / "model"),
+        Case("fifo", "a FIFO (a read would block forever)", "ModelLoadError", _fifo),
+        Case("text", "a text file", "ModelLoadError", lambda d, b: _write(d, b"# not a model\nhello\n")),
+        Case(
+            "random",
+            "4 KiB of random bytes",
+            "ModelLoadError",
+            lambda d, b: _write(d, np.random.default_rng(1).bytes(4096)),
+        ),
+        Case(
+            "pickle",
+            "a pickle whose unpickling would create a file",
+            "ModelLoadError",
+            lambda d, b: _write(d, pickle_bomb(d / "outside" / "PWNED")),
+        ),
+        Case(
+            "zip",
+            "a zip archive (what torch.save writes)",
+            "ModelLoadError",
+            lambda d, b: _write(d, b"PK\x03\x04" + bytes(60)),
+        ),
+    ]
+    for frac in (0.01, 0.1, 0.5, 0.9, 1.0):
+        label = "all but the last byte" if frac == 1.0 else f"the first {frac:.0%}"
+        c.append(Case(f"truncated-{int(frac * 100)}", f"truncated: {label}", ANY_TYPED, _truncate(frac)))
+    for seed in range(6):
+        c.append(Case(f"bitflip-{seed}", "8 random bit flips", ANY_TYPED, _bitflip(seed)))
+    c += [
+        Case(
+            "external-inside",
+            "weights in external data inside the model's folder (legit)",
+            "loaded",
+            lambda d, b: _external(b, d, "weights.bin"),
+        ),
+        Case(
+            "external-traversal",
+            "external data at ../outside/bait.bin",
+            "ModelLoadError",
+            lambda d, b: _external(b, d, "../outside/bait.bin"),
+        ),
+        Case(
+            "external-absolute",
+            "external data at an absolute path",
+            "ModelLoadError",
+            lambda d, b: _external(b, d, str(d.resolve() / "outside" / "bait.bin")),
+        ),
+        Case(
+            "external-symlink", "external data via a symlink in the folder pointing outside", "ModelLoadError", _symlink
+        ),
+        Case(
+            "external-cwd",
+            "external data 'bait.bin' absent from the folder, present in the working directory",
+            "ModelLoadError",
+            _cwd_trap,
+            cwd_bait=True,
+        ),
+        Case(
+            "external-short",
+            "external data file shorter than the tensor",
+            "ModelLoadError",
+            lambda d, b: _external(b, d, "weights.bin", length=1 << 20),
+        ),
+        Case(
+            "bomb-initializer",
+            "an initializer declaring 2^40 floats, no data",
+            "ModelLoadError",
+            lambda d, b: _save(d, _bomb_graph(b, [], [_huge("bomb", [1 << 20, 1 << 20])])),
+        ),
+        Case(
+            "bomb-constant",
+            "a Constant node declaring 2^40 floats",
+            "ModelLoadError",
+            lambda d, b: _save(
+                d,
+                _bomb_graph(b, [helper.make_node("Constant", [], ["bomb"], value=_huge("v", [1 << 20, 1 << 20]))], []),
+            ),
+        ),
+        Case(
+            "bomb-constantofshape",
+            "ConstantOfShape of a constant shape [2^16, 2^15] (8 GiB)",
+            "ModelLoadError",
+            lambda d, b: _save(d, _cos(b, "ConstantOfShape")),
+        ),
+        Case(
+            "bomb-expand",
+            "Expand to a constant shape [2^16, 2^15] (8 GiB)",
+            "ModelLoadError",
+            lambda d, b: _save(d, _cos(b, "Expand")),
+        ),
+        Case(
+            "bomb-sparse",
+            "a sparse initializer of dense shape [2^20, 2^20]",
+            "ModelLoadError",
+            lambda d, b: _save(d, _sparse_bomb(b)),
+        ),
+        Case(
+            "bomb-negative-dim",
+            "an initializer with dimension -5",
+            "ModelLoadError",
+            lambda d, b: _save(d, _bomb_graph(b, [], [_huge("bomb", [-5])])),
+        ),
+        Case(
+            "bomb-overflow",
+            "dimensions whose product overflows int64",
+            "ModelLoadError",
+            lambda d, b: _save(d, _bomb_graph(b, [], [_huge("bomb", [1 << 62, 1 << 62, 4])])),
+        ),
+        Case("bomb-nesting", "If subgraphs nested 40 deep", "ModelLoadError", _nest),
+        Case("spec-missing", "no stream spec in the metadata", "SpecError", _no_spec),
+        Case("spec-not-json", "the spec is not JSON", "SpecError", lambda d, b: _save(d, _with_spec_text(b, "{oops"))),
+        Case(
+            "spec-version",
+            "spec format version 99",
+            "SpecError",
+            lambda d, b: _save(d, spec(b, lambda r: r.update(version=99))),
+        ),
+        Case(
+            "spec-malformed",
+            "a spec input without a dtype",
+            "SpecError",
+            lambda d, b: _save(d, spec(b, lambda r: r["inputs"][0].pop("dtype"))),
+        ),
+        Case("spec-twice", "two stream specs in the metadata", "SpecError", _twice),
+        Case(
+            "spec-unknown-input",
+            "the spec streams an input the graph lacks",
+            "SpecError",
+            lambda d, b: _save(d, spec(b, lambda r: r["inputs"][0].update(name="q"))),
+        ),
+        Case(
+            "spec-dtype",
+            "the spec says float32 where the graph takes int64",
+            "SpecError",
+            lambda d, b: _save(d, spec(b, lambda r: r["inputs"][0].update(dtype="float32"))),
+        ),
+        Case(
+            "spec-state-size",
+            "the spec's state is wider than the graph's",
+            "SpecError",
+            lambda d, b: _save(d, spec(b, lambda r: r["states"][0]["shape"].__setitem__(2, 999))),
+        ),
+        Case(
+            "spec-rank",
+            "the spec's state has another rank than the graph's",
+            "SpecError",
+            lambda d, b: _save(d, spec(b, lambda r: r["states"][0]["shape"].append(1))),
+        ),
+        Case(
+            "spec-bomb",
+            "the spec asks for a 10^11-wide output per stream",
+            "SpecError",
+            lambda d, b: _save(d, _symbolic_output(b, 10**11)),
+        ),
+        Case(
+            "spec-lies-at-run",
+            "the spec's output size disagrees with what the graph computes",
+            ANY_TYPED,
+            lambda d, b: _save(d, _symbolic_output(b, 7)),
+        ),
+    ]
+    return c
+
+
+def _nest(case_dir: Path, base: onnx.ModelProto) -> Path:
+    data = base.SerializeToString()
+    parts = []
+    for f in iter_fields(data):
+        if f.number == 7:
+            parts.append(field_bytes(7, bytes(f.payload) + field_bytes(1, _nested_if(40))))
+        else:
+            parts.append(encode_field(f))
+    return _write(case_dir, b"".join(parts))
+
+
+def _no_spec(case_dir: Path, base: onnx.ModelProto) -> Path:
+    proto = _copy(base)
+    kept = [p for p in proto.metadata_props if p.key != METADATA_KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    return _save(case_dir, proto)
+
+
+def _twice(case_dir: Path, base: onnx.ModelProto) -> Path:
+    proto = _copy(base)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(_spec_json(base))
+    return _save(case_dir, proto)
+
+
+def run_all(base: onnx.ModelProto, names: list[str] | None = None, root: Path | None = None) -> list[CaseResult]:
+    """Run every case (or those in ``names``) in a fresh folder; returns one result per case."""
+    chosen = [c for c in cases() if names is None or c.name in names]
+    with tempfile.TemporaryDirectory(prefix="edgernn-faults-") as tmp:
+        where = root or Path(tmp)
+        return [run_case(c, where, base) for c in chosen]
