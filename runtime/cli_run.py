@@ -16,11 +16,10 @@ from typing import TextIO
 
 import numpy as np
 
-from edgernn.runtime.apps import load_app
+from edgernn.runtime.apps import check_app, load_app, shipped_model
 from edgernn.runtime.apps.console import BACKSPACE, is_tty, keystrokes
 from edgernn.runtime.engine import Engine, Stream
 from edgernn.runtime.errors import InputError, ProfileError
-from edgernn.runtime.session import SessionProfile
 
 HELP = "Stream an app: textgen, suggest (next words), langid, weather; example models ship inside."
 EXAMPLE = (
@@ -35,7 +34,7 @@ MODEL_OF_APP = {"textgen": "textgen", "suggest": "textgen", "langid": "langid", 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("app", choices=APPS, help="what to run")
     p.add_argument("--model", help="an exported .onnx model (default: the example model shipped for the app)")
-    p.add_argument("--device", help="device profile name (default: cpu, one thread)")
+    p.add_argument("--device", help="device profile (edgernn devices list) or 'auto' (default: cpu, one thread)")
     p.add_argument("--input", help="read from this file instead of stdin (suggest, langid, weather)")
     g = p.add_argument_group("textgen")
     g.add_argument("--prompt", default="And God said", help="text to start from")
@@ -49,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    engine = load_app(MODEL_OF_APP[args.app], args.model, profile(args.device))
+    engine = app_engine(MODEL_OF_APP[args.app], args.model, args.device)
     source = open(args.input, encoding="utf-8") if args.input else sys.stdin  # noqa: SIM115
     try:
         if args.app == "textgen":
@@ -64,20 +63,21 @@ def main(args: argparse.Namespace) -> int:
             source.close()
 
 
-def profile(name: str | None) -> SessionProfile | None:
-    """The device profile called ``name`` from ``edgernn.devices``; None (CPU defaults) for no name."""
-    if name is None:
-        return None
+def app_engine(task: str, model: str | None, device: str | None) -> Engine:
+    """The app's engine: CPU defaults with no device, else through ``edgernn.devices`` (imported only then)."""
+    if device is None:
+        return load_app(task, model)
+    path = model if model is not None else shipped_model(task)
     try:
         devices = importlib.import_module("edgernn.devices")
     except ImportError as exc:
-        raise ProfileError(f"--device {name}: device profiles cannot be loaded: {exc}") from None
-    loader = getattr(devices, "load_profile", None)
-    if loader is None:
-        if name == "cpu":
-            return None
-        raise ProfileError(f"--device {name}: this install has no device profiles (edgernn.devices.load_profile)")
-    return loader(name)
+        raise ProfileError(f"--device {device!r}: edgernn.devices cannot be imported ({exc})") from None
+    if device == "auto":
+        engine, _, choice = importlib.import_module("edgernn.devices.auto").auto_engine(path)
+        print(choice, file=sys.stderr)
+    else:
+        engine, _ = devices.load_engine(path, device)
+    return check_app(engine, task)
 
 
 def run_textgen(engine: Engine, args: argparse.Namespace) -> int:

@@ -35,14 +35,18 @@ def shipped_model(task: str) -> Path:
     return path
 
 
-def load_app(task: str, model: str | os.PathLike[str] | None = None, profile: SessionProfile | None = None) -> Engine:
+def load_app(
+    task: str, model: str | os.PathLike[str] | None = None, profile: SessionProfile | None = None
+) -> Engine:
     """Load ``model`` (the shipped example for ``task`` when None) and check it serves ``task``."""
-    engine = Engine.load(model if model is not None else shipped_model(task), profile)
+    return check_app(Engine.load(model if model is not None else shipped_model(task), profile), task)
+
+
+def check_app(engine: Engine, task: str) -> Engine:
+    """``engine``, or SpecError when its spec says it is a model for another app."""
     name = engine.spec.task.get("name")
     if name in TASKS and name != task:
-        raise SpecError(
-            f"{engine.source}: this is a {name} model (spec.task.name); the {task} app needs a {task} model"
-        )
+        raise SpecError(f"{engine.source}: a {name} model (spec.task.name), the {task} app needs a {task} model")
     return engine
 
 

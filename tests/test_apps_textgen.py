@@ -1,0 +1,61 @@
+"""``edgernn run textgen`` and ``run suggest`` end to end on the shipped model, with torch blocked."""
+
+from __future__ import annotations
+
+import json
+
+import onnxruntime as ort
+from appcli import edgernn, shipped
+
+from edgernn.runtime.spec import StreamSpec
+
+
+def spec_of(task: str) -> StreamSpec:
+    meta = ort.InferenceSession(str(shipped(task)), providers=["CPUExecutionProvider"]).get_modelmeta()
+    return StreamSpec.from_metadata(meta.custom_metadata_map)
+
+
+def test_textgen_model_carries_its_parity_report_and_metrics() -> None:
+    spec = spec_of("textgen")
+    metrics, parity = spec.provenance["metrics"], spec.provenance["parity"]
+    assert spec.task["name"] == "textgen"
+    assert metrics["valid_bpc"] < metrics["unigram_bpc"] - 1.0, metrics  # it learned the text, not the letter counts
+    assert parity["steps"] >= 500 and parity["max_abs"] <= 1e-4, json.dumps(parity)
+
+
+def test_textgen_with_a_fixed_seed_is_reproducible() -> None:
+    args = ("run", "textgen", "--prompt", "And God said", "--chars", "120", "--seed", "7", "--top-k", "10")
+    first, second = edgernn(*args), edgernn(*args)
+    other = edgernn(*args[:-4], "--seed", "8", "--top-k", "10")
+    assert first.stdout == second.stdout
+    assert first.stdout.startswith("And God said") and len(first.stdout) == len("And God said") + 120 + 1
+    assert other.stdout != first.stdout
+    assert "µs" in first.stderr and "chars/s" in first.stderr  # the latency line
+
+
+def test_textgen_greedy_continues_the_training_text() -> None:
+    out = edgernn(
+        "run", "textgen", "--prompt", "And the LORD spake unto Moses, saying", "--chars", "60", "--temperature", "0"
+    ).stdout
+    vocab = set(spec_of("textgen").task["vocabulary"])
+    generated = out.rstrip("\n")[len("And the LORD spake unto Moses, saying") :]
+    assert set(generated) <= vocab
+    words = [w.strip(",.;:") for w in generated.split()]
+    common = {"the", "of", "and", "unto", "children", "Israel", "LORD", "that", "shall", "thou", "I", "to"}
+    assert sum(w in common for w in words) >= 3, generated
+
+
+def last_suggestions(typed: str) -> tuple[list[str], list[str]]:
+    lines = edgernn("run", "suggest", stdin=typed).stdout.splitlines()
+    assert len(lines) == len(typed)  # one line of suggestions after every character
+    _, words, after = lines[-1].split("\t")
+    return [w.rsplit(" ", 1)[0] for w in words.split(" | ")], [w.rsplit(" ", 1)[0] for w in after[3:].split(" | ")]
+
+
+def test_suggest_completes_the_current_word_and_predicts_the_next() -> None:
+    words, after = last_suggestions("And God said unto Mo")
+    assert "Moses" in words
+    words, after = last_suggestions("And the LOR")
+    assert words[0] == "LORD" and len(words) == 3
+    words, after = last_suggestions("And God sa")
+    assert "said" in words and "unto" in after
