@@ -176,8 +176,13 @@ class CudaStream:
     replays fixed addresses and the two directions read and write different buffers.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    memory = "cuda"  # where state and the bound frame / result live (tests run the same logic on "cpu")
+
+    def __init__(self, engine: Engine, batch: int = 1) -> None:
+        if batch < 1:
+            raise InputError(f"CudaStream: batch must be >= 1, got {batch}")
         self.engine = engine
+        self.batch = batch
         self._lock = threading.Lock()
         self._closed = False
         self.last_outputs: dict[str, np.ndarray] = {}
@@ -185,14 +190,14 @@ class CudaStream:
         self.device_id = int(getattr(profile, "device_id", 0))
         self.graphs = bool(getattr(profile, "cuda_graph", False))
         spec = engine.spec
-        self._init = [np.full(s.concrete_shape(1), s.init, dtype=NP_DTYPES[s.dtype]) for s in spec.states]
+        self._init = [np.full(s.concrete_shape(batch), s.init, dtype=NP_DTYPES[s.dtype]) for s in spec.states]
         self._dev_states = [[self._device(a) for _ in range(2)] for a in self._init]
         self._parity = 0
-        x0 = np.zeros((1, 1, *engine.frame_shape), dtype=engine.input_dtype)
-        ys0 = [np.zeros(o.concrete_shape(1, 1), dtype=NP_DTYPES[o.dtype]) for o in spec.outputs]
+        x0 = np.zeros((batch, 1, *engine.frame_shape), dtype=engine.input_dtype)  # (batch, time=1, frame...)
+        ys0 = [np.zeros(o.concrete_shape(batch, 1), dtype=NP_DTYPES[o.dtype]) for o in spec.outputs]
         self._x_dev = self._device(x0)
         self._y_dev = [self._device(y) for y in ys0]
-        self.rt = cuda_runtime()
+        self.rt = cuda_runtime() if self.memory == "cuda" else None
         self._cuda_stream = 0
         if self.rt is not None:
             self._x_host = PinnedArray(self.rt, x0.shape, x0.dtype)
@@ -207,8 +212,18 @@ class CudaStream:
     # -- public API (as Stream) ---------------------------------------------------------
 
     def step(self, frame: Any) -> np.ndarray:
-        """Advance by one frame; return the first output for it (batch and time axes dropped)."""
-        x = np.asarray(self.engine.check_one(frame), dtype=self.engine.input_dtype)
+        """Advance by one frame; return the first output for it (batch and time axes dropped).
+
+        With ``batch`` > 1 lanes, ``frame`` is one frame per lane ``(batch, *frame)`` and the
+        result is ``(batch, *output)``: the lanes advance in lockstep, in one call.
+        """
+        if self.batch == 1:
+            x = np.asarray(self.engine.check_one(frame), dtype=self.engine.input_dtype)[None]
+        else:
+            x = self.engine.check_many(frame)
+            if x.shape[0] != self.batch:
+                raise InputError(f"input {self.engine.input.name!r}: axis 0 (lanes) has size {x.shape[0]}, "
+                                 f"expected {self.batch} (one frame per lane)")  # fmt: skip
         with self._guard():
             y = self._run_step(x, self._parity)
             self._parity ^= 1
@@ -218,6 +233,8 @@ class CudaStream:
         """Advance by ``len(frames)`` frames in chunks of ``chunk``; equal to stepping one by one."""
         if chunk < 1:
             raise InputError(f"push: chunk must be >= 1, got {chunk}")
+        if self.batch != 1:
+            raise InputError(f"push: this stream steps {self.batch} lanes in lockstep; feed them with step()")
         xs = np.ascontiguousarray(self.engine.check_many(frames), dtype=self.engine.input_dtype)
         first = self.engine.spec.outputs[0]
         if xs.shape[0] == 0:
@@ -252,7 +269,8 @@ class CudaStream:
     # -- internals ----------------------------------------------------------------------
 
     def _device(self, arr: np.ndarray) -> ort.OrtValue:
-        return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(arr), "cuda", self.device_id)
+        # A copy each time: on the host an OrtValue would share the array (both state buffers one memory).
+        return ort.OrtValue.ortvalue_from_numpy(np.array(arr, order="C", copy=True), self.memory, self.device_id)
 
     def _options(self) -> ort.RunOptions:
         ro = ort.RunOptions()
@@ -282,12 +300,12 @@ class CudaStream:
         session = self.engine.session
         rt = self.rt
         if rt is None:
-            self._x_dev.update_inplace(x.reshape(self._x_dev.shape()))
+            self._x_dev.update_inplace(np.ascontiguousarray(x.reshape(self._x_dev.shape())))
             session.run_with_iobinding(bindings[parity], self._run_options[parity])
             ys = [y.numpy() for y in self._y_dev]
         else:
             xh, s = self._x_host, self._cuda_stream
-            xh.array[0, 0] = x
+            xh.array[:, 0] = x
             if s:
                 rt.copy_async(self._x_dev.data_ptr(), xh.ptr, xh.nbytes, H2D, s)
                 session.run_with_iobinding(bindings[parity], self._run_options[parity])
@@ -300,8 +318,9 @@ class CudaStream:
                 for yd, yh in zip(self._y_dev, self._y_host):
                     rt.copy(yh.ptr, yd.data_ptr(), yh.nbytes, D2H)
             ys = [yh.array for yh in self._y_host]
-        self.last_outputs = {o.name: y[0, 0].copy() for o, y in zip(self.engine.spec.outputs, ys)}
-        return ys[0][0, 0].copy()
+        lane = 0 if self.batch == 1 else slice(None)  # (batch, time=1, ...) -> one frame, or one per lane
+        self.last_outputs = {o.name: y[lane, 0].copy() for o, y in zip(self.engine.spec.outputs, ys)}
+        return ys[0][lane, 0].copy()
 
     def _push_chunks(self, xs: np.ndarray, chunk: int) -> np.ndarray:
         """Chunks of frames: host input bound as is, outputs copied back per chunk; rolled back on failure."""

@@ -20,7 +20,8 @@ def main(out: str) -> None:
         for kind in ("tokens", "frames"):
             name = cell if kind == "tokens" else f"frames-{cell}"
             vocabulary = VOCAB if kind == "tokens" else ""
-            export_model(tiny_model(cell, kind, hidden=64), root / f"{name}.onnx", task={"name": "devices", "vocabulary": vocabulary})
+            task = {"name": "devices", "vocabulary": vocabulary}
+            export_model(tiny_model(cell, kind, hidden=64), root / f"{name}.onnx", task=task)
     print(f"exported {2 * len(CELLS)} models to {root}")
 
 

@@ -80,7 +80,7 @@ def test_strict_mode_catches_openvinos_silent_fallback() -> None:
     bad = load_profile("openvino").with_changes(
         provider_entries=(ProviderEntry("OpenVINOExecutionProvider", {"device_type": "NPU", "precision": "FP32"}),)
     )
-    with pytest.raises(ProfileError, match=r"did not start in this session.*node\(s\) fell back to CPUExecutionProvider"):
+    with pytest.raises(ProfileError, match=r"did not start in this session.*node\(s\) fell back to CPUExecutionPro"):
         load_engine(model("frames-gru"), bad)
 
 
