@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean openvino gpu-check
+.PHONY: demo test lint clean openvino gpu-check models
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,23 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The example models that ship in the package (runtime/models/*.onnx), rebuilt by one command.
+# Fixed seed, a fixed number of updates and one thread, so the run is the same every time;
+# `export --validate` checks parity over carried steps and stores the report, with the
+# checkpoint's task metrics, in each model's metadata.
+MODEL_TASKS := textgen langid weather
+MODEL_RUNS ?= runs/models
+TRAIN_textgen := --hidden 128 --steps 400
+TRAIN_langid := --hidden 128 --steps 300
+TRAIN_weather := --steps 600
+
+models: $(addprefix models-,$(MODEL_TASKS))
+
+.PHONY: $(addprefix models-,$(MODEL_TASKS))
+$(addprefix models-,$(MODEL_TASKS)): models-%: $(STAMP)
+	$(VENV)/bin/edgernn train $* $(TRAIN_$*) --seconds 0 --seed 0 --threads 1 --out $(MODEL_RUNS)/$*
+	$(VENV)/bin/edgernn export $(MODEL_RUNS)/$*/model.safetensors -o runtime/models/$*.onnx --validate --tolerance 1e-4 --force
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -45,8 +62,8 @@ openvino: $(STAMP) $(OV_STAMP)
 
 # The whole GPU check in one go (CUDA parity, per-step latency vs PyTorch peers); skips cleanly
 # without a GPU. See devices/gpu_check.py for running it on a lent GPU machine.
-gpu-check:
-	$(PYTHON) devices/gpu_check.py --out build/gpu-check.json
+gpu-check: $(STAMP)
+	$(PY) devices/gpu_check.py --out build/gpu-check.json
 
 clean:
 	rm -rf $(VENV) $(OV_VENV) runs build *.egg-info
