@@ -141,7 +141,7 @@ def _pair_states(
                 raise SpecError(f"pairs: output {given[i_name]!r} for state {i_name!r} is not a graph output")
             pairs[i_name] = given[i_name]
             continue
-        found = [o for o in output_candidates(i_name) if o in outs and outs[o][0] == ins[i_name][0]]
+        found = [o for o in output_candidates(i_name) if o in outs and _state_like(ins[i_name], outs[o])]
         if len(found) > 1:
             raise SpecError(
                 f"state input {i_name!r} could pair with outputs {found}: name one with pairs={{{i_name!r}: ...}}"
@@ -153,6 +153,14 @@ def _pair_states(
     if dup:
         raise SpecError(f"output(s) {dup} pair with more than one state input: name them with pairs=")
     return pairs
+
+
+def _state_like(inp: tuple[str, list[Any]], out: tuple[str, list[Any]]) -> bool:
+    """Could ``out`` carry the next value of ``inp``: same dtype and rank, at most one symbolic axis, same sizes."""
+    (di, si), (do, so) = inp, out
+    if di != do or len(si) != len(so) or sum(not isinstance(d, int) for d in si) > 1:
+        return False
+    return all(a == b or not isinstance(a, int) or not isinstance(b, int) for a, b in zip(si, so))
 
 
 def _axes(
