@@ -15,6 +15,7 @@ from types import ModuleType
 COMMANDS: dict[str, str] = {
     "train": "edgernn.train.cli",
     "export": "edgernn.export.cli",
+    "inspect": "edgernn.export.inspect_cli",
     "run": "edgernn.runtime.cli_run",
     "profile": "edgernn.runtime.cli_profile",
     "devices": "edgernn.devices.cli",

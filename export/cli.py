@@ -1,30 +1,57 @@
-"""``edgernn export``: checkpoint → ONNX with the stream spec, optionally checked for parity."""
+"""``edgernn export``: checkpoint → ONNX + stream spec, validated, optionally int8 / fp16 and a Triton repository."""
 
 from __future__ import annotations
 
 import argparse
 
 HELP = "Export a checkpoint to ONNX with an explicit stateful step and the stream spec."
-EXAMPLE = "edgernn export runs/textgen/model.safetensors -o model.onnx --validate"
+EXAMPLE = (
+    "edgernn export runs/textgen/model.safetensors -o model.onnx --validate\n"
+    "  edgernn export runs/textgen/model.safetensors -o model.int8.onnx --quantize int8 --validate --triton triton_repo"
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="a .safetensors checkpoint written by edgernn train")
     p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
     p.add_argument("--opset", type=int, default=17)
-    p.add_argument("--validate", action="store_true", help="check parity with PyTorch over carried steps")
-    p.add_argument("--steps", type=int, default=1000, help="carried steps for --validate")
-    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.add_argument("--quantize", choices=("int8", "fp16"), help="write an int8 (CPU) or fp16 (GPU) graph, not fp32")
+    p.add_argument(
+        "--validate",
+        action="store_true",
+        help="names, shapes, values vs PyTorch over carried steps (and, with --quantize, vs fp32)",
+    )
+    p.add_argument("--steps", type=int, default=1000, help="carried steps for --validate (default 1000)")
+    p.add_argument("--tolerance", type=float, default=1e-5, help="max |torch - onnx| for --validate")
+    p.add_argument("--triton", metavar="DIR", help="also write a Triton model repository (sequence batcher) to DIR")
+    p.add_argument("--force", action="store_true", help="replace an existing output file / Triton model")
 
 
 def main(args: argparse.Namespace) -> int:
     from edgernn.export.pipeline import export_checkpoint
 
     spec, report = export_checkpoint(
-        args.checkpoint, args.output, opset=args.opset, validate=args.validate, steps=args.steps, force=args.force
+        args.checkpoint,
+        args.output,
+        opset=args.opset,
+        validate=args.validate,
+        steps=args.steps,
+        tolerance=args.tolerance,
+        force=args.force,
+        quantize=args.quantize,
+        triton=args.triton,
     )
-    assert spec.model is not None
-    print(f"wrote {args.output}: {spec.model.cell} hidden {spec.model.hidden_size} x {spec.model.num_layers}")
+    model = spec.model
+    what = f"{model.cell} hidden {model.hidden_size} x {model.num_layers}" if model is not None else "model"
+    print(f"wrote {args.output}: {what}" + (f", {args.quantize}" if args.quantize else ""))
     if report is not None:
         print(report)
+    quant = spec.provenance.get("quantization", {}).get("parity_vs_fp32")
+    if quant is not None:
+        print(
+            f"{args.quantize} vs fp32 over {quant['steps']} carried steps: max |difference| of "
+            f"{quant['normalised']} {quant['max_abs_normalised']:.3g} (tolerance {quant['tolerance']:g})"
+        )
+    if args.triton:
+        print(f"wrote the Triton model repository {args.triton} (see docs/TRITON.md)")
     return 0

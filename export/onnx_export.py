@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import onnx
 import torch
 from torch import nn
 
+from edgernn.export.errors import ExportError, OutputExistsError
 from edgernn.runtime.spec import BATCH, INPUT_X, METADATA_KEY, OUTPUT_Y, TIME, StreamSpec
 from edgernn.train.model import RecurrentModel
 
@@ -59,7 +61,7 @@ def to_onnx_proto(model: RecurrentModel, opset: int = DEFAULT_OPSET) -> onnx.Mod
         torch.onnx.export(
             StepGraph(model),
             example_inputs(model),
-            buf,
+            buf,  # type: ignore[arg-type]  # a file object works; the stub says path only
             dynamo=False,
             input_names=[INPUT_X, *state_in],
             output_names=[OUTPUT_Y, *state_out],
@@ -83,16 +85,34 @@ def attach_spec(proto: onnx.ModelProto, spec: StreamSpec) -> onnx.ModelProto:
     return proto
 
 
+def check_output(path: str | os.PathLike[str], force: bool = False) -> Path:
+    """Refuse early, before any work: ``path`` exists without ``force``, is a folder, or cannot be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise ExportError(f"{path} is a folder; give a file name for the model")
+    if path.exists() and not force:
+        raise OutputExistsError(f"{path} exists; pass force=True (--force) to replace it")
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise ExportError(f"{path}: cannot write into {parent}: {exc.strerror or exc}") from None
+    return path
+
+
 def write_model(proto: onnx.ModelProto, path: str | os.PathLike[str], force: bool = False) -> Path:
     """Write atomically: a temp file beside ``path`` renamed into place; nothing half-written stays."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise FileExistsError(f"{path} exists; pass force=True (--force) to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    path = check_output(path, force)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
     try:
         onnx.save(proto, str(tmp))
         os.replace(tmp, path)
+    except OSError as exc:
+        raise ExportError(f"{path}: cannot write the model: {exc.strerror or exc}") from None
     finally:
         if tmp.exists():
             tmp.unlink()

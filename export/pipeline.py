@@ -1,15 +1,25 @@
-"""Checkpoint → ONNX → parity → metadata: what ``edgernn export`` does, as one function."""
+"""Checkpoint → ONNX → validation → (int8 / fp16) → (Triton repository): ``edgernn export`` as one function.
+
+Every output is checked before any work (exists without ``force``, not writable) and written
+atomically, so a failure leaves nothing half-written behind.
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from edgernn.export.onnx_export import DEFAULT_OPSET, attach_spec, to_onnx_proto, write_model
-from edgernn.export.parity import ParityReport, check_parity
+import onnx
+
+from edgernn.export.errors import ExportError, OutputExistsError
+from edgernn.export.onnx_export import DEFAULT_OPSET, attach_spec, check_output, to_onnx_proto, write_model
+from edgernn.export.parity import ParityReport, check_parity, sample_batch
 from edgernn.runtime.spec import StreamSpec
 from edgernn.train.checkpoint import config_digest, file_sha256, load_checkpoint
+
+INT8_TOLERANCE = 2e-2  # max |int8 - fp32| on normalised outputs (log-softmax for tokens)
 
 
 def export_checkpoint(
@@ -20,26 +30,83 @@ def export_checkpoint(
     steps: int = 1000,
     tolerance: float = 1e-5,
     force: bool = False,
+    quantize: str | None = None,
+    triton: str | os.PathLike[str] | None = None,
+    quant_tolerance: float = INT8_TOLERANCE,
 ) -> tuple[StreamSpec, ParityReport | None]:
-    """Export ``checkpoint`` to ``output``; with ``validate`` the parity report goes into the metadata."""
-    output = Path(output)
-    if output.exists() and not force:
-        raise FileExistsError(f"{output} exists; pass --force to replace it")
+    """Export ``checkpoint`` to ``output``; with ``validate`` the parity report goes into the metadata.
+
+    ``quantize`` ('int8' or 'fp16') writes that variant to ``output`` instead of fp32; with
+    ``validate`` it is compared with the fp32 graph (``spec.provenance['quantization']``).
+    ``triton`` writes a Triton model repository of the same graph there.
+    """
+    out_path = check_output(output, force)
+    if quantize not in (None, "int8", "fp16"):
+        raise ExportError(f"--quantize {quantize!r}: expected 'int8' or 'fp16'")
+    if triton is not None:
+        _check_triton_root(Path(triton), force)
     model, meta = load_checkpoint(checkpoint)
     provenance = {
         "checkpoint_sha256": file_sha256(checkpoint),
         "train_config_digest": config_digest(meta.get("train", {})),
         "metrics": meta.get("metrics", {}),
         "opset": opset,
+        "exporter": "torch.onnx.export(dynamo=False)",
     }
     spec = StreamSpec.for_model(model.config, task=meta.get("task", {}), provenance=provenance)
     proto = to_onnx_proto(model, opset)
     report = None
-    if validate:
-        with tempfile.TemporaryDirectory() as tmp:
-            probe = Path(tmp) / "probe.onnx"
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / "fp32.onnx"
+        if validate:
             write_model(attach_spec(proto, spec), probe)
             report = check_parity(model, probe, steps=steps, tolerance=tolerance)
-        spec = spec.with_provenance(parity=report.to_dict())
-    write_model(attach_spec(proto, spec), output, force=force)
+            spec = spec.with_provenance(parity=report.to_dict())
+        proto = attach_spec(proto, spec)
+        if quantize is not None:
+            proto, spec = _convert(proto, quantize, validate, probe, Path(tmp), model, steps, quant_tolerance)
+    write_model(proto, out_path, force=force)
+    if triton is not None:
+        from edgernn.export.triton import write_repository
+
+        write_repository(triton, proto, spec, name=out_path.stem.replace(".", "_"), force=force)
     return spec, report
+
+
+def _check_triton_root(root: Path, force: bool) -> None:
+    if root.exists() and not root.is_dir():
+        raise ExportError(f"--triton {root}: exists and is not a folder")
+    if root.is_dir() and any(root.iterdir()) and not force:
+        raise OutputExistsError(f"--triton {root}: folder exists and is not empty; pass --force to replace the model")
+
+
+def _convert(
+    proto: onnx.ModelProto,
+    mode: str,
+    validate: bool,
+    probe: Path,
+    tmp: Path,
+    model: Any,
+    steps: int,
+    tolerance: float,
+) -> tuple[onnx.ModelProto, StreamSpec]:
+    from edgernn.export.quantize import convert_proto
+
+    out, spec = convert_proto(proto, mode)
+    note = dict(spec.provenance["quantization"])
+    if validate:
+        from edgernn.export.validate import compare_graphs
+
+        candidate = tmp / f"{mode}.onnx"
+        write_model(out, candidate)
+        xs = sample_batch(model, steps, 3, seed=7)
+        result = compare_graphs(probe, candidate, xs, tolerance=tolerance, fp16=mode == "fp16")
+        note["parity_vs_fp32"] = {
+            "max_abs_normalised": result["max_abs_normalised"],
+            "normalised": result["normalised"],
+            "tolerance": tolerance,
+            "steps": result["steps"],
+            "modes": result["modes"],
+        }
+        spec = spec.with_provenance(quantization=note)
+    return attach_spec(out, spec), spec

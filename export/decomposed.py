@@ -1,0 +1,230 @@
+"""A GRU / Elman RNN step written as plain MatMuls and gate math, so its products can be int8.
+
+onnxruntime quantizes the LSTM op (DynamicQuantizeLSTM) but leaves the GRU and RNN ops in
+fp32. This module rebuilds such a graph from its own weights, layer by layer:
+
+    gi = x @ W^T + Wb                    one product for the whole chunk (a Gather for tokens)
+    Scan over time:  gh = h @ R^T + Rb   the recurrent product, then the gate math
+    y  = out @ head + bias               one product for the whole chunk
+
+with the same input, output and state names and shapes as the native graph, so the
+stream spec and the runtime are unchanged. ``quantize=True`` writes every weight product as
+``com.microsoft.DynamicQuantizeMatMul`` with per-tensor symmetric int8 weights, inside the
+Scan body too (``quantize_dynamic`` does not reach Scan/Loop bodies). For token inputs the
+embedding and the first layer's input product are folded into one fp32 table, a Gather.
+
+Gate order follows ONNX (GRU: z, r, h; ``linear_before_reset=1`` as PyTorch computes it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from edgernn.export.errors import QuantizeError
+from edgernn.runtime.spec import BATCH, INPUT_X, OUTPUT_Y, StreamSpec
+
+MS_DOMAIN = "com.microsoft"
+
+
+@dataclass(frozen=True)
+class LayerWeights:
+    """One layer in ONNX layout: W (gates*H, in), R (gates*H, H), Wb and Rb (gates*H,)."""
+
+    W: np.ndarray
+    R: np.ndarray
+    Wb: np.ndarray
+    Rb: np.ndarray
+
+
+@dataclass(frozen=True)
+class NetWeights:
+    """Everything a native edgernn graph computes with, read back from its initializers."""
+
+    cell: str
+    encoder_w: np.ndarray  # tokens: (vocab, width) table; frames: (features, width) for x @ w
+    encoder_b: np.ndarray | None  # frames only: (width,)
+    layers: tuple[LayerWeights, ...]
+    head_w: np.ndarray  # (hidden, out) for out @ head_w
+    head_b: np.ndarray  # (out,)
+
+
+def _values(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    out = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant":
+            out[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    return out
+
+
+def read_weights(proto: onnx.ModelProto, spec: StreamSpec) -> NetWeights:
+    """The weights of a native graph exported by ``edgernn.export.onnx_export``; QuantizeError if it is not one."""
+    cfg = spec.model
+    if cfg is None:
+        raise QuantizeError("the stream spec has no model config: cannot rebuild the cell")
+    g = proto.graph
+    vals = _values(g)
+    op = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM"}[cfg.cell]
+    cells = [n for n in g.node if n.op_type == op]
+    if len(cells) != cfg.num_layers:
+        raise QuantizeError(f"graph holds {len(cells)} {op} node(s), the spec says {cfg.num_layers} layer(s)")
+    first = [n for n in g.node if INPUT_X in n.input]
+    if len(first) != 1 or first[0].op_type not in ("Gather", "MatMul"):
+        raise QuantizeError(f"input {INPUT_X!r}: expected one Gather (tokens) or MatMul (frames) consumer")
+    enc = first[0]
+    enc_b = None
+    if enc.op_type == "Gather":
+        enc_w = vals[enc.input[0]]
+    else:
+        enc_w = vals[enc.input[1]]
+        (add,) = [n for n in g.node if enc.output[0] in n.input]
+        enc_b = next(vals[i] for i in add.input if i in vals)
+    layers = []
+    for i, node in enumerate(cells):
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if op == "GRU" and attrs.get("linear_before_reset", 0) != 1:
+            raise QuantizeError(f"GRU layer {i}: linear_before_reset must be 1 (PyTorch's GRU)")
+        if attrs.get("direction", b"forward") not in (b"forward", "forward"):
+            raise QuantizeError(f"{op} layer {i}: only forward cells are supported")
+        w, r, b = (vals[name][0] for name in node.input[1:4])
+        n = w.shape[0]
+        layers.append(LayerWeights(W=w, R=r, Wb=b[:n], Rb=b[n:]))
+    (y_add,) = [n for n in g.node if OUTPUT_Y in n.output]
+    (head,) = [n for n in g.node if n.op_type == "MatMul" and n.output[0] in y_add.input]
+    head_b = next(vals[i] for i in y_add.input if i in vals)
+    return NetWeights(cfg.cell, enc_w, enc_b, tuple(layers), vals[head.input[1]], head_b)
+
+
+class _Builder:
+    """Collects nodes and initializers; ``matmul`` writes fp32 MatMul(+Add) or DynamicQuantizeMatMul."""
+
+    def __init__(self, quantize: bool) -> None:
+        self.quantize = quantize
+        self.inits: list[TensorProto] = []
+        self.count = 0
+
+    def name(self, stem: str) -> str:
+        self.count += 1
+        return f"{stem}_{self.count}"
+
+    def const(self, stem: str, value: np.ndarray) -> str:
+        name = self.name(stem)
+        self.inits.append(numpy_helper.from_array(np.array(value, order="C"), name))
+        return name
+
+    def matmul(self, nodes: list[onnx.NodeProto], a: str, w: np.ndarray, bias: np.ndarray | None, stem: str) -> str:
+        """a @ w (+ bias); ``w`` is (in, out) float32."""
+        out = self.name(stem)
+        b = self.const(f"{stem}_b", bias.astype(np.float32)) if bias is not None else ""
+        if self.quantize:
+            scale = max(float(np.abs(w).max()), 1e-12) / 127.0
+            wq = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
+            ins = [a, self.const(f"{stem}_wq", wq), self.const(f"{stem}_ws", np.array(scale, np.float32))]
+            ins += [self.const(f"{stem}_wz", np.array(0, np.int8)), b]
+            nodes.append(helper.make_node("DynamicQuantizeMatMul", ins, [out], domain=MS_DOMAIN))
+            return out
+        prod = self.name(f"{stem}_mm") if b else out
+        nodes.append(helper.make_node("MatMul", [a, self.const(f"{stem}_w", w.astype(np.float32))], [prod]))
+        if b:
+            nodes.append(helper.make_node("Add", [prod, b], [out]))
+        return out
+
+
+def _body(cell: str, layer: LayerWeights, hidden: int, bld: _Builder, idx: int) -> onnx.GraphProto:
+    """Scan body: (h_prev, gi_t) -> (h_next, h_next as scan output)."""
+    h, gi = f"h_prev_{idx}", f"gi_t_{idx}"
+    nodes: list[onnx.NodeProto] = []
+    gh = bld.matmul(nodes, h, layer.R.T, layer.Rb, f"l{idx}_rec")
+    if cell == "rnn":
+        pre = bld.name("pre")
+        nodes.append(helper.make_node("Add", [gi, gh], [pre]))
+        h_new = bld.name("h_new")
+        nodes.append(helper.make_node("Tanh", [pre], [h_new]))
+    else:  # gru, ONNX gate order z, r, h
+        split = bld.const("split", np.array([2 * hidden, hidden], np.int64))
+        gi_zr, gi_h, gh_zr, gh_h = (bld.name(s) for s in ("gi_zr", "gi_h", "gh_zr", "gh_h"))
+        nodes.append(helper.make_node("Split", [gi, split], [gi_zr, gi_h], axis=-1))
+        nodes.append(helper.make_node("Split", [gh, split], [gh_zr, gh_h], axis=-1))
+        s, zr, z, r = (bld.name(n) for n in ("s", "zr", "z", "r"))
+        nodes.append(helper.make_node("Add", [gi_zr, gh_zr], [s]))
+        nodes.append(helper.make_node("Sigmoid", [s], [zr]))
+        nodes.append(helper.make_node("Split", [zr, bld.const("half", np.array([hidden, hidden], np.int64))],
+                                      [z, r], axis=-1))
+        rg, pre_n, n, d, zd, h_new = (bld.name(x) for x in ("rg", "pre_n", "n", "d", "zd", "h_new"))
+        nodes.append(helper.make_node("Mul", [r, gh_h], [rg]))
+        nodes.append(helper.make_node("Add", [gi_h, rg], [pre_n]))
+        nodes.append(helper.make_node("Tanh", [pre_n], [n]))
+        nodes.append(helper.make_node("Sub", [h, n], [d]))
+        nodes.append(helper.make_node("Mul", [z, d], [zd]))
+        nodes.append(helper.make_node("Add", [n, zd], [h_new]))  # (1 - z) * n + z * h
+    h_out, y_t = f"h_next_{idx}", f"y_t_{idx}"
+    nodes.append(helper.make_node("Identity", [h_new], [h_out]))
+    nodes.append(helper.make_node("Identity", [h_new], [y_t]))
+    gates = layer.W.shape[0]
+    vi = helper.make_tensor_value_info
+    return helper.make_graph(
+        nodes,
+        f"layer{idx}_step",
+        [vi(h, TensorProto.FLOAT, [BATCH, hidden]), vi(gi, TensorProto.FLOAT, [BATCH, gates])],
+        [vi(h_out, TensorProto.FLOAT, [BATCH, hidden]), vi(y_t, TensorProto.FLOAT, [BATCH, hidden])],
+    )
+
+
+def build_decomposed(weights: NetWeights, spec: StreamSpec, opset: int, quantize: bool) -> onnx.ModelProto:
+    """The decomposed graph of ``weights`` (fp32 or int8), with the spec's names and shapes."""
+    cfg = spec.model
+    if cfg is None or cfg.cell not in ("rnn", "gru"):
+        raise QuantizeError("the decomposed cell covers 'rnn' and 'gru'; LSTM uses DynamicQuantizeLSTM")
+    hidden = cfg.hidden_size
+    bld = _Builder(quantize)
+    nodes: list[onnx.NodeProto] = []
+    first = weights.layers[0]
+    if cfg.input_kind == "tokens":  # embedding and the first input product folded: one fp32 table
+        table = weights.encoder_w.astype(np.float64) @ first.W.T.astype(np.float64) + first.Wb
+        gi = bld.name("gi0")
+        nodes.append(helper.make_node("Gather", [bld.const("table", table.astype(np.float32)), INPUT_X], [gi]))
+    else:
+        enc = bld.matmul(nodes, INPUT_X, weights.encoder_w, weights.encoder_b, "enc")
+        gi = bld.matmul(nodes, enc, first.W.T, first.Wb, "l0_in")
+    finals, seq = [], ""
+    for idx, layer in enumerate(weights.layers):
+        if idx > 0:  # the layer below's outputs, all time steps in one product
+            gi = bld.matmul(nodes, seq, layer.W.T, layer.Wb, f"l{idx}_in")
+        h0 = bld.name("h0")
+        nodes.append(helper.make_node("Gather", ["h", bld.const("layer", np.array(idx, np.int64))], [h0], axis=0))
+        h_last, seq = bld.name("h_last"), bld.name("seq")
+        body = _body(cfg.cell, layer, hidden, bld, idx)
+        nodes.append(
+            helper.make_node(
+                "Scan", [h0, gi], [h_last, seq], body=body, num_scan_inputs=1, scan_input_axes=[1], scan_output_axes=[1]
+            )
+        )
+        finals.append(h_last)
+    stacked = []
+    axis0 = bld.const("axis0", np.array([0], np.int64))
+    for h_last in finals:
+        u = bld.name("h_u")
+        nodes.append(helper.make_node("Unsqueeze", [h_last, axis0], [u]))
+        stacked.append(u)
+    nodes.append(helper.make_node("Concat", stacked, ["h_out"], axis=0) if len(stacked) > 1
+                 else helper.make_node("Identity", stacked, ["h_out"]))
+    y = bld.matmul(nodes, seq, weights.head_w, weights.head_b, "head")
+    nodes.append(helper.make_node("Identity", [y], [OUTPUT_Y]))
+    return _model(nodes, bld.inits, spec, opset)
+
+
+def _model(nodes: list[onnx.NodeProto], inits: list[TensorProto], spec: StreamSpec, opset: int) -> onnx.ModelProto:
+    types = {"float32": TensorProto.FLOAT, "int64": TensorProto.INT64}
+    vi = helper.make_tensor_value_info
+    inputs = [vi(t.name, types[t.dtype], list(t.shape)) for t in spec.inputs]
+    inputs += [vi(s.input, types[s.dtype], list(s.shape)) for s in spec.states]
+    outputs = [vi(t.name, types[t.dtype], list(t.shape)) for t in spec.outputs]
+    outputs += [vi(s.output, types[s.dtype], list(s.shape)) for s in spec.states]
+    graph = helper.make_graph(nodes, "edgernn_decomposed", inputs, outputs, inits)
+    imports = [helper.make_opsetid("", opset), helper.make_opsetid(MS_DOMAIN, 1)]
+    model = helper.make_model(graph, opset_imports=imports, producer_name="edgernn")
+    model.ir_version = min(model.ir_version, 9)
+    return model
