@@ -120,6 +120,13 @@ def bench_engine(engine: Engine, batch: int, chunk: int, calls: int, warmup: int
     device_id = int(getattr(engine.profile, "device_id", 0))
     session = engine.session
     feeds = _feeds(engine, batch, chunk)
+    if device == "cuda" and chunk == 1 and engine.fast and "CUDAExecutionProvider" in session.get_providers():
+        from edgernn.devices.cuda import CudaStream  # what a CUDA profile streams with: graphs, pinned buffers
+
+        lanes = CudaStream(engine, batch=batch)
+        x = feeds[engine.input.name][:, 0]  # (batch, frame...)
+        frame = x[0] if batch == 1 else x
+        return measure(lambda: lanes.step(frame), calls, warmup, frames_per_call=1)
     inits = [np.full(s.concrete_shape(batch), s.init, NP_DTYPES[s.dtype]) for s in engine.spec.states]
     states = [[ort.OrtValue.ortvalue_from_numpy(a, device, device_id) for _ in range(2)] for a in inits]
     outs = [np.empty(o.concrete_shape(batch, chunk), NP_DTYPES[o.dtype]) for o in engine.spec.outputs]

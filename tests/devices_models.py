@@ -21,7 +21,7 @@ def main(out: str) -> None:
             name = cell if kind == "tokens" else f"frames-{cell}"
             vocabulary = VOCAB if kind == "tokens" else ""
             task = {"name": "devices", "vocabulary": vocabulary}
-            export_model(tiny_model(cell, kind, hidden=64), root / f"{name}.onnx", task=task)
+            export_model(tiny_model(cell, kind, hidden=64), root / f"{name}.onnx", task=task, force=True)
     print(f"exported {2 * len(CELLS)} models to {root}")
 
 
