@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "inspect": "edgernn.export.inspect_cli",
     "run": "edgernn.runtime.cli_run",
     "profile": "edgernn.runtime.cli_profile",
+    "bench": "edgernn.bench.cli",
     "devices": "edgernn.devices.cli",
     "demo": "edgernn.demo",
 }

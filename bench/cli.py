@@ -1,0 +1,142 @@
+"""``edgernn bench``: the comparison suite, scale, memory and the arithmetic floor → BENCHMARKS.md.
+
+Needs the dev install (torch and onnx build and export the models it times).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+HELP = "Compare the engine with raw onnxruntime, PyTorch and numpy; check the speed targets; write BENCHMARKS.md."
+EXAMPLE = "edgernn bench --quick --out /tmp/BENCHMARKS.md"
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true", help="the target cases on a GRU, small sweeps: about a minute")
+    p.add_argument("--out", default="BENCHMARKS.md", help="the report (its plot is written beside it as .png)")
+    p.add_argument("--json", dest="json_out", default=None, help="also write every figure to this JSON file")
+    p.add_argument("--cells", default="rnn,gru,lstm", help="cells of the full grid")
+    p.add_argument(
+        "--hidden",
+        type=_ints,
+        default=None,
+        help="hidden sizes: quick uses the first for the "
+        "target cases and the last for int8 and the floor (default 128,512)",
+    )
+    p.add_argument(
+        "--streams", type=_ints, default=None, help="the streams sweep (default 1,2,4..1024; quick 1,16,256,1024)"
+    )
+    p.add_argument("--hiddens", type=_ints, default=None, help="the model-size sweep (default 64..1024)")
+    p.add_argument("--memory-hidden", type=int, default=256, help="hidden size of the memory and soak model")
+    p.add_argument("--no-scale", action="store_true", help="skip the sweeps, memory and the floor")
+    p.add_argument("--soak", type=int, default=None, help="steps of the no-growth soak (default 10^6 full, 0 quick)")
+    p.add_argument(
+        "--compile",
+        dest="compile_peer",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="time torch.compile too (default: on in the full run)",
+    )
+    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds per case (default 9; quick 5)")
+    p.add_argument(
+        "--block-ms", type=float, default=None, help="target length of one timed block (default 25; quick 8)"
+    )
+    p.add_argument("--note", default="", help="conditions to record in the report (e.g. machine load)")
+
+
+def main(args: argparse.Namespace) -> int:
+    import torch
+
+    from edgernn.bench import machine, report, scale, suite
+    from edgernn.bench.targets import RunFigures, evaluate, load_targets
+
+    torch.set_num_threads(1)
+    pinned = machine.pin_blas_threads(1)
+    t_start = time.perf_counter()
+    quick = args.quick
+    settings = suite.Settings(
+        rounds=args.rounds or (5 if quick else 9),
+        block_s=(args.block_ms or (8.0 if quick else 25.0)) / 1e3,
+    )
+    start = machine.describe()
+    log = _logger()
+
+    cells = tuple(c for c in args.cells.split(",") if c)
+    hidden = args.hidden or [128, 512]
+    if quick:
+        cases = suite.plan(
+            quick=True, compile_peer=bool(args.compile_peer), cells=cells, small=hidden[0], big=hidden[-1]
+        )
+    else:
+        cases = suite.plan(quick=False, compile_peer=args.compile_peer is not False, cells=cells, hiddens=hidden)
+    log(f"bench: {len(cases)} cases, {settings.rounds} rounds each")
+    results = [suite.run_case(c, names, settings, _numbered(log, i, len(cases))) for i, (c, names) in enumerate(cases)]
+
+    run_cells = sorted({c.cell for c, _ in cases}, key=["rnn", "gru", "lstm"].index)
+    streams_res, hidden_res, memory, floors = [], [], None, []
+    if not args.no_scale:
+        streams = args.streams or ([1, 16, 256, 1024] if quick else [2**i for i in range(11)])
+        hiddens = args.hiddens or ([64, 256, 1024] if quick else [64, 128, 256, 512, 1024])
+        log("scale: streams " + ",".join(map(str, streams)))
+        streams_res = scale.streams_sweep(streams, settings, hidden=256 if 256 in hiddens else hiddens[0], log=log)
+        log("scale: hidden " + ",".join(map(str, hiddens)))
+        hidden_res = scale.hidden_sweep(hiddens, settings, log=log)
+        log("memory")
+        memory = scale.memory(hidden=args.memory_hidden, streams=1000 if quick else 5000)
+        log("floor")
+        floors = scale.floors(run_cells, hidden[-1], results, seconds=0.5 if quick else 2.0)
+    soak_steps = args.soak if args.soak is not None else (0 if quick else 10**6)
+    soak = None
+    if soak_steps > 0:
+        log(f"soak: {soak_steps:,} steps")
+        soak = scale.soak(soak_steps, hidden=args.memory_hidden)
+
+    verdicts = evaluate(load_targets(), RunFigures(results, memory, soak))
+    run = report.Run(
+        quick=quick,
+        machine_start=start,
+        machine_end=machine.describe(),
+        settings={"rounds": settings.rounds, "block_ms": settings.block_s * 1e3, "blas_pinned": pinned},
+        cases=results,
+        verdicts=verdicts,
+        streams=streams_res,
+        hiddens=hidden_res,
+        memory=memory,
+        soak=soak,
+        floors=floors,
+        note=args.note,
+        seconds=time.perf_counter() - t_start,
+    )
+    out = Path(args.out)
+    png = out.with_suffix(".png")
+    drew = report.plot(run, png)
+    report.write(run, out, png if drew else None)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(asdict(run), indent=1, default=str))
+    for v in verdicts:
+        print(f"{v.status:<15} {v.target:<30} {v.row:<24} {v.measured}  (target {v.figure}) {v.note}")
+    print(f"wrote {out}" + (f" and {png}" if drew else " (no plot: matplotlib missing or no sweeps)"))
+    return 0
+
+
+def _logger() -> Callable[[str], None]:
+    start = time.perf_counter()
+
+    def log(msg: str) -> None:
+        print(f"[{time.perf_counter() - start:6.1f} s] {msg}", file=sys.stderr, flush=True)
+
+    return log
+
+
+def _numbered(log: Callable[[str], None], i: int, n: int) -> Callable[[str], None]:
+    return lambda msg: log(f"{i + 1}/{n} {msg}")

@@ -1,0 +1,374 @@
+"""The ways to run a recurrent model that the bench compares, all on the same weights and input.
+
+A contender is a factory ``make(subject) -> call``; ``call()`` advances ``case.batch``
+streams by ``case.chunk`` frames with the state carried, and returns that call's output
+(anything ``np.asarray`` turns into batch * chunk * vocab numbers), which the bench checks
+against the numpy reference once before timing. A factory raises ``NotAvailable`` with the
+reason when what it would time does not exist here (no batched engine API, no quantizer).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgernn.runtime.engine import Engine
+from edgernn.runtime.profiling import PingPong
+from edgernn.runtime.session import CpuDefaults
+
+
+class NotAvailable(Exception):
+    """The contender cannot run in this tree or for this case; the message says why."""
+
+
+@dataclass(frozen=True)
+class Case:
+    cell: str
+    hidden: int
+    batch: int
+    chunk: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.cell} h{self.hidden} b{self.batch} c{self.chunk}"
+
+    @property
+    def frames(self) -> int:
+        """Stream-frames one call advances."""
+        return self.batch * self.chunk
+
+
+@dataclass
+class Subject:
+    """What every contender of one case runs: the model file, its torch twin, the input."""
+
+    case: Case
+    path: Path  # the fp32 ONNX model
+    int8_path: Path | None  # its int8 variant; None without a quantizer in this tree
+    torch_model: Any  # fp32 PyTorch model with the same weights
+    weights: dict[str, np.ndarray]
+    x: np.ndarray  # (batch, chunk) int64 tokens
+
+
+Call = Callable[[], Any]
+
+
+# -- onnxruntime ------------------------------------------------------------------------
+
+
+def engine(s: Subject, path: Path | None = None) -> Call:
+    """edgernn's Engine: Stream.step / Stream.push at batch 1; the batched API for batch > 1."""
+    eng = Engine.load(path or s.path)
+    b, t = s.x.shape
+    if b == 1:
+        stream = eng.stream()
+        if t == 1:
+            frame = s.x[0, 0:1].reshape(())  # a 0-d array, as a caller holding an array passes it
+            return lambda: stream.step(frame)
+        frames = s.x[0]
+        return lambda: stream.push(frames, chunk=t)
+    return batched_engine_call(eng, s.x)
+
+
+def engine_int8(s: Subject) -> Call:
+    """The engine on the int8 model (``edgernn.export.quantize.quantize_model``)."""
+    if s.int8_path is None:
+        raise NotAvailable("no int8 model: edgernn.export.quantize.quantize_model is absent from this tree")
+    return engine(s, s.int8_path)
+
+
+def batched_engine_call(eng: Engine, x: np.ndarray) -> Call:
+    """The engine's many-streams-in-one-call API, whichever this tree has; NotAvailable if none.
+
+    ``engine.batch(max_streams)`` → ``Batch.join()`` / ``Batch.step(frames)`` (one frame per
+    member) / ``Batch.step_many({stream: frames})``; else ``engine.step_many(streams, frames)``.
+    """
+    b, t = x.shape
+    make_batch = getattr(eng, "batch", None)
+    try:
+        if callable(make_batch):
+            group = make_batch(max_streams=b)
+            members = [group.join() for _ in range(b)]
+            if t == 1:
+                frames = x[:, 0].copy()
+                return lambda: group.step(frames)
+            rows = [x[i] for i in range(b)]
+            engine_many = getattr(eng, "step_many", None)
+            if callable(engine_many):  # the members, T frames each: a list of (T, ...) outputs
+                return lambda: engine_many(members, rows)
+            ragged = dict(zip(members, rows))
+            return lambda: list(group.step_many(ragged).values())
+        step_many = getattr(eng, "step_many", None)
+        if callable(step_many):
+            streams = [eng.stream() for _ in range(b)]
+            rows = [x[i] for i in range(b)]
+            return lambda: step_many(streams, rows)
+    except (AttributeError, TypeError, ImportError) as exc:
+        raise NotAvailable(f"the engine's batched API did not work here: {type(exc).__name__}: {exc}") from None
+    raise NotAvailable("runtime/ has no batched multi-stream API (engine.batch / engine.step_many) at this commit")
+
+
+def engine_separate(s: Subject) -> Call:
+    """``batch`` engine streams, each called on its own: what batching is measured against."""
+    b, t = s.x.shape
+    if b == 1:
+        raise NotAvailable("batch 1: the same as engine")
+    eng = Engine.load(s.path)
+    streams = [eng.stream() for _ in range(b)]
+    if t == 1:
+        frames = [s.x[i, 0:1].reshape(()) for i in range(b)]
+        return lambda: [st.step(f) for st, f in zip(streams, frames)]
+    return lambda: [st.push(s.x[i], chunk=t) for i, st in enumerate(streams)]
+
+
+def _bare_session(path: Path) -> Any:
+    import onnxruntime as ort
+
+    profile = CpuDefaults()
+    return ort.InferenceSession(str(path), sess_options=profile.session_options(), providers=["CPUExecutionProvider"])
+
+
+def raw_pingpong(s: Subject) -> Call:
+    """Hand-written onnxruntime: two pre-built IOBindings swapping the state buffers, nothing else."""
+    path = s.path
+    eng = Engine.load(path)  # only for the spec
+    b, t = s.x.shape
+    loop = PingPong(_bare_session(path), eng.spec, b, t)
+    x = s.x
+    return lambda: loop(x)
+
+
+def session_run(s: Subject) -> Call:
+    """``session.run`` with numpy state carried by the caller (how most hand-written loops run)."""
+    path = s.path
+    spec = Engine.load(path).spec
+    sess = _bare_session(path)
+    feeds = {st.input: np.zeros(st.concrete_shape(s.x.shape[0]), dtype=np.float32) for st in spec.states}
+    names = [spec.outputs[0].name, *[st.output for st in spec.states]]
+    ins = [st.input for st in spec.states]
+    x, x_name = s.x, spec.inputs[0].name
+
+    def call() -> Any:
+        out = sess.run(names, {x_name: x, **feeds})
+        for name, value in zip(ins, out[1:]):
+            feeds[name] = value
+        return out[0]
+
+    return call
+
+
+# -- PyTorch ----------------------------------------------------------------------------
+
+
+def _torch_state(s: Subject) -> tuple[Any, ...]:
+    return tuple(s.torch_model.initial_state(s.x.shape[0]))
+
+
+def torch_eager(s: Subject) -> Call:
+    """PyTorch eager: the nn.GRU/LSTM/RNN model called on (batch, chunk) with the state carried."""
+    import torch
+
+    model, x = s.torch_model, torch.from_numpy(s.x)
+    state = [_torch_state(s)]
+
+    def call() -> Any:
+        with torch.inference_mode():
+            y, state[0] = model(x, state[0])
+        return y
+
+    return call
+
+
+def torchscript(s: Subject) -> Call:
+    """The strongest PyTorch CPU peer measured: a TorchScript-frozen step.
+
+    Chunk 1 runs a frozen cell (RNNCell/GRUCell/LSTMCell, weights shared with the model);
+    longer chunks run the frozen whole model (the fused sequence kernel beats a cell loop).
+    """
+    import torch
+
+    x = torch.from_numpy(s.x)
+    module = cell_step(s.torch_model) if s.x.shape[1] == 1 else _seq_step(s.torch_model)
+    args = (x[:, 0], *_torch_state(s)) if s.x.shape[1] == 1 else (x, *_torch_state(s))
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TorchScript's deprecation notes and tracer warnings
+        frozen = torch.jit.freeze(torch.jit.trace(module.eval(), args))
+    return _carry(frozen, args)
+
+
+def torch_compiled(s: Subject) -> Call:
+    """``torch.compile`` (inductor) of the eager model; compile time is not timed."""
+    import torch
+
+    compiled = torch.compile(_seq_step(s.torch_model).eval())
+    args = (torch.from_numpy(s.x), *_torch_state(s))
+    try:
+        with torch.inference_mode():
+            compiled(*args)  # compile now, not in the timed loop
+    except Exception as exc:  # inductor needs a C compiler and may fail in many ways
+        raise NotAvailable(f"torch.compile failed: {type(exc).__name__}: {str(exc)[:120]}") from None
+    return _carry(compiled, args)
+
+
+def _carry(fn: Any, args: tuple[Any, ...]) -> Call:
+    import torch
+
+    x = args[0]
+    state = [tuple(args[1:])]
+
+    def call() -> Any:
+        with torch.inference_mode():
+            y, *new = fn(x, *state[0])
+        state[0] = tuple(new)
+        return y
+
+    return call
+
+
+def _seq_step(model: Any) -> Any:
+    """An nn.Module: forward(x, *state) -> (y, *state) over the whole model."""
+    from torch import nn
+
+    class SeqStep(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x: Any, *state: Any) -> Any:
+            y, new = self.model(x, tuple(state))
+            return (y, *new)
+
+    return SeqStep()
+
+
+def cell_step(model: Any) -> Any:
+    """An nn.Module: one frame through encoder → RNNCell/GRUCell/LSTMCell (the model's weights) → head."""
+    import torch
+    from torch import nn
+
+    cfg = model.config
+    width = cfg.embed_size or cfg.hidden_size
+    cells = []
+    for layer in range(cfg.num_layers):
+        size_in = width if layer == 0 else cfg.hidden_size
+        if cfg.cell == "rnn":
+            cell: Any = nn.RNNCell(size_in, cfg.hidden_size, nonlinearity="tanh")
+        elif cfg.cell == "gru":
+            cell = nn.GRUCell(size_in, cfg.hidden_size)
+        else:
+            cell = nn.LSTMCell(size_in, cfg.hidden_size)
+        for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(cell, kind).data = getattr(model.rnn, f"{kind}_l{layer}").data
+        cells.append(cell)
+    lstm = cfg.cell == "lstm"
+
+    class CellStep(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder, self.head = model.encoder, model.head
+            self.cells = nn.ModuleList(cells)
+
+        def forward(self, x: Any, h: Any, c: Any = None) -> Any:
+            inp = self.encoder(x)  # (batch, width)
+            hs, cs = [], []
+            for i, cell in enumerate(self.cells):
+                if lstm:
+                    hi, ci = cell(inp, (h[i], c[i]))
+                    cs.append(ci)
+                else:
+                    hi = cell(inp, h[i])
+                hs.append(hi)
+                inp = hi
+            y = self.head(inp)[:, None]  # (batch, 1, vocab)
+            if lstm:
+                return y, torch.stack(hs), torch.stack(cs)
+            return y, torch.stack(hs)
+
+    return CellStep()
+
+
+# -- numpy ------------------------------------------------------------------------------
+
+
+def numpy_reference(s: Subject) -> Call:
+    """The model in plain numpy (float32): the reference every other contender is checked against."""
+    ref = NumpyModel(s.torch_model.config.cell, s.weights, s.torch_model.config.num_layers)
+    state = [ref.initial_state(s.x.shape[0])]
+    x = s.x
+
+    def call() -> Any:
+        y, state[0] = ref(x, state[0])
+        return y
+
+    return call
+
+
+class NumpyModel:
+    """Embedding → stacked cell (PyTorch's gate order and equations) → linear head, in numpy."""
+
+    def __init__(self, cell: str, w: dict[str, np.ndarray], layers: int) -> None:
+        self.cell, self.w, self.layers = cell, w, layers
+        self.hidden = w["rnn.weight_hh_l0"].shape[1]
+
+    def initial_state(self, batch: int) -> list[np.ndarray]:
+        n = 2 if self.cell == "lstm" else 1
+        return [np.zeros((self.layers, batch, self.hidden), np.float32) for _ in range(n)]
+
+    def __call__(self, x: np.ndarray, state: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        w = self.w
+        seq = w["encoder.weight"][x]  # (batch, time, width)
+        new_state = [np.empty_like(s) for s in state]
+        for layer in range(self.layers):
+            gi = seq @ w[f"rnn.weight_ih_l{layer}"].T + w[f"rnn.bias_ih_l{layer}"]  # (batch, time, gates*hidden)
+            whh, bhh = w[f"rnn.weight_hh_l{layer}"].T, w[f"rnn.bias_hh_l{layer}"]
+            h = state[0][layer]
+            c = state[1][layer] if self.cell == "lstm" else None
+            outs = np.empty((x.shape[0], x.shape[1], self.hidden), np.float32)
+            for t in range(x.shape[1]):
+                h, c = self._cell(gi[:, t], h @ whh + bhh, h, c)
+                outs[:, t] = h
+            new_state[0][layer] = h
+            if c is not None:
+                new_state[1][layer] = c
+            seq = outs
+        return seq @ w["head.weight"].T + w["head.bias"], new_state
+
+    def _cell(
+        self, gi: np.ndarray, gh: np.ndarray, h: np.ndarray, c: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        if self.cell == "rnn":
+            return np.tanh(gi + gh), None
+        if self.cell == "gru":
+            n = self.hidden
+            r = _sigmoid(gi[:, :n] + gh[:, :n])
+            z = _sigmoid(gi[:, n : 2 * n] + gh[:, n : 2 * n])
+            cand = np.tanh(gi[:, 2 * n :] + r * gh[:, 2 * n :])
+            return (1 - z) * cand + z * h, None
+        g = gi + gh
+        n = self.hidden
+        i, f, o = _sigmoid(g[:, :n]), _sigmoid(g[:, n : 2 * n]), _sigmoid(g[:, 3 * n :])
+        c_new = f * c + i * np.tanh(g[:, 2 * n : 3 * n])
+        return o * np.tanh(c_new), c_new
+
+
+def _sigmoid(v: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-v))
+
+
+# The suite, in column order. "torch.compile" is opt-in (compiling costs tens of seconds).
+CONTENDERS: dict[str, Callable[[Subject], Call]] = {
+    "engine": engine,
+    "engine int8": engine_int8,
+    "raw ping-pong": raw_pingpong,
+    "session.run": session_run,
+    "engine separate": engine_separate,
+    "torch eager": torch_eager,
+    "torchscript": torchscript,
+    "torch.compile": torch_compiled,
+    "numpy": numpy_reference,
+}

@@ -1,0 +1,97 @@
+"""The models the bench times: random weights, real export, cached on disk by configuration.
+
+Each model is built with ``edgernn.train.model.build_model`` and exported with
+``edgernn.export.onnx_export.export_model`` (the real graph a user gets); int8 variants come
+from ``edgernn.export.quantize.quantize_model`` when that module exists.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+VOCAB = 64  # token ids in, logits over the same vocabulary out: a character model's shape
+
+
+@dataclass(frozen=True)
+class ModelKey:
+    cell: str
+    hidden: int
+    layers: int = 1
+
+    @property
+    def name(self) -> str:
+        return f"{self.cell}-h{self.hidden}" + (f"-l{self.layers}" if self.layers != 1 else "")
+
+
+def cache_dir() -> Path:
+    """Where exported bench models are kept between runs ($EDGERNN_BENCH_CACHE or a temp folder)."""
+    root = os.environ.get("EDGERNN_BENCH_CACHE") or os.path.join(tempfile.gettempdir(), "edgernn-bench-models")
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def config_of(key: ModelKey) -> Any:
+    from edgernn.runtime.spec import ModelConfig
+
+    return ModelConfig(
+        cell=key.cell,
+        input_kind="tokens",
+        input_size=VOCAB,
+        hidden_size=key.hidden,
+        num_layers=key.layers,
+        output_size=VOCAB,
+    )
+
+
+def torch_model(key: ModelKey, seed: int = 0) -> Any:
+    """The PyTorch model (eval mode) with the seed's random weights; the same weights every call."""
+    import torch
+
+    from edgernn.train.model import build_model
+
+    torch.manual_seed(seed + 1000 * key.hidden + {"rnn": 1, "gru": 2, "lstm": 3}[key.cell])
+    return build_model(config_of(key)).eval()
+
+
+def fp32_path(key: ModelKey, seed: int = 0) -> Path:
+    """The exported fp32 model for ``key`` (exported once, then read from the cache)."""
+    from edgernn.export.onnx_export import export_model
+
+    path = cache_dir() / f"{key.name}-s{seed}.onnx"
+    if not path.exists():
+        export_model(torch_model(key, seed), path, task={"name": "bench"}, force=True)
+    return path
+
+
+def quantizer() -> Any | None:
+    """``edgernn.export.quantize.quantize_model`` if it exists in this tree, else None."""
+    try:
+        module = importlib.import_module("edgernn.export.quantize")
+    except ImportError:
+        return None
+    return getattr(module, "quantize_model", None)
+
+
+def int8_path(key: ModelKey, seed: int = 0) -> Path | None:
+    """The int8 model for ``key``, or None when there is no quantizer in this tree."""
+    quantize = quantizer()
+    if quantize is None:
+        return None
+    src = fp32_path(key, seed)
+    path = cache_dir() / f"{key.name}-s{seed}-int8.onnx"
+    if not path.exists() or path.stat().st_mtime < src.stat().st_mtime:
+        tmp = path.with_name(path.name + ".part.onnx")
+        quantize(str(src), str(tmp))
+        os.replace(tmp, path)
+    return path
+
+
+def numpy_weights(model: Any) -> dict[str, Any]:
+    """The model's parameters as float32 numpy arrays, keyed by their PyTorch names."""
+    return {k: v.detach().cpu().numpy().astype("float32") for k, v in model.state_dict().items()}

@@ -1,0 +1,352 @@
+"""BENCHMARKS.md and its plot from one bench run."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgernn.bench.contenders import CONTENDERS
+from edgernn.bench.scale import Floor
+from edgernn.bench.suite import APPROXIMATE, CaseResult
+from edgernn.bench.targets import Verdict
+
+MISSING = "—"
+
+
+@dataclass
+class Run:
+    """Everything one run measured, in the order the report shows it."""
+
+    quick: bool
+    machine_start: dict[str, Any]
+    machine_end: dict[str, Any]
+    settings: dict[str, Any]
+    cases: list[CaseResult]
+    verdicts: list[Verdict]
+    streams: list[CaseResult] = field(default_factory=list)
+    hiddens: list[CaseResult] = field(default_factory=list)
+    memory: dict[str, Any] | None = None
+    soak: dict[str, Any] | None = None
+    floors: list[Floor] = field(default_factory=list)
+    note: str = ""
+    seconds: float = 0.0
+
+
+def _us(v: float | None) -> str:
+    if v is None:
+        return MISSING
+    return f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
+
+
+def _x(v: float | None) -> str:
+    return MISSING if v is None else f"{v:.2f}x"
+
+
+def write(run: Run, out: Path, plot: Path | None) -> None:
+    parts = [
+        _header(run),
+        _machine(run),
+        _targets(run.verdicts),
+        _comparison(run.cases),
+        _int8(run.cases),
+        _scale(run, plot, out),
+        _memory(run),
+        _floor(run.floors),
+        _method(run),
+    ]
+    out.write_text("\n".join(p for p in parts if p))
+
+
+def _header(run: Run) -> str:
+    mode = "`edgernn bench --quick`" if run.quick else "`edgernn bench` (full run)"
+    passed = sum(v.status == "PASS" for v in run.verdicts)
+    failed = sum(v.status == "FAIL" for v in run.verdicts)
+    other = len(run.verdicts) - passed - failed
+    return (
+        "# edgernn benchmarks\n\n"
+        f"Written by {mode} in {run.seconds:.0f} s on {run.machine_start.get('date_utc')}; regenerate with "
+        "`make bench`. Every figure below was measured in this one run; the targets are ratios between "
+        "figures of the same run (`bench/targets.toml`), never absolute times.\n\n"
+        f"**Targets: {passed} PASS, {failed} FAIL, {other} not run / not measurable.**\n"
+    )
+
+
+def _machine(run: Run) -> str:
+    m, end = run.machine_start, run.machine_end
+    rows = [
+        ("CPU", f"{m.get('cpu')} ({m.get('logical_cpus')} logical CPUs)"),
+        ("platform", m.get("platform")),
+        ("load average (1/5/15 min) at start → end", f"{m.get('load_average')} → {end.get('load_average')}"),
+        (
+            "python / numpy / onnxruntime / torch",
+            f"{m.get('python')} / {m.get('numpy')} / {m.get('onnxruntime')} / {m.get('torch')}",
+        ),
+        (
+            "threads",
+            "onnxruntime: 1 intra-op thread (CpuDefaults); torch.set_num_threads(1); numpy's OpenBLAS "
+            f"pinned to 1 thread ({', '.join(run.settings.get('blas_pinned', [])) or 'not pinned'})",
+        ),
+        (
+            "timing",
+            f"{run.settings.get('rounds')} interleaved rounds of ~{run.settings.get('block_ms')} ms blocks "
+            "per contender, order rotated each round; medians over all timed calls",
+        ),
+    ]
+    text = "## Machine\n\n| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows) + "\n"
+    if run.note:
+        text += f"\n**Conditions.** {run.note}\n"
+    return text
+
+
+def _targets(verdicts: list[Verdict]) -> str:
+    lines = [
+        "## Targets (`bench/targets.toml`)",
+        "",
+        "| target | row | measured | figure | status | note |",
+        "|---|---|---|---|---|---|",
+    ]
+    for v in verdicts:
+        status = f"**{v.status}**" if v.status in ("PASS", "FAIL") else v.status
+        lines.append(f"| {v.target} | {v.row} | {v.measured} | {v.figure} | {status} | {v.note} |")
+    return "\n".join(lines) + "\n"
+
+
+def _comparison(cases: list[CaseResult]) -> str:
+    fp32 = cases
+    if not fp32:
+        return ""
+    names = [n for n in CONTENDERS if n not in APPROXIMATE and any(n in r.timings for r in fp32)]
+    head = ["case (cell hidden batch chunk)", *names, "engine / raw", "session.run / engine", "peer / engine"]
+    lines = [
+        "## Comparison: median µs per call (a call advances `batch` streams by `chunk` frames)",
+        "",
+        "*peer* is the fastest PyTorch contender in the row (eager, TorchScript-frozen, torch.compile); "
+        "ratios above 1 in the last two columns mean the engine is faster. "
+        f"`{MISSING}`: not run (reasons below the table).",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    reasons: dict[str, set[str]] = {}
+    for r in fp32:
+        cells = [f"{r.case.cell} {r.case.hidden} {r.case.batch} {r.case.chunk}"]
+        cells += [_us(r.median(n)) for n in names]
+        peer = r.peer()
+        engine = r.median("engine")
+        cells += [
+            _x(r.ratio("engine", "raw ping-pong")),
+            _x(r.ratio("session.run", "engine")),
+            _x(peer[1] / engine if peer and engine else None),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+        for n, why in r.not_run.items():
+            if n in names:
+                reasons.setdefault(n, set()).add(why)
+    lines.append("")
+    for n, whys in reasons.items():
+        lines.append(f"- `{n}` not run: " + "; ".join(sorted(whys)))
+    exact = [(r.case.label, n, t.max_abs_diff) for r in fp32 for n, t in r.timings.items() if n not in APPROXIMATE]
+    bad = [e for e in exact if e[2] > 1e-4]
+    worst = max((e[2] for e in exact), default=0.0)
+    lines.append(
+        f"- Parity: every timed contender's first output matched the numpy reference within {worst:.1e} (max abs)."
+        if not bad
+        else "- Parity FAILED (max abs diff > 1e-4): " + ", ".join(f"{c} {n} {d:.1e}" for c, n, d in bad)
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _int8(cases: list[CaseResult]) -> str:
+    rows = [r for r in cases if "engine int8" in r.timings or "engine int8" in r.not_run]
+    if not rows:
+        return ""
+    lines = [
+        "## fp32 vs int8 (engine, median µs per call, timed interleaved in the same case)",
+        "",
+        "| case (cell hidden batch chunk) | fp32 | int8 | fp32 / int8 | int8 first output: max abs diff vs fp32 "
+        "reference |",
+        "|---|---|---|---|---|",
+    ]
+    notes: set[str] = set()
+    for r in rows:
+        c = r.case
+        e8, e32 = r.median("engine int8"), r.median("engine")
+        t8 = r.timings.get("engine int8")
+        diff = f"{t8.max_abs_diff:.1e}" if t8 else MISSING
+        lines.append(
+            f"| {c.cell} {c.hidden} {c.batch} {c.chunk} | {_us(e32)} | {_us(e8)} | "
+            f"{_x(r.ratio('engine', 'engine int8'))} | {diff} |"
+        )
+        if "engine int8" in r.not_run:
+            notes.add(r.not_run["engine int8"])
+    if notes:
+        lines += ["", *(f"- int8 not run: {n}" for n in sorted(notes))]
+    return "\n".join(lines) + "\n"
+
+
+def _scale(run: Run, plot: Path | None, out: Path) -> str:
+    if not run.streams and not run.hiddens:
+        return ""
+    lines = ["## Scale", ""]
+    if plot is not None and plot.exists():
+        lines += [f"![scale]({os.path.relpath(plot, out.parent)})", ""]
+    if run.streams:
+        r0 = run.streams[0].case
+        lines += [
+            f"Concurrent streams batched into one call ({r0.cell}, hidden {r0.hidden}, chunk 1):",
+            "",
+            "| streams | engine p50 µs | engine p99 µs | engine stream-frames/s | raw p50 µs | raw p99 µs | "
+            "raw stream-frames/s |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in run.streams:
+            row = [str(r.case.batch)]
+            for n in ("engine", "raw ping-pong"):
+                t = r.timings.get(n)
+                row += (
+                    [_us(t.median_us), _us(t.p99_us), f"{r.case.batch * 1e6 / t.median_us:,.0f}"]
+                    if t
+                    else [MISSING] * 3
+                )
+            lines.append("| " + " | ".join(row) + " |")
+        why = {w for r in run.streams for w in r.not_run.values()}
+        lines += [*(f"\n- engine not run: {w}" for w in sorted(why)), ""]
+    if run.hiddens:
+        lines += [
+            f"Model size ({run.hiddens[0].case.cell}, batch 1, chunk 1):",
+            "",
+            "| hidden | engine p50 µs | engine p99 µs | frames/s | raw p50 µs | engine / raw |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in run.hiddens:
+            e = r.timings.get("engine")
+            lines.append(
+                f"| {r.case.hidden} | {_us(e.median_us if e else None)} | {_us(e.p99_us if e else None)} | "
+                f"{(f'{1e6 / e.median_us:,.0f}' if e else MISSING)} | {_us(r.median('raw ping-pong'))} | "
+                f"{_x(r.ratio('engine', 'raw ping-pong'))} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _memory(run: Run) -> str:
+    m, s = run.memory, run.soak
+    if m is None and s is None:
+        return ""
+    lines = ["## Memory (runtime-only child process: torch and onnx blocked)", ""]
+    if m is not None:
+        mib = 2**20
+        lines += [
+            f"- Bytes per idle stream ({m['model']}, {m['streams']:,} streams, state {m['state_bytes']} B): "
+            f"{m['created_bytes_per_stream']:,.0f} B created, {m['stepped_bytes_per_stream']:,.0f} B after one step "
+            f"(the larger of RSS growth after `malloc_trim`: {m['created_rss_per_stream']:,.0f} / "
+            f"{m['stepped_rss_per_stream']:,.0f} B, and tracemalloc, in a separate child: "
+            f"{m['created_traced_per_stream']:,.0f} / {m['stepped_traced_per_stream']:,.0f} B).",
+            f"- Engine RSS for the {m['model']} model ({m['model_bytes'] / 1024:,.0f} KiB file): python alone "
+            f"{m['rss_python'] / mib:.1f} MiB, + runtime imported {m['rss_imported'] / mib:.1f} MiB, + engine loaded "
+            f"{m['rss_loaded'] / mib:.1f} MiB, + {m['streams']} streams {m['rss_with_streams'] / mib:.1f} MiB.",
+        ]
+    if s is not None:
+        samples = ", ".join(f"{n:,}: {b / 2**20:.2f}" for n, b in s["samples"])
+        lines.append(
+            f"- Soak ({s['model']}, one stream, {s['steps']:,} steps): RSS MiB by step — {samples}; "
+            f"growth after the first sample {s['growth_bytes'] / 1024:+.0f} KiB."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _floor(floors: list[Floor]) -> str:
+    if not floors:
+        return ""
+    lines = [
+        f"## Against the limit: the arithmetic floor at hidden {floors[0].hidden}",
+        "",
+        "FLOPs per batch-1 step (input projection + recurrence + head, 2 per multiply-add) divided by the "
+        "machine's best single-core float32 matrix-vector rate on the recurrent matrix's own shape "
+        "(numpy/OpenBLAS sgemv in a 1-thread child process, best of many batches of 20). At these sizes the "
+        "weights outgrow the core's cache, so that rate is memory-bound; the in-cache rate (a 512x256 matrix) "
+        "gives the compute-bound floor beside it.",
+        "",
+        "| cell | MFLOP / step | GFLOP/s (shape) | floor µs | engine µs | engine / floor | raw / floor | "
+        "GFLOP/s in cache | compute floor µs | engine / compute floor |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for f in floors:
+        raw = f.raw_us / f.floor_us if f.raw_us else None
+        cache = f.engine_us / f.cache_floor_us if f.engine_us and f.cache_floor_us else None
+        lines.append(
+            f"| {f.cell} | {f.flops / 1e6:.2f} | {f.gflops:.1f} | {f.floor_us:.1f} | {_us(f.engine_us)} | "
+            f"{_x(f.engine_ratio)} | {_x(raw)} | {f.cache_gflops:.1f} | {f.cache_floor_us:.1f} | {_x(cache)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _method(run: Run) -> str:
+    return (
+        "## How it is measured\n\n"
+        "- Models: `build_model(ModelConfig(...))` with seeded random weights (tokens in, vocabulary 64, one layer), "
+        "exported by `export_model` (the real graph, native RNN/GRU/LSTM ops); int8 models from "
+        "`edgernn.export.quantize.quantize_model` when it exists.\n"
+        "- Contenders: **engine** (`Stream.step` / `Stream.push` at batch 1, the batched API above); **raw ping-pong** "
+        "(a bare session, two pre-built IOBindings swapping the state buffers: the floor a hand-written loop "
+        "reaches); **session.run** with numpy state; **engine separate** (`batch` streams each stepped alone); "
+        "**torch eager** (the model on (batch, chunk)); **torchscript** (frozen: a cell at chunk 1, the whole "
+        "model above); **torch.compile** (inductor; where listed); **numpy** (a float32 reference).\n"
+        "- Before timing, each contender's first output is compared with the numpy reference.\n"
+        "- The PyTorch peers and the numpy reference run fp32 only.\n"
+    )
+
+
+def plot(run: Run, path: Path) -> bool:
+    """The scale plot; False (and nothing written) without matplotlib or data."""
+    if not run.streams and not run.hiddens:
+        return False
+    try:
+        import matplotlib
+    except ImportError:
+        return False
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    _series(
+        axes[0],
+        run.streams,
+        lambda r, t: r.case.batch * 1e6 / t.median_us,
+        "streams batched in one call",
+        "stream-frames/s",
+    )
+    _series(axes[1], run.streams, lambda r, t: t.p99_us, "streams batched in one call", "p99 µs per call")
+    _series(
+        axes[2],
+        run.hiddens,
+        lambda r, t: t.median_us,
+        "hidden size (batch 1)",
+        "median µs per step",
+        x=lambda r: r.case.hidden,
+    )
+    for f in run.floors:
+        if f.cell == (run.hiddens[0].case.cell if run.hiddens else None):
+            axes[2].plot([f.hidden], [f.floor_us], "k*", ms=10, label="arithmetic floor")
+            axes[2].legend(fontsize=8)
+    fig.suptitle(f"edgernn bench — {run.machine_start.get('cpu')}, {run.machine_start.get('date_utc')}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def _series(ax: Any, results: Sequence[CaseResult], y: Any, xlabel: str, ylabel: str, x: Any = None) -> None:
+    x = x or (lambda r: r.case.batch)
+    for name, style in (("engine", "o-"), ("raw ping-pong", "s--")):
+        pts = [(x(r), y(r, r.timings[name])) for r in results if name in r.timings]
+        if pts:
+            ax.plot(*zip(*pts), style, label=name, ms=4)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)

@@ -1,0 +1,181 @@
+"""How cost grows with work, what memory costs, and how far the engine is from the arithmetic floor.
+
+Memory is measured in child processes that import the runtime only (no torch), so the
+figures are what an edge install pays.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from edgernn.bench import machine, models
+from edgernn.bench.contenders import Case
+from edgernn.bench.suite import CaseResult, Settings, run_case
+
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+SCALE_NAMES = ["engine", "raw ping-pong"]
+
+
+def streams_sweep(
+    streams: list[int],
+    settings: Settings,
+    cell: str = "gru",
+    hidden: int = 256,
+    log: Callable[[str], None] | None = None,
+) -> list[CaseResult]:
+    """Stream-frames/s and p99 as the streams batched into one call grow (chunk 1)."""
+    return [run_case(Case(cell, hidden, b, 1), SCALE_NAMES, settings, log) for b in streams]
+
+
+def hidden_sweep(
+    hiddens: list[int], settings: Settings, cell: str = "gru", log: Callable[[str], None] | None = None
+) -> list[CaseResult]:
+    """Per-step cost at batch 1 as the model grows."""
+    return [run_case(Case(cell, h, 1, 1), SCALE_NAMES, settings, log) for h in hiddens]
+
+
+# -- memory ---------------------------------------------------------------------------------
+
+_MEMORY_CHILD = """
+import ctypes, gc, json, os, sys, tracemalloc
+for name in ("torch", "onnx"):
+    sys.modules[name] = None  # the edge install: runtime only
+def rss_bytes():
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def settle():  # collect, and hand free heap back to the OS so new allocations show in RSS
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+base = rss_bytes()
+import numpy as np
+from edgernn.runtime import Engine
+from edgernn.runtime.profiling import state_bytes
+imported = rss_bytes()
+engine = Engine.load(sys.argv[1])
+loaded = rss_bytes()
+n = int(sys.argv[2])
+s0 = engine.stream(); s0.step(1)  # first-use costs (arena, kernels) out of the way
+traced = sys.argv[3] == "traced"  # tracemalloc's own bookkeeping would inflate RSS: one or the other
+measure = (lambda: tracemalloc.get_traced_memory()[0]) if traced else rss_bytes
+if traced:
+    tracemalloc.start()
+settle(); before = measure()
+streams = [engine.stream() for _ in range(n)]
+settle(); created = measure()
+for s in streams:
+    s.step(1)
+settle(); stepped = measure()
+print(json.dumps({"rss_python": base, "rss_imported": imported, "rss_loaded": loaded, "streams": n,
+    "created_per_stream": (created - before) / n, "stepped_per_stream": (stepped - before) / n,
+    "rss_with_streams": rss_bytes(), "state_bytes": state_bytes(engine.spec)}))
+"""
+
+_SOAK_CHILD = """
+import json, sys
+for name in ("torch", "onnx"):
+    sys.modules[name] = None
+import numpy as np
+from edgernn.runtime import Engine
+from edgernn.runtime.profiling import rss_bytes
+engine = Engine.load(sys.argv[1])
+steps, every = int(sys.argv[2]), int(sys.argv[3])
+stream = engine.stream()
+tokens = np.random.default_rng(0).integers(0, 64, size=4096).tolist()
+samples = []
+for i in range(steps):
+    stream.step(tokens[i & 4095])
+    if (i + 1) % every == 0:
+        samples.append([i + 1, rss_bytes()])
+print(json.dumps({"steps": steps, "samples": samples}))
+"""
+
+
+def _child(code: str, *args: str, timeout: float = 600) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench child failed: {proc.stderr.strip()[-400:]}")
+    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
+def memory(hidden: int = 256, streams: int = 2000, cell: str = "gru") -> dict[str, Any]:
+    """Bytes per idle stream (created, and after one step), engine RSS: a runtime-only child process."""
+    path = models.fp32_path(models.ModelKey(cell, hidden))
+    out = _child(_MEMORY_CHILD, str(path), str(streams), "rss")
+    traced = _child(_MEMORY_CHILD, str(path), str(streams), "traced")
+    # RSS (after malloc_trim) counts everything but rounds to pages; tracemalloc counts Python
+    # and numpy allocations exactly but not onnxruntime's. The figure is the larger of the two.
+    for when in ("created", "stepped"):
+        out[f"{when}_rss_per_stream"] = out.pop(f"{when}_per_stream")
+        out[f"{when}_traced_per_stream"] = traced[f"{when}_per_stream"]
+        out[f"{when}_bytes_per_stream"] = max(out[f"{when}_rss_per_stream"], out[f"{when}_traced_per_stream"])
+    out.update(model=f"{cell}-h{hidden}", model_bytes=path.stat().st_size)
+    return out
+
+
+def soak(steps: int, hidden: int = 256, cell: str = "gru") -> dict[str, Any]:
+    """RSS sampled every steps/10 over ``steps`` steps of one stream; growth after the first sample."""
+    path = models.fp32_path(models.ModelKey(cell, hidden))
+    out = _child(_SOAK_CHILD, str(path), str(steps), str(max(1, steps // 10)), timeout=3600)
+    samples = out["samples"]
+    out["growth_bytes"] = samples[-1][1] - samples[0][1] if samples else 0
+    out["model"] = f"{cell}-h{hidden}"
+    return out
+
+
+# -- against the limit ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Floor:
+    cell: str
+    hidden: int
+    flops: int  # per step, batch 1: input projection + recurrence + head
+    gflops: float  # the machine's best single-core float32 matrix-vector rate on the recurrent shape
+    floor_us: float
+    engine_us: float | None
+    raw_us: float | None
+    cache_gflops: float = 0.0  # the same on a (512, 256) matrix, which sits in cache: the compute bound
+
+    @property
+    def cache_floor_us(self) -> float:
+        return self.flops / (self.cache_gflops * 1e3) if self.cache_gflops else 0.0
+
+    @property
+    def engine_ratio(self) -> float | None:
+        return self.engine_us / self.floor_us if self.engine_us else None
+
+
+def step_flops(cell: str, hidden: int, width: int | None = None, vocab: int = models.VOCAB) -> int:
+    """Multiply-adds x 2 of one batch-1 step of the bench models (one layer)."""
+    g, width = GATES[cell], width or hidden
+    return 2 * (g * hidden * width + g * hidden * hidden + vocab * hidden)
+
+
+def floors(cells: list[str], hidden: int, results: list[CaseResult], seconds: float = 1.0) -> list[Floor]:
+    """The arithmetic floor of a batch-1 step per cell, and the engine's measured ratio to it.
+
+    The rate is measured on the recurrent matrix's own shape (gates*hidden, hidden) in a
+    single-threaded child; the floor is FLOPs / rate, a bound no step can beat on one core.
+    """
+    out = []
+    cache_rate = machine.matvec_rate(512, 256, seconds)["gflops"]
+    for cell in cells:
+        rate = machine.matvec_rate(GATES[cell] * hidden, hidden, seconds)["gflops"]
+        flops = step_flops(cell, hidden)
+        hit = next(
+            (r for r in results if (r.case.cell, r.case.hidden, r.case.batch, r.case.chunk) == (cell, hidden, 1, 1)),
+            None,
+        )
+        engine_us = hit.median("engine") if hit else None
+        raw_us = hit.median("raw ping-pong") if hit else None
+        out.append(Floor(cell, hidden, flops, rate, flops / (rate * 1e3), engine_us, raw_us, cache_rate))
+    return out

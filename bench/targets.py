@@ -1,0 +1,201 @@
+"""The speed targets (``bench/targets.toml``) checked against one bench run's figures.
+
+Each target names a ``check``; the check returns one verdict per row it judges (per cell,
+per chunk), PASS / FAIL against the figure, or NOT RUN with the reason when the rows it
+needs could not run here, or NOT MEASURABLE when they need hardware this machine lacks.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgernn.bench.suite import CaseResult
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+TARGETS_FILE = Path(__file__).with_name("targets.toml")
+PASS, FAIL, NOT_RUN, NOT_MEASURABLE = "PASS", "FAIL", "NOT RUN", "NOT MEASURABLE"
+
+
+@dataclass
+class RunFigures:
+    """What the checks read: the timed cases, and the memory / soak measurements when made."""
+
+    cases: list[CaseResult]
+    memory: dict[str, Any] | None = None
+    soak: dict[str, Any] | None = None
+    gpu: bool = False
+
+    def find(self, cell: str, hidden: int, batch: int, chunk: int) -> CaseResult | None:
+        for r in self.cases:
+            c = r.case
+            if (c.cell, c.hidden, c.batch, c.chunk) == (cell, hidden, batch, chunk):
+                return r
+        return None
+
+    def cells(self) -> list[str]:
+        return sorted({r.case.cell for r in self.cases}, key=["rnn", "gru", "lstm"].index)
+
+
+@dataclass
+class Verdict:
+    target: str
+    area: str
+    row: str
+    status: str
+    measured: str
+    figure: str
+    note: str = ""
+
+
+@dataclass
+class Target:
+    id: str
+    area: str
+    what: str
+    check: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def load_targets(path: Path = TARGETS_FILE) -> list[Target]:
+    with open(path, "rb") as fh:
+        raw = tomllib.load(fh)
+    out = []
+    for entry in raw.get("target", []):
+        fixed = {k: entry[k] for k in ("id", "area", "what", "check")}
+        params = {k: v for k, v in entry.items() if k not in fixed}
+        out.append(Target(**fixed, params=params))
+    return out
+
+
+def evaluate(targets: list[Target], figures: RunFigures) -> list[Verdict]:
+    verdicts: list[Verdict] = []
+    for t in targets:
+        check = CHECKS.get(t.check)
+        if check is None:
+            verdicts.append(Verdict(t.id, t.area, "", NOT_RUN, "", "", f"unknown check {t.check!r}"))
+            continue
+        verdicts.extend(check(t, figures))
+    return verdicts
+
+
+def _missing(t: Target, row: str, figure: str, r: CaseResult | None, names: tuple[str, ...]) -> Verdict | None:
+    """A NOT RUN verdict when case ``r`` or any of ``names`` in it is missing, else None."""
+    if r is None:
+        return Verdict(t.id, t.area, row, NOT_RUN, "", figure, "case not in this run (full run: edgernn bench)")
+    for name in names:
+        if name not in r.timings:
+            why = r.not_run.get(name, "not timed")
+            return Verdict(t.id, t.area, row, NOT_RUN, "", figure, f"{name}: {why}")
+    return None
+
+
+def _ratio_rows(t: Target, f: RunFigures, batch: int, chunk: int, num: str, den: str, label: str) -> list[Verdict]:
+    """time(num) / time(den) >= min_ratio, per cell: a throughput ratio of den over num."""
+    out = []
+    figure = f">= {t.params['min_ratio']}x"
+    for cell in f.cells():
+        row = f"{cell} h{t.params['hidden']} b{batch} c{chunk}"
+        r = f.find(cell, t.params["hidden"], batch, chunk)
+        miss = _missing(t, row, figure, r, (num, den))
+        if miss is not None or r is None:
+            out.append(miss or Verdict(t.id, t.area, row, NOT_RUN, "", figure))
+            continue
+        ratio = r.timings[num].median_us / r.timings[den].median_us
+        status = PASS if ratio >= t.params["min_ratio"] else FAIL
+        out.append(Verdict(t.id, t.area, row, status, f"{ratio:.2f}x {label}", figure))
+    return out
+
+
+def step_overhead(t: Target, f: RunFigures) -> list[Verdict]:
+    out = []
+    figure = f"<= raw + {t.params['max_extra_us']} µs and <= {t.params['max_ratio']}x"
+    for cell in f.cells():
+        row = f"{cell} h{t.params['hidden']} b1 c1"
+        r = f.find(cell, t.params["hidden"], 1, 1)
+        miss = _missing(t, row, figure, r, ("engine", "raw ping-pong"))
+        if miss is not None or r is None:
+            out.append(miss or Verdict(t.id, t.area, row, NOT_RUN, "", figure))
+            continue
+        e, raw = r.timings["engine"].median_us, r.timings["raw ping-pong"].median_us
+        ok = e - raw <= t.params["max_extra_us"] and e / raw <= t.params["max_ratio"]
+        measured = f"{e:.1f} vs {raw:.1f} µs: +{e - raw:.1f} µs, {e / raw:.2f}x"
+        out.append(Verdict(t.id, t.area, row, PASS if ok else FAIL, measured, figure))
+    return out
+
+
+def batched_vs_raw(t: Target, f: RunFigures) -> list[Verdict]:
+    return _ratio_rows(t, f, t.params["batch"], 1, "raw ping-pong", "engine", "of raw batched throughput")
+
+
+def batched_vs_separate(t: Target, f: RunFigures) -> list[Verdict]:
+    return _ratio_rows(t, f, t.params["batch"], 1, "engine separate", "engine", "the throughput of separate calls")
+
+
+def push_vs_raw(t: Target, f: RunFigures) -> list[Verdict]:
+    return _ratio_rows(t, f, 1, t.params["chunk"], "raw ping-pong", "engine", "of raw chunked throughput")
+
+
+def idle_memory(t: Target, f: RunFigures) -> list[Verdict]:
+    figure = f"<= state + {t.params['max_extra_bytes']} B"
+    m = f.memory
+    if m is None:
+        return [Verdict(t.id, t.area, "", NOT_RUN, "", figure, "memory not measured in this run")]
+    per, state = m["stepped_bytes_per_stream"], m["state_bytes"]
+    status = PASS if per <= state + t.params["max_extra_bytes"] else FAIL
+    row = f"{m['model']}, {m['streams']} streams"
+    return [Verdict(t.id, t.area, row, status, f"{per:,.0f} B per stream (state {state} B)", figure)]
+
+
+def no_growth(t: Target, f: RunFigures) -> list[Verdict]:
+    figure = f"<= {t.params['max_growth_bytes'] // 1024} KiB over {t.params['steps']:,} steps"
+    s = f.soak
+    if s is None or s["steps"] < t.params["steps"]:
+        got = "" if s is None else f" (only {s['steps']:,} steps run)"
+        return [Verdict(t.id, t.area, "", NOT_RUN, "", figure, f"needs the full run or --soak{got}")]
+    growth = s["growth_bytes"]
+    status = PASS if growth <= t.params["max_growth_bytes"] else FAIL
+    return [Verdict(t.id, t.area, s["model"], status, f"{growth / 1024:+.0f} KiB", figure)]
+
+
+def int8_speedup(t: Target, f: RunFigures) -> list[Verdict]:
+    out = []
+    figure = f">= {t.params['min_ratio']}x"
+    for cell in t.params["cells"]:
+        for chunk in t.params["chunks"]:
+            row = f"{cell} h{t.params['hidden']} b1 c{chunk}"
+            r = f.find(cell, t.params["hidden"], 1, chunk)
+            miss = _missing(t, row, figure, r, ("engine", "engine int8"))
+            if miss is not None or r is None:
+                out.append(miss or Verdict(t.id, t.area, row, NOT_RUN, "", figure))
+                continue
+            ratio = r.timings["engine"].median_us / r.timings["engine int8"].median_us
+            status = PASS if ratio >= t.params["min_ratio"] else FAIL
+            out.append(Verdict(t.id, t.area, row, status, f"{ratio:.2f}x (fp32 / int8 engine time)", figure))
+    return out
+
+
+def needs_gpu(t: Target, f: RunFigures) -> list[Verdict]:
+    figure = f"<= {t.params['max_ratio']}x"
+    if not f.gpu:
+        return [Verdict(t.id, t.area, "", NOT_MEASURABLE, "", figure, "no GPU on this machine")]
+    return [Verdict(t.id, t.area, "", NOT_RUN, "", figure, "the GPU comparison is not in edgernn bench yet")]
+
+
+CHECKS: dict[str, Callable[[Target, RunFigures], list[Verdict]]] = {
+    "step_overhead": step_overhead,
+    "batched_vs_raw": batched_vs_raw,
+    "batched_vs_separate": batched_vs_separate,
+    "push_vs_raw": push_vs_raw,
+    "idle_memory": idle_memory,
+    "no_growth": no_growth,
+    "int8_speedup": int8_speedup,
+    "needs_gpu": needs_gpu,
+}

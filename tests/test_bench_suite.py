@@ -1,0 +1,168 @@
+"""``edgernn bench``: contenders agree with the numpy reference, ratios and targets are computed right.
+
+No test asserts an absolute time: timings here are only checked to exist and be positive;
+target verdicts are checked on figures made up for the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+from edgernn.bench.contenders import Case  # noqa: E402
+from edgernn.bench.suite import CaseResult, Settings, Timing, plan, run_case  # noqa: E402
+from edgernn.bench.targets import (  # noqa: E402
+    FAIL,
+    NOT_MEASURABLE,
+    NOT_RUN,
+    PASS,
+    RunFigures,
+    evaluate,
+    load_targets,
+)
+
+TINY = Settings(rounds=2, block_s=0.001, warmup=1)
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGERNN_BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "bench-models"))
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_every_contender_matches_the_reference_and_is_timed(cell: str) -> None:
+    names = ["engine", "raw ping-pong", "session.run", "engine separate", "torch eager", "torchscript", "numpy"]
+    r = run_case(Case(cell, 24, 3, 5), names, TINY)
+    for name in names:
+        assert name in r.timings or name in r.not_run, name
+    assert {"raw ping-pong", "session.run", "engine separate", "torch eager", "torchscript", "numpy"} <= set(r.timings)
+    for name, t in r.timings.items():
+        assert t.max_abs_diff < 1e-4, (name, t.max_abs_diff)
+        assert t.calls >= TINY.rounds and 0 < t.median_us <= t.p99_us
+    if "engine" in r.timings:
+        assert r.ratio("engine", "raw ping-pong") == pytest.approx(
+            r.timings["engine"].median_us / r.timings["raw ping-pong"].median_us
+        )
+    else:
+        assert r.not_run["engine"]  # a reason, never a silent gap
+    peer = r.peer()
+    assert peer is not None and peer[0] in ("torch eager", "torchscript")
+    assert peer[1] == min(r.timings["torch eager"].median_us, r.timings["torchscript"].median_us)
+
+
+def test_plans_cover_the_grid() -> None:
+    full = plan(quick=False, compile_peer=True)
+    shapes = {(c.cell, c.hidden, c.batch, c.chunk) for c, _ in full}
+    assert len(full) == len(shapes) == 3 * 3 * 3 * 3
+    int8 = [c for c, names in full if "engine int8" in names]
+    assert {(c.batch, c.chunk) for c in int8} == {(1, 1), (1, 64), (64, 1)} and len(int8) == 27
+    assert all("torch.compile" not in names for c, names in full if (c.batch, c.chunk) != (1, 1))
+    quick = plan(quick=True, compile_peer=False)
+    assert {(c.hidden, c.batch, c.chunk) for c, _ in quick} >= {(128, 1, 1), (128, 1, 64), (128, 64, 1), (512, 1, 64)}
+
+
+def _result(case: Case, **medians: float) -> CaseResult:
+    r = CaseResult(case)
+    for name, us in medians.items():
+        r.timings[name.replace("_", " ").replace("ping pong", "ping-pong")] = Timing(us, us * 2, 10, 0.0)
+    return r
+
+
+def test_targets_judge_made_up_figures() -> None:
+    cases = [
+        _result(Case("gru", 128, 1, 1), engine=9.0, raw_ping_pong=8.0),  # +1.0 µs, 1.125x: PASS
+        _result(Case("lstm", 128, 1, 1), engine=12.0, raw_ping_pong=8.0),  # +4 µs, 1.5x: FAIL
+        _result(Case("gru", 128, 64, 1), engine=100.0, raw_ping_pong=95.0, engine_separate=400.0),
+        _result(Case("gru", 128, 1, 64), engine=100.0, raw_ping_pong=96.0),
+        _result(Case("gru", 512, 1, 1), engine=40.0, engine_int8=15.0),
+    ]
+    cases[2].not_run["session.run"] = "not asked"
+    memory = {"model": "gru-h256", "streams": 100, "state_bytes": 1024, "stepped_bytes_per_stream": 1900.0}
+    soak = {"model": "gru-h256", "steps": 10**6, "growth_bytes": 4096, "samples": []}
+    verdicts = evaluate(load_targets(), RunFigures(cases, memory, soak))
+    got = {(v.target, v.row): v.status for v in verdicts}
+    assert got[("engine-step-overhead", "gru h128 b1 c1")] == PASS
+    assert got[("engine-step-overhead", "lstm h128 b1 c1")] == FAIL
+    assert got[("engine-batched-vs-raw", "gru h128 b64 c1")] == PASS  # 0.95x >= 0.9x
+    assert got[("engine-batched-vs-separate", "gru h128 b64 c1")] == FAIL  # 4x < 5x
+    assert got[("engine-push-vs-raw", "gru h128 b1 c64")] == PASS  # 0.96x >= 0.95x
+    assert got[("engine-batched-vs-raw", "lstm h128 b64 c1")] == NOT_RUN
+    assert got[("engine-idle-memory", "gru-h256, 100 streams")] == PASS
+    assert got[("engine-no-growth", "gru-h256")] == PASS
+    assert got[("export-int8-step", "gru h512 b1 c1")] == PASS  # 2.67x
+    assert got[("export-int8-step", "gru h512 b1 c64")] == NOT_RUN
+    assert got[("device-gpu-vs-cuda-graph-peer", "")] == NOT_MEASURABLE
+    ids = {t.id for t in load_targets()}
+    assert {v.target for v in verdicts} == ids
+
+
+def test_memory_over_budget_and_short_soak_are_not_passed() -> None:
+    memory = {"model": "m", "streams": 10, "state_bytes": 1024, "stepped_bytes_per_stream": 2049.0}
+    soak = {"model": "m", "steps": 1000, "growth_bytes": 0, "samples": []}
+    got = {v.target: v for v in evaluate(load_targets(), RunFigures([], memory, soak))}
+    assert got["engine-idle-memory"].status == FAIL
+    assert got["engine-no-growth"].status == NOT_RUN and "1,000 steps" in got["engine-no-growth"].note
+
+
+def test_bench_cli_writes_the_report(tmp_path: Path) -> None:
+    out, js = tmp_path / "B.md", tmp_path / "B.json"
+    cmd = [
+        sys.executable,
+        "-m",
+        "edgernn",
+        "bench",
+        "--quick",
+        "--hidden",
+        "24,40",
+        "--streams",
+        "1,4",
+        "--hiddens",
+        "24",
+        "--memory-hidden",
+        "24",
+        "--rounds",
+        "2",
+        "--block-ms",
+        "1",
+        "--soak",
+        "3000",
+        "--no-compile",
+        "--out",
+        str(out),
+        "--json",
+        str(js),
+        "--note",
+        "test run",
+    ]
+    env = dict(os.environ)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    text = out.read_text()
+    for heading in (
+        "## Machine",
+        "## Targets",
+        "## Comparison",
+        "## fp32 vs int8",
+        "## Scale",
+        "## Memory",
+        "## Against the limit",
+    ):
+        assert heading in text, heading
+    assert "| gru 24 1 1 |" in text and "| gru 24 64 1 |" in text and "| gru 40 1 64 |" in text
+    assert "**Conditions.** test run" in text
+    run = json.loads(js.read_text())
+    assert len(run["cases"]) == 5
+    first = run["cases"][0]
+    assert first["timings"]["raw ping-pong"]["median_us"] > 0
+    statuses = {v["status"] for v in run["verdicts"]}
+    assert statuses <= {PASS, FAIL, NOT_RUN, NOT_MEASURABLE}
+    assert run["soak"]["steps"] == 3000 and len(run["soak"]["samples"]) == 10
+    assert run["floors"] and run["floors"][0]["flops"] == 2 * (3 * 40 * 40 * 2 + 64 * 40)
+    assert "Parity: every timed contender" in text
