@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean openvino gpu-check models
+.PHONY: demo test lint clean openvino gpu-check models bench bench-quick
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,15 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The comparison suite and the speed targets (bench/targets.toml) → BENCHMARKS.md + BENCHMARKS.png.
+# The full run takes minutes on 2 cores; bench-quick about one (written to /tmp, not committed).
+BENCH_NOTE ?=
+bench: $(STAMP)
+	$(VENV)/bin/edgernn bench --out BENCHMARKS.md --json runs/bench.json --note "$(BENCH_NOTE)"
+
+bench-quick: $(STAMP)
+	$(VENV)/bin/edgernn bench --quick --out /tmp/BENCHMARKS-quick.md
 
 # The example models that ship in the package (runtime/models/*.onnx), rebuilt by one command.
 # Fixed seed, a fixed number of updates and one thread, so the run is the same every time;
@@ -39,7 +48,7 @@ $(addprefix models-,$(MODEL_TASKS)): models-%: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy runtime devices
+	$(VENV)/bin/mypy runtime devices bench
 
 # The OpenVINO execution provider for real: onnxruntime-openvino replaces onnxruntime, so it
 # gets its own venv (~450 MB); the models are exported by the main one (torch is not needed there).

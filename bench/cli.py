@@ -122,6 +122,7 @@ def main(args: argparse.Namespace) -> int:
     drew = report.plot(run, png)
     report.write(run, out, png if drew else None)
     if args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(json.dumps(asdict(run), indent=1, default=str))
     for v in verdicts:
         print(f"{v.status:<15} {v.target:<30} {v.row:<24} {v.measured}  (target {v.figure}) {v.note}")
