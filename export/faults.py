@@ -37,8 +37,8 @@ CHILD_MEMORY_BYTES = 4 << 30
 ANY_TYPED = "EdgeRNNError"  # the expectation "some typed error, or it loads" (corrupted weights may load)
 
 _CHILD = r"""
-import json, resource, sys
-limit = int(sys.argv[3])
+import json, os, resource, sys
+limit = int(sys.argv[2])
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 opened = []
 def hook(event, args):
@@ -48,19 +48,24 @@ sys.addaudithook(hook)
 from edgernn.runtime import Engine
 from edgernn.runtime.errors import EdgeRNNError
 import numpy as np
-out = {"opened_py": None}
-try:
-    engine = Engine.load(sys.argv[1])
-    stream = engine.stream()
-    x = np.zeros(engine.frame_shape, dtype=engine.input_dtype)
-    out["outputs"] = [np.asarray(stream.step(x), dtype=float).ravel().tolist() for _ in range(3)]
-    out["outcome"] = "loaded"
-except EdgeRNNError as exc:
-    out.update(outcome="typed", error=type(exc).__name__, message=str(exc))
-except BaseException as exc:
-    out.update(outcome="untyped", error=type(exc).__name__, message=str(exc)[:500])
-out["opened_py"] = opened
-print("@@" + json.dumps(out))
+with open(sys.argv[1]) as fh:
+    manifest = json.load(fh)
+for name, path in manifest:
+    print("@@" + json.dumps({"start": name}), flush=True)
+    del opened[:]
+    out = {"name": name}
+    try:
+        engine = Engine.load(path)
+        stream = engine.stream()
+        x = np.zeros(engine.frame_shape, dtype=engine.input_dtype)
+        out["outputs"] = [np.asarray(stream.step(x), dtype=float).ravel().tolist() for _ in range(3)]
+        out["outcome"] = "loaded"
+    except EdgeRNNError as exc:
+        out.update(outcome="typed", error=type(exc).__name__, message=str(exc))
+    except Exception as exc:
+        out.update(outcome="untyped", error=type(exc).__name__, message=str(exc)[:500])
+    out["opened_py"] = list(opened)
+    print("@@" + json.dumps(out), flush=True)
 """
 
 
@@ -104,44 +109,76 @@ class CaseResult:
         return asdict(self) | {"ok": self.ok}
 
 
-def run_case(case: Case, root: Path, base: onnx.ModelProto, strace: bool | None = None) -> CaseResult:
-    """Build ``case`` under ``root`` and load it in a child process; see the module docstring."""
+def prepare(case: Case, root: Path, base: onnx.ModelProto) -> tuple[Path, Path]:
+    """Build ``case`` under ``root``: returns (the path to load, the bait file beside its folder)."""
     case_dir = root / case.name
     (case_dir / "model").mkdir(parents=True, exist_ok=True)
     bait = case_dir / "outside" / "bait.bin"
     bait.parent.mkdir(exist_ok=True)
     bait.write_bytes(np.arange(64, dtype=np.float32).tobytes())
-    path = case.build(case_dir, base)
-    use_strace = shutil.which("strace") is not None if strace is None else strace
-    trace = case_dir / "trace.txt"
-    cmd = [sys.executable, "-c", _CHILD, str(path.resolve()), str(case_dir), str(CHILD_MEMORY_BYTES)]
-    if use_strace:
-        cmd = ["strace", "-f", "-qq", "-e", "trace=open,openat,openat2,creat", "-o", str(trace), *cmd]
-    cwd = bait.parent if case.cwd_bait else case_dir / "model"
-    res = CaseResult(case.name, case.fault, case.expect, "crash", traced=use_strace)
-    t0 = time.perf_counter()
-    try:
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
-    except subprocess.TimeoutExpired:
-        res.outcome = "timeout"
-        return res
-    res.seconds = time.perf_counter() - t0
-    res.code_ran = (case_dir / "outside" / "PWNED").exists()
-    report = next((ln[2:] for ln in proc.stdout.splitlines() if ln.startswith("@@")), None)
-    if report is None or proc.returncode != 0:
-        res.message = f"exit status {proc.returncode}: {proc.stderr[-500:]}"
-        return res
-    got = json.loads(report)
-    res.outcome, res.error, res.message = got["outcome"], got.get("error", ""), got.get("message", "")
-    res.outputs = got.get("outputs")
-    seen = list(got.get("opened_py") or [])
-    if use_strace and trace.exists():
-        seen += _traced_paths(trace.read_text(errors="replace"), cwd)
-    res.bait_opened = sorted({p for p in seen if _is_bait(p, bait, cwd)})
-    return res
+    return case.build(case_dir, base), bait
 
 
-def _traced_paths(text: str, cwd: Path) -> list[str]:
+def run_group(items: list[tuple[Case, Path, Path]], cwd: Path, strace: bool) -> dict[str, CaseResult]:
+    """Load each (case, path, bait) in one child process, in order; a child that dies is restarted
+    after the case it died on, which is reported as a crash."""
+    results: dict[str, CaseResult] = {}
+    pending = list(items)
+    while pending:
+        manifest = cwd / f".manifest-{len(results)}.json"
+        manifest.write_text(json.dumps([[c.name, str(p.resolve())] for c, p, _ in pending]))
+        trace = cwd / f".trace-{len(results)}.txt"
+        cmd = [sys.executable, "-c", _CHILD, str(manifest), str(CHILD_MEMORY_BYTES)]
+        if strace:
+            cmd = ["strace", "-f", "-qq", "-e", "trace=open,openat,openat2,creat", "-o", str(trace), *cmd]
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=60 + 10 * len(pending))
+            stdout, stderr, rc = proc.stdout, proc.stderr, proc.returncode
+        except subprocess.TimeoutExpired as exc:
+            stdout, stderr, rc = str(exc.stdout or ""), "timeout", None
+        seconds = (time.perf_counter() - t0) / max(1, len(pending))
+        paths = _traced_paths(trace.read_text(errors="replace")) if strace and trace.exists() else []
+        reports = [json.loads(ln[2:]) for ln in stdout.splitlines() if ln.startswith("@@")]
+        done = {r["name"]: r for r in reports if "name" in r}
+        started = [r["start"] for r in reports if "start" in r]
+        for case, _, bait in pending:
+            r = done.get(case.name)
+            if r is None and (not started or case.name != started[-1]):
+                continue
+            res = CaseResult(case.name, case.fault, case.expect, "crash", traced=strace, seconds=seconds)
+            res.code_ran = (bait.parent / "PWNED").exists()
+            if r is None:
+                res.outcome = "timeout" if rc is None else "crash"
+                res.message = f"exit status {rc}: {stderr[-500:]}"
+            else:
+                res.outcome, res.error, res.message = r["outcome"], r.get("error", ""), r.get("message", "")
+                res.outputs = r.get("outputs")
+            seen = list(r.get("opened_py") or []) if r else []
+            res.bait_opened = sorted({p for p in seen + paths if _is_bait(p, bait, cwd)})
+            results[case.name] = res
+        pending = [item for item in pending if item[0].name not in results]
+    return results
+
+
+def run_all(base: onnx.ModelProto, names: list[str] | None = None, strace: bool | None = None) -> list[CaseResult]:
+    """Run every case (or those in ``names``) in fresh folders; returns one result per case.
+
+    All cases share one child process (restarted after a crash), except those that must run
+    in their bait folder. ``strace``: None traces when strace is installed.
+    """
+    chosen = [c for c in cases() if names is None or c.name in names]
+    use = shutil.which("strace") is not None if strace is None else strace and shutil.which("strace") is not None
+    with tempfile.TemporaryDirectory(prefix="edgernn-faults-") as tmp:
+        root = Path(tmp)
+        items = [(c, *prepare(c, root, base)) for c in chosen]
+        results = run_group([i for i in items if not i[0].cwd_bait], root, use)
+        for item in (i for i in items if i[0].cwd_bait):
+            results.update(run_group([item], item[2].parent, use))
+    return [results[c.name] for c in chosen]
+
+
+def _traced_paths(text: str) -> list[str]:
     """Paths in strace lines such as ``123 openat(AT_FDCWD, "x", O_RDONLY) = 3`` (failed tries included)."""
     out = []
     for line in text.splitlines():
@@ -511,11 +548,3 @@ def _twice(case_dir: Path, base: onnx.ModelProto) -> Path:
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(_spec_json(base))
     return _save(case_dir, proto)
-
-
-def run_all(base: onnx.ModelProto, names: list[str] | None = None, root: Path | None = None) -> list[CaseResult]:
-    """Run every case (or those in ``names``) in a fresh folder; returns one result per case."""
-    chosen = [c for c in cases() if names is None or c.name in names]
-    with tempfile.TemporaryDirectory(prefix="edgernn-faults-") as tmp:
-        where = root or Path(tmp)
-        return [run_case(c, where, base) for c in chosen]
