@@ -147,6 +147,19 @@ def stream_options(provider: str, current: dict[str, str]) -> dict[str, str]:
     return {"user_compute_stream": str(stream), "has_user_compute_stream": "1"}
 
 
+def _session_stream(session: ort.InferenceSession, rt: CudaRuntime, device_id: int) -> int:
+    """Our CUDA stream if the session's CUDA provider runs on it (then copies can be queued on it), else 0."""
+    opts = session.get_provider_options().get("CUDAExecutionProvider", {})
+    if opts.get("has_user_compute_stream") != "1":
+        return 0
+    ours = rt.stream(device_id)
+    try:
+        theirs = int(opts.get("user_compute_stream", "0"), 0)
+    except ValueError:
+        return 0
+    return ours if theirs == ours else 0
+
+
 class PinnedArray:
     """A numpy array in page-locked host memory (``cudaHostAlloc``), freed when collected."""
 
@@ -202,9 +215,7 @@ class CudaStream:
         if self.rt is not None:
             self._x_host = PinnedArray(self.rt, x0.shape, x0.dtype)
             self._y_host = [PinnedArray(self.rt, y.shape, y.dtype) for y in ys0]
-            provider_opts = engine.session.get_provider_options().get("CUDAExecutionProvider", {})
-            if provider_opts.get("has_user_compute_stream") == "1":
-                self._cuda_stream = int(provider_opts.get("user_compute_stream", "0"))
+            self._cuda_stream = _session_stream(engine.session, self.rt, self.device_id)
         self.transfer = "pinned+stream" if self._cuda_stream else ("pinned" if self.rt else "pageable")
         self._run_options = [self._options() for _ in (0, 1)]
         self._bindings: list[ort.IOBinding] | None = [self._bind(p) for p in (0, 1)]
