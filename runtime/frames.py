@@ -20,7 +20,7 @@ from edgernn.runtime.errors import InputError
 class FrameCheck:
     """Checks frames of one streamed input: shape, dtype kind, token range, NaN / Inf."""
 
-    __slots__ = ("name", "shape", "dtype", "vocab", "check_finite", "tokens", "floating", "vector")
+    __slots__ = ("name", "shape", "dtype", "vocab", "check_finite", "tokens", "floating", "vector", "plain", "one")
 
     def __init__(self, name: str, shape: tuple[int, ...], dtype: Any, vocab: int | None, nonfinite: str) -> None:
         self.name = name
@@ -31,8 +31,21 @@ class FrameCheck:
         self.tokens = self.dtype.kind in "iu"
         self.check_finite = nonfinite == "raise" and self.floating
         self.vector = len(shape) <= 1  # a frame that ``dot`` takes as is (no reshape)
+        self.plain = self.check_finite and self.vector and vocab is None  # the common case: one dot, nothing else
+        self.one = self._fast_one() if self.plain else self.checked_one
 
-    def one(self, frame: Any) -> Any:
+    def _fast_one(self) -> Any:
+        """``one`` for the common case (real-valued vector frames, NaN / Inf refused) as a closure: no lookups."""
+        nd, shape, dtype, checked = np.ndarray, self.shape, self.dtype, self.checked_one
+
+        def one(frame: Any) -> Any:
+            if type(frame) is nd and frame.shape == shape and frame.dtype is dtype and isfinite(frame.dot(frame)):
+                return frame
+            return checked(frame)
+
+        return one
+
+    def checked_one(self, frame: Any) -> Any:
         """One frame; a token model also takes a Python int (returned as is)."""
         if type(frame) is np.ndarray and frame.shape == self.shape and frame.dtype is self.dtype:
             if self.check_finite and not (isfinite(frame.dot(frame)) if self.vector else _finite(frame)):

@@ -49,6 +49,7 @@ def raw_pingpong(
         bindings.append(io)
     y0 = ys[0]
     parity = 0
+    keep = (states, ys, bindings)  # the bindings point into these buffers: they must outlive every call
     if public:
         run = session.run_with_iobinding
         io0, io1 = bindings
@@ -71,4 +72,5 @@ def raw_pingpong(
             parity ^= 1
             return y0
 
+    call.buffers = keep  # type: ignore[attr-defined]
     return call

@@ -11,6 +11,7 @@ import pytest
 
 from edgernn.export.parity import sample_inputs
 from edgernn.runtime import Engine, InputError, RunError, SnapshotError, StreamError
+from edgernn.runtime.raw import raw_pingpong
 from edgernn.runtime.session import CpuDefaults
 
 
@@ -165,3 +166,19 @@ def test_idle_stream_holds_its_state_and_less_than_1_kib_more(exported) -> None:
     print(f"state {state_bytes} B; idle stream {fresh:.0f} B fresh, {stepped:.0f} B after a step")
     assert fresh <= state_bytes + 1024
     assert stepped <= state_bytes + 1024
+
+
+def test_raw_pingpong_reference_loop_computes_what_step_computes(exported) -> None:
+    model, path = exported["frames-gru"]
+    engine = Engine.load(path)
+    xs = sample_inputs(model, 50, seed=6)
+    s = engine.stream()
+    for public in (True, False):
+        raw = raw_pingpong(engine, batch=1, time=1, public=public)
+        gc.collect()  # the loop keeps its buffers alive by itself
+        got = np.stack([raw(x[None, None])[0, 0].copy() for x in xs])
+        s.reset()
+        np.testing.assert_array_equal(got, np.stack([s.step(x) for x in xs]))
+    chunked = raw_pingpong(engine, batch=1, time=50)
+    s.reset()
+    assert np.abs(chunked(xs[None])[0] - s.push(xs)).max() <= 1e-6
