@@ -54,14 +54,23 @@ FEATURES = 64
 OUTPUTS = 64
 
 
-def bootstrap() -> None:
-    """Make ``import edgernn`` work from a plain checkout: the repository root is the package."""
+def bootstrap() -> str:
+    """Make ``import edgernn`` work from a plain checkout (the repository root is the package).
+
+    The script's own folder leaves ``sys.path`` first: its ``cuda.py`` would shadow the
+    ``cuda`` package (cuda-python) that GPU libraries import. Returns the path to add to
+    PYTHONPATH for subprocesses ('' when edgernn is installed).
+    """
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
     try:
         import edgernn  # noqa: F401
     except ImportError:
         link_dir = Path(tempfile.mkdtemp(prefix="edgernn-path-"))
         (link_dir / "edgernn").symlink_to(ROOT, target_is_directory=True)
         sys.path.insert(0, str(link_dir))
+        return str(link_dir)
+    return ""
 
 
 def skip_reason() -> str | None:
@@ -225,11 +234,11 @@ def run_only(stream: Any) -> Any:
     return call
 
 
-def run_tests() -> dict[str, Any]:
+def run_tests(extra_path: str) -> dict[str, Any]:
     test = ROOT / "tests" / "test_devices_cuda.py"
     if not test.is_file():
         return {"skipped": f"{test} not found"}
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*sys.path[:1], os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (extra_path, os.environ.get("PYTHONPATH")) if p)}
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", str(test)],
         cwd=ROOT, capture_output=True, text=True, timeout=300, env=env,
@@ -245,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=200, help="carried steps for parity")
     p.add_argument("--no-tests", action="store_true", help="do not run tests/test_devices_cuda.py")
     args = p.parse_args(argv)
-    bootstrap()
+    extra_path = bootstrap()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     reason = skip_reason()
@@ -289,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  ort cuda-graph / torch graph+pinned = {case['ratio_ort_graph_over_torch_graph']:.2f} "
                   f"({'target met' if case['target_met'] else 'target NOT met'})")  # fmt: skip
     if not args.no_tests:
-        results["tests"] = run_tests()
+        results["tests"] = run_tests(extra_path)
         print(results["tests"].get("tail", results["tests"].get("skipped", ""))[-1500:])
         failed |= results["tests"].get("returncode", 0) != 0
     results["seconds"] = round(time.time() - t0, 1)
