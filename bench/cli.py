@@ -47,9 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="time torch.compile too (default: on in the full run)",
     )
-    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds per case (default 9; quick 5)")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds per case (default 15; quick 10)")
     p.add_argument(
-        "--block-ms", type=float, default=None, help="target length of one timed block (default 25; quick 8)"
+        "--block-ms", type=float, default=None, help="target length of one timed block (default 15; quick 4)"
     )
     p.add_argument("--note", default="", help="conditions to record in the report (e.g. machine load)")
 
@@ -65,8 +65,8 @@ def main(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     quick = args.quick
     settings = suite.Settings(
-        rounds=args.rounds or (5 if quick else 9),
-        block_s=(args.block_ms or (8.0 if quick else 25.0)) / 1e3,
+        rounds=args.rounds or (10 if quick else 15),
+        block_s=(args.block_ms or (4.0 if quick else 15.0)) / 1e3,
     )
     start = machine.describe()
     log = _logger()

@@ -92,7 +92,8 @@ def _machine(run: Run) -> str:
         (
             "timing",
             f"{run.settings.get('rounds')} interleaved rounds of ~{run.settings.get('block_ms')} ms blocks "
-            "per contender, order rotated each round; medians over all timed calls",
+            "per contender, order rotated each round; times are medians over all timed calls, ratios the median "
+            "over rounds of each round's paired block ratio (robust to load that lasts several blocks)",
         ),
     ]
     text = "## Machine\n\n| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows) + "\n"

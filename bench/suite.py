@@ -28,6 +28,7 @@ class Timing:
     p99_us: float
     calls: int
     max_abs_diff: float  # first output vs the numpy (fp32) reference
+    rounds: list[float] = field(default_factory=list)  # the median of each round's block
 
 
 @dataclass
@@ -41,9 +42,18 @@ class CaseResult:
         return t.median_us if t is not None else None
 
     def ratio(self, num: str, den: str) -> float | None:
-        """median(num) / median(den), None when either did not run."""
-        a, b = self.median(num), self.median(den)
-        return a / b if a is not None and b is not None and b > 0 else None
+        """time(num) / time(den): the median over rounds of the two blocks' ratio in each round.
+
+        Blocks of one round ran back to back, so a burst of machine load that lasts several
+        blocks cancels out of the paired ratio; the ratio of the overall medians is the
+        fallback when the rounds do not pair. None when either did not run.
+        """
+        a, b = self.timings.get(num), self.timings.get(den)
+        if a is None or b is None:
+            return None
+        if a.rounds and len(a.rounds) == len(b.rounds):
+            return float(np.median(np.asarray(a.rounds) / np.asarray(b.rounds)))
+        return a.median_us / b.median_us
 
     def peer(self) -> tuple[str, float] | None:
         """The strongest PyTorch contender that ran: (name, median µs)."""
@@ -53,8 +63,8 @@ class CaseResult:
 
 @dataclass(frozen=True)
 class Settings:
-    rounds: int = 7
-    block_s: float = 0.02  # target time of one block of calls
+    rounds: int = 15
+    block_s: float = 0.015  # target time of one block of calls
     max_block: int = 4000
     warmup: int = 5
 
@@ -87,19 +97,22 @@ def run_case(case: Case, names: list[str], settings: Settings, log: Callable[[st
         diffs[name] = float(np.abs(first - ref).max())
         calls[name] = call
     times = _interleave(calls, settings)
-    for name, us in times.items():
+    for name, blocks in times.items():
+        us = np.concatenate(blocks)
         result.timings[name] = Timing(
             median_us=float(np.median(us)),
             p99_us=float(np.percentile(us, 99)),
             calls=int(us.size),
             max_abs_diff=diffs[name],
+            rounds=[float(np.median(b)) for b in blocks],
         )
     if log is not None:
         log(summary_line(result))
     return result
 
 
-def _interleave(calls: dict[str, Callable[[], Any]], s: Settings) -> dict[str, np.ndarray]:
+def _interleave(calls: dict[str, Callable[[], Any]], s: Settings) -> dict[str, list[np.ndarray]]:
+    """Per contender, one array of per-call µs per round."""
     names = list(calls)
     per_call: dict[str, float] = {}
     for name in names:  # warm-up, and a first estimate of the call's cost
@@ -119,7 +132,7 @@ def _interleave(calls: dict[str, Callable[[], Any]], s: Settings) -> dict[str, n
                 fn()
                 ts[i] = clock() - t
             out[name].append(ts)
-    return {n: np.concatenate(v) / 1e3 for n, v in out.items()}
+    return {n: [b / 1e3 for b in v] for n, v in out.items()}
 
 
 def summary_line(r: CaseResult) -> str:
