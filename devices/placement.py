@@ -63,10 +63,17 @@ class PlacementReport:
     nodes: tuple[NodePlacement, ...]
     precision: str = "fp32"
     problems: tuple[str, ...] = field(default=())
+    allow_on_cpu: tuple[str, ...] = ()
+
+    def is_fallback(self, n: NodePlacement) -> bool:
+        """On a provider the profile did not list, unless it is the CPU running an op type the profile allows there."""
+        if n.provider in self.allowed:
+            return False
+        return not (n.provider == CPU_EP and n.op in self.allow_on_cpu)
 
     @property
     def fallback_nodes(self) -> tuple[NodePlacement, ...]:
-        return tuple(n for n in self.nodes if n.provider not in self.allowed)
+        return tuple(n for n in self.nodes if self.is_fallback(n))
 
     @property
     def quantized_nodes(self) -> tuple[NodePlacement, ...]:
@@ -117,7 +124,8 @@ class PlacementReport:
         for n in self.nodes:
             by.setdefault(n.provider, []).append(n)
         for provider, nodes in by.items():
-            mark = "" if provider in self.allowed else "  <- fallback"
+            fell = sum(self.is_fallback(n) for n in nodes)
+            mark = "" if not fell else "  <- fallback" if fell == len(nodes) else f"  <- {fell} fallback"
             shown = ", ".join(f"{n.node} ({n.op})" for n in nodes[:8])
             more = f", … {len(nodes) - 8} more" if len(nodes) > 8 else ""
             lines.append(f"  {provider}: {len(nodes)} node(s){mark}: {shown}{more}")
@@ -227,6 +235,7 @@ def load_engine(
         registered=tuple(registered),
         missing=tuple(missing),
         allowed=profile.allowed_providers(),
+        allow_on_cpu=profile.allow_on_cpu,
         nodes=tuple(nodes),
         precision=profile.precision,
         problems=tuple(problems),

@@ -59,6 +59,7 @@ TOP_KEYS = (
     "graph_optimization",
     "execution_mode",
     "memory_pattern",
+    "allow_on_cpu",
     "session_config",
     "providers",
 )
@@ -137,6 +138,7 @@ class DeviceProfile:
     memory_pattern: bool
     session_config: dict[str, str]
     provider_entries: tuple[ProviderEntry, ...]
+    allow_on_cpu: tuple[str, ...] = ()  # op types a strict load lets the CPU provider run (e.g. "Shape")
     source: str = "<memory>"
     profiling_prefix: str | None = None  # set by placement checks: profile the first run, then stop
 
@@ -280,6 +282,9 @@ def parse_profile(data: dict[str, Any], source: str = "<memory>") -> DeviceProfi
     if threads < 0 or inter < 0:
         raise ProfileError(f"{source}: threads and inter_op_threads must be >= 0, got {threads} and {inter}")
     config = _typed(source, "session_config", data.get("session_config", {}), dict, "a table of strings")
+    allow = _typed(source, "allow_on_cpu", data.get("allow_on_cpu", []), list, "a list of operator types")
+    if not all(isinstance(op, str) for op in allow):
+        raise ProfileError(f"{source}: allow_on_cpu must list operator types as strings, got {allow!r}")
     return DeviceProfile(
         name=name,
         description=_typed(source, "description", data.get("description", ""), str, "a string"),
@@ -293,6 +298,7 @@ def parse_profile(data: dict[str, Any], source: str = "<memory>") -> DeviceProfi
         memory_pattern=_typed(source, "memory_pattern", data.get("memory_pattern", True), bool, "true or false"),
         session_config={str(k): _option_text(v) for k, v in config.items()},
         provider_entries=entries,
+        allow_on_cpu=tuple(allow),
         source=source,
     )
 

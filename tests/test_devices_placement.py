@@ -103,3 +103,22 @@ def test_devices_check_cli_prints_the_report(exported, capsys: pytest.CaptureFix
     out = capsys.readouterr().out
     if "OpenVINOExecutionProvider" not in ort.get_available_providers():
         assert code == 1 and '"ok": false' in out and '"provider": "OpenVINOExecutionProvider"' in out
+
+
+def test_allow_on_cpu_lets_only_the_listed_op_types_stay_on_the_cpu() -> None:
+    from edgernn.devices.placement import NodePlacement, PlacementReport
+
+    nodes = (
+        NodePlacement("/rnn/GRU", "GRU", "CUDAExecutionProvider"),
+        NodePlacement("/Shape", "Shape", "CPUExecutionProvider"),
+        NodePlacement("/head/MatMul", "MatMul", "CPUExecutionProvider"),
+    )
+    base = {"profile": "cuda", "requested": ("CUDAExecutionProvider",), "registered": ("CUDAExecutionProvider",
+            "CPUExecutionProvider"), "missing": (), "allowed": ("CUDAExecutionProvider",), "nodes": nodes}  # fmt: skip
+    plain = PlacementReport(**base)  # type: ignore[arg-type]
+    assert [n.node for n in plain.fallback_nodes] == ["/Shape", "/head/MatMul"] and not plain.ok
+    lenient = PlacementReport(**base, allow_on_cpu=("Shape",))  # type: ignore[arg-type]
+    assert [n.node for n in lenient.fallback_nodes] == ["/head/MatMul"]
+    assert lenient.summary() == "1 node(s) fell back to CPUExecutionProvider"
+    assert "CPUExecutionProvider: 2 node(s)  <- 1 fallback: /Shape (Shape), /head/MatMul (MatMul)" in str(lenient)
+    assert PlacementReport(**base, allow_on_cpu=("Shape", "MatMul")).ok  # type: ignore[arg-type]

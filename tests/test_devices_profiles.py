@@ -127,3 +127,12 @@ def test_devices_list_reports_each_profile_available_or_why_not(capsys: pytest.C
     assert devices_cli.main(parser.parse_args([])) == 0
     text = capsys.readouterr().out
     assert "cpu         available" in text and "-> DmlExecutionProvider: " in text
+
+
+def test_allow_on_cpu_is_a_list_of_op_types() -> None:
+    assert parse_profile(minimal(allow_on_cpu=["Shape", "Gather"])).allow_on_cpu == ("Shape", "Gather")
+    assert load_profile("cuda").allow_on_cpu == ()
+    with pytest.raises(ProfileError, match="allow_on_cpu must list operator types as strings"):
+        parse_profile(minimal(allow_on_cpu=[1]))
+    with pytest.raises(ProfileError, match="allow_on_cpu must be a list of operator types"):
+        parse_profile(minimal(allow_on_cpu="Shape"))
