@@ -22,18 +22,21 @@ The target (issue 6): onnxruntime CUDA graphs at or below the PyTorch CUDA-graph
 
 On a lent GPU machine (this workplace's device tool): its image has torch, onnx and the CUDA
 13 libraries but the CPU ``onnxruntime``; ``onnxruntime-gpu`` 1.31.1 (CUDA 13, cp312,
-~244 MiB) must travel as a wheel, over the 64 MiB a call carries, so in parts on one warm
-machine (ignored paths stay there between calls; the machine goes back after ~30 s idle):
+243.7 MiB) must travel as a wheel, over the 64 MiB a call carries, so in four parts on one
+warm machine (ignored paths stay there between calls; the machine goes back after ~30 s
+idle, so make the calls back to back; the tree itself is ~1 MiB):
 
-    echo /.whl/ >> .git/info/exclude
-    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \\
+    echo /.whl/ >> .git/info/exclude; mkdir -p .whl
+    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 -d /tmp/w onnxruntime-gpu==1.31.1
-    split -b 56m -d /tmp/w/onnxruntime_gpu-*.whl .whl/ortgpu.part
-    # run, carry [".whl/ortgpu.part00"]: true; then carry part01, part02, part03, part04 (one per call)
-    # last call, carrying the last part:
-    cat .whl/ortgpu.part* > /tmp/onnxruntime_gpu-1.31.1-cp312-cp312-manylinux_2_28_x86_64.whl &&
+    split -b 61m -d /tmp/w/onnxruntime_gpu-*.whl .whl/ortgpu.part    # part00 .. part03
+    # calls 1-3: run `ls .whl` carrying .whl/ortgpu.part00, then part01, then part02 (one per call)
+    # call 4, carrying .whl/ortgpu.part03:
+    cat .whl/ortgpu.part0? > /tmp/onnxruntime_gpu-1.31.1-cp312-cp312-manylinux_2_28_x86_64.whl &&
       python3 -m pip install -q --no-index --no-deps --target /tmp/site /tmp/onnxruntime_gpu-*.whl &&
       PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 python3 devices/gpu_check.py --out $OUT/gpu-check.json
+
+Then commit the figures (docs/ARCHITECTURE.md, "Measured") and close issue 6's GPU part.
 """
 
 from __future__ import annotations
