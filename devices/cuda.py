@@ -87,6 +87,11 @@ class CudaRuntime:
         code = self.lib.cudaMemcpy(ctypes.c_void_p(dst), ctypes.c_void_p(src), ctypes.c_size_t(nbytes), kind)
         self.check(code, "cudaMemcpy")
 
+    def device_count(self) -> int:
+        """CUDA devices visible to this process (0 when the driver reports none or fails)."""
+        n = ctypes.c_int(0)
+        return n.value if self.lib.cudaGetDeviceCount(ctypes.byref(n)) == 0 else 0
+
     def synchronize(self, stream: int) -> None:
         self.check(self.lib.cudaStreamSynchronize(ctypes.c_void_p(stream)), "cudaStreamSynchronize")
 
@@ -133,6 +138,16 @@ def cuda_runtime() -> CudaRuntime | None:
             return _runtime
         except OSError:
             continue
+    return None
+
+
+def no_device_reason() -> str | None:
+    """Why the CUDA provider, though built in, cannot run here (no visible GPU), or None."""
+    rt = cuda_runtime()
+    if rt is None:
+        return None  # cannot tell without libcudart: the placement check will
+    if rt.device_count() == 0:
+        return "onnxruntime has the CUDA provider, but no CUDA device is visible to this process"
     return None
 
 

@@ -65,6 +65,7 @@ TOP_KEYS = (
 )
 PROVIDER_KEYS = ("name", "options")
 CPU_EP = "CPUExecutionProvider"
+GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 # Every provider name onnxruntime knows of (built here or not), plus the ones newer builds add.
 KNOWN_PROVIDERS = tuple(sorted(set(ort.get_all_providers()) | {"CPUExecutionProvider", "OpenVINOExecutionProvider"}))
 
@@ -200,11 +201,14 @@ class DeviceProfile:
     def missing_providers(self) -> list[tuple[str, str]]:
         """``(provider, reason)`` for each provider of this profile that this onnxruntime build lacks."""
         here = set(ort.get_available_providers())
-        return [
-            (name, WHY_MISSING.get(name, "not in this onnxruntime build"))
-            for name in self.provider_names
-            if name not in here
-        ]
+        out = [(n, WHY_MISSING.get(n, "not in this onnxruntime build")) for n in self.provider_names if n not in here]
+        gpu = [n for n in self.provider_names if n in here and n in GPU_PROVIDERS]
+        if gpu:
+            from edgernn.devices.cuda import no_device_reason
+
+            reason = no_device_reason()
+            out += [(n, reason) for n in gpu] if reason else []
+        return out
 
     def allowed_providers(self) -> tuple[str, ...]:
         """Where nodes may run without it counting as a fallback: the listed providers.
