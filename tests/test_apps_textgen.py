@@ -20,7 +20,7 @@ def test_textgen_model_carries_its_parity_report_and_metrics() -> None:
     metrics, parity = spec.provenance["metrics"], spec.provenance["parity"]
     assert spec.task["name"] == "textgen"
     assert metrics["valid_bpc"] < metrics["unigram_bpc"] - 1.0, metrics  # it learned the text, not the letter counts
-    assert parity["steps"] >= 500 and parity["max_abs"] <= 1e-4, json.dumps(parity)
+    assert parity["steps"] >= 500 and parity["max_abs"] <= 1e-3, json.dumps(parity)
 
 
 def test_textgen_with_a_fixed_seed_is_reproducible() -> None:

@@ -121,7 +121,9 @@ def _search(
             cands.extend((beam.score + float(beam.logp[i]), b, int(i)) for i in top)
         cands.sort(reverse=True)
         nxt: list[_Beam] = []
-        for score, b, i in cands[:width]:
+        for score, b, i in cands:  # a finished word takes no beam slot; live beams take up to ``width``
+            if len(nxt) == width:
+                break
             parent = beams[b]
             if word_char[i]:
                 child = parent.stream.fork()

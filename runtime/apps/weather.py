@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,6 +73,8 @@ def parse_row(line: str, line_no: int = 0) -> Row | None:
             raise InputError(f"{where}: column {name!r} must be a number, got {text!r}") from None
         if not math.isfinite(value):
             raise InputError(f"{where}: column {name!r} is {text!r}, not a finite number")
+        if value < 0 and name in ("precipitation", "wind"):
+            raise InputError(f"{where}: column {name!r} cannot be negative, got {text!r}")
         values.append(value)
     return Row(date, *values)
 
@@ -81,17 +83,21 @@ def _day_angle(d: dt.date) -> float:
     return 2.0 * math.pi * (d.timetuple().tm_yday - 1) / 365.25
 
 
-# Feature name → formula on one row; mirrors train/data_weather.py.
+# Feature name → formula on one row; mirrors train/data_weather.py (raw_features), checked by a test.
 FEATURES: dict[str, Callable[[Row], float]] = {
-    "precipitation": lambda r: r.precipitation,
-    "log_precipitation": lambda r: math.log1p(max(r.precipitation, 0.0)),
+    "log1p_precipitation": lambda r: math.log1p(r.precipitation),
+    "rained": lambda r: 1.0 if r.precipitation > 0 else 0.0,
     "temp_max": lambda r: r.temp_max,
     "temp_min": lambda r: r.temp_min,
     "wind": lambda r: r.wind,
-    "rained": lambda r: float(r.precipitation > 0.0),
-    "doy_sin": lambda r: math.sin(_day_angle(r.date)),
-    "doy_cos": lambda r: math.cos(_day_angle(r.date)),
+    "sin_doy": lambda r: math.sin(_day_angle(r.date)),
+    "cos_doy": lambda r: math.cos(_day_angle(r.date)),
 }
+
+
+def raw_features(row: Row, names: Sequence[str]) -> np.ndarray:
+    """The features ``names`` of ``row`` before normalisation, float64."""
+    return np.array([FEATURES[n](row) for n in names], dtype=np.float64)
 
 
 def _floats(engine: Engine, key: str, n: int) -> np.ndarray:
@@ -130,8 +136,7 @@ class Forecaster:
 
     def frame(self, row: Row) -> np.ndarray:
         """The normalised feature frame of ``row``."""
-        raw = np.array([FEATURES[n](row) for n in self.inputs], dtype=np.float64)
-        return ((raw - self.in_mean) / self.in_std).astype(np.float32)
+        return ((raw_features(row, self.inputs) - self.in_mean) / self.in_std).astype(np.float32)
 
     def update(self, row: Row | None) -> Forecast:
         """Feed one day; the forecast for the day after it."""

@@ -1,0 +1,105 @@
+"""``edgernn run weather`` end to end on the shipped model (torch blocked), and its feature formula.
+
+The model was trained on 2012–2014 and is scored here on 2015, the held-out year: every row
+of the file is streamed through the CLI (state carried from 2012-01-01, as in training's
+evaluation) and the forecasts for 2015's days are compared with what happened.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from appcli import BLOCKED_CLI, edgernn, shipped
+
+from edgernn.runtime.apps import load_app
+from edgernn.runtime.apps.weather import FEATURES, Forecaster, parse_row, raw_features
+
+vega = pytest.importorskip("vega_datasets")
+CSV = Path(vega.__file__).parent / "_data" / "seattle-weather.csv"
+LINE = re.compile(
+    r"^(\d{4}-\d\d-\d\d)  forecast (\d{4}-\d\d-\d\d): max +(-?[\d.]+) °C  min +(-?[\d.]+) °C  rain +(\d+)%$"
+)
+
+
+def truth() -> dict[dt.date, tuple[float, float, bool]]:
+    with open(CSV, newline="") as fh:
+        return {
+            dt.date.fromisoformat(r["date"].replace("/", "-")): (
+                float(r["temp_max"]),
+                float(r["temp_min"]),
+                float(r["precipitation"]) > 0,
+            )
+            for r in csv.DictReader(fh)
+        }
+
+
+def test_runtime_features_match_the_training_formula() -> None:
+    from edgernn.train.data_weather import FEATURES as TRAIN_FEATURES
+    from edgernn.train.data_weather import raw_features as train_raw_features
+    from edgernn.train.data_weather import weather_frame
+
+    assert set(TRAIN_FEATURES) <= set(FEATURES)
+    with open(CSV, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    ours = np.stack([raw_features(parse_row(",".join(r.values())), TRAIN_FEATURES) for r in rows])  # type: ignore[arg-type]
+    theirs = np.stack([train_raw_features(r) for r in rows])
+    assert ours.shape == theirs.shape == (1461, len(TRAIN_FEATURES))
+    assert np.abs(ours - theirs).max() <= 1e-5
+    fc = Forecaster(load_app("weather", shipped("weather")))
+    assert fc.inputs == list(TRAIN_FEATURES)
+    for r in rows[::50]:
+        frame = fc.frame(parse_row(",".join(r.values())))  # type: ignore[arg-type]
+        assert np.abs(frame - weather_frame(r, fc.stream.engine.spec.task)).max() <= 1e-5
+
+
+def test_weather_forecasts_the_held_out_year_within_a_sane_error() -> None:
+    spec = load_app("weather", shipped("weather")).spec
+    lines = edgernn("run", "weather", "--input", str(CSV)).stdout.splitlines()
+    assert len(lines) == 1461  # one forecast per row; the header is skipped
+    seen = truth()
+    err_max, err_min, brier = [], [], []
+    for line in lines:
+        m = LINE.match(line)
+        assert m, line
+        day, target = dt.date.fromisoformat(m[1]), dt.date.fromisoformat(m[2])
+        assert target - day == dt.timedelta(days=1)
+        if target.year != 2015 or target not in seen:
+            continue
+        tmax, tmin, rained = seen[target]
+        err_max.append(abs(float(m[3]) - tmax))
+        err_min.append(abs(float(m[4]) - tmin))
+        brier.append((int(m[5]) / 100 - rained) ** 2)
+    mae_max, mae_min, b = float(np.mean(err_max)), float(np.mean(err_min)), float(np.mean(brier))
+    assert len(err_max) == 365
+    assert mae_max < 3.0 and mae_min < 2.5, (mae_max, mae_min)  # °C, a day ahead
+    metrics = spec.provenance["metrics"]
+    # better than tomorrow = today, and the same figures training measured on this year
+    assert mae_max < metrics["persistence_mae_tmax"] and b < metrics["climatology_brier"], metrics
+    assert abs(mae_max - metrics["mae_tmax"]) < 0.02 and abs(mae_min - metrics["mae_tmin"]) < 0.02, metrics
+    assert abs(b - metrics["brier"]) < 0.002, metrics
+
+
+def test_weather_reads_stdin_and_names_a_bad_row() -> None:
+    rows = (
+        "date,precipitation,temp_max,temp_min,wind,weather\n"
+        "2015/07/01,0.0,32.2,17.2,4.3,sun\n"
+        "2015/07/02,0.0,33.3,17.8,3.4,sun\n"
+    )
+    out = edgernn("run", "weather", stdin=rows).stdout.splitlines()
+    assert [line[:10] for line in out] == ["2015-07-01", "2015-07-02"]
+    assert all(float(LINE.match(line)[3]) > 20 for line in out)  # type: ignore[index]  # a July day ahead
+    bad = subprocess.run(
+        [sys.executable, "-c", BLOCKED_CLI, "run", "weather"],
+        input="2015/07/01,0.0,hot,17.2,4.3\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 1 and "line 1: column 'temp_max' must be a number, got 'hot'" in bad.stderr
