@@ -26,7 +26,7 @@ import numpy as np
 from edgernn.runtime import general
 from edgernn.runtime.buffers import alloc, lane_index
 from edgernn.runtime.errors import InputError, StreamError
-from edgernn.runtime.slots import Bound, wrap_run_error
+from edgernn.runtime.slots import MAX_BOUND_LENGTHS, Bound, wrap_run_error
 from edgernn.runtime.stream import CLOSED, Stream
 
 if TYPE_CHECKING:
@@ -272,7 +272,8 @@ def _ragged_batch(batch: Batch, streams: Sequence[Stream], xs: list[Any], counts
     engine = batch.engine
     n = len(batch._members)
     lanes = [s._lane for s in streams]
-    if len(streams) == n and len(set(counts)) == 1 and counts[0] > 0 and engine.fast and not engine.multi_input:
+    uniform = len(streams) == n and len(set(counts)) == 1 and counts[0] > 0
+    if uniform and engine.fast and (counts[0] in batch._bound or len(batch._bound) < MAX_BOUND_LENGTHS):
         # Every member, the same count: the bound path, frames in lane order.
         order = np.argsort(lanes)
         stacked = np.stack([xs[i] for i in order])  # (n, T, *frame)

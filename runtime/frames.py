@@ -32,7 +32,12 @@ class FrameCheck:
         self.check_finite = nonfinite == "raise" and self.floating
         self.vector = len(shape) <= 1  # a frame that ``dot`` takes as is (no reshape)
         self.plain = self.check_finite and self.vector and vocab is None  # the common case: one dot, nothing else
-        self.one = self._fast_one() if self.plain else self.checked_one
+        if self.plain:
+            self.one = self._fast_one()
+        elif self.tokens and not shape:
+            self.one = self._token_one()
+        else:
+            self.one = self.checked_one
 
     def _fast_one(self) -> Any:
         """``one`` for the common case (real-valued vector frames, NaN / Inf refused) as a closure: no lookups."""
@@ -41,6 +46,25 @@ class FrameCheck:
         def one(frame: Any) -> Any:
             if type(frame) is nd and frame.shape == shape and frame.dtype is dtype and isfinite(frame.dot(frame)):
                 return frame
+            return checked(frame)
+
+        return one
+
+    def _token_one(self) -> Any:
+        """``one`` for a token model (one id per frame): a Python / numpy int or a 0-d array, as a closure."""
+        vocab, checked = self.vocab if self.vocab is not None else 1 << 63, self.checked_one
+        nd, i64, dtype = np.ndarray, np.int64, self.dtype
+
+        def one(frame: Any) -> Any:
+            t = type(frame)
+            if t is int or t is i64:
+                v = frame
+            elif t is nd and frame.dtype is dtype and frame.shape == ():
+                v = int(frame)
+            else:
+                return checked(frame)
+            if 0 <= v < vocab:
+                return v
             return checked(frame)
 
         return one
@@ -54,7 +78,7 @@ class FrameCheck:
             if self.vocab is not None:
                 self._range(frame)
             return frame
-        if self.tokens and type(frame) is int and not self.shape:
+        if self.tokens and isinstance(frame, (int, np.integer)) and not isinstance(frame, bool) and not self.shape:
             if self.vocab is not None and not 0 <= frame < self.vocab:
                 raise InputError(f"input {self.name!r}: token ids must be in [0, {self.vocab}), got {frame}")
             return frame
@@ -64,9 +88,8 @@ class FrameCheck:
         """Frames with one leading (time) axis, as a C-contiguous array of the input's dtype."""
         if (
             type(frames) is np.ndarray
-            and frames.dtype == self.dtype
+            and frames.dtype is self.dtype
             and frames.shape[1:] == self.shape
-            and frames.ndim == len(self.shape) + 1
             and frames.flags.c_contiguous
         ):
             if self.check_finite and not _finite(frames):

@@ -94,15 +94,29 @@ class Slot:
         return b
 
     def advance(self, xs: np.ndarray, chunk: int) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-        """Run frames ``xs`` (T, *frame) in chunks; all or nothing. Returns (first output (T, ...), last outputs)."""
+        """Run frames ``xs`` (T, *frame) in chunks; all or nothing.
+
+        Returns the first output ``(T, ...)`` and, for a model with several outputs, each
+        output's last frame (empty for one output: its last frame is the result's last row).
+        """
         engine = self.engine
         n = xs.shape[0]
-        first = engine.spec.outputs[0]
-        out = np.empty((n, *first.concrete_shape(1, 1)[2:]), dtype=self.bound[1].ys[0].dtype)
+        out = np.empty((n, *engine.out_frame_shapes[0]), dtype=self.b1.ys[0].dtype)
+        if n <= chunk:
+            b = self.bound_for(n)
+            if b is not None:  # one bound call: nothing to roll back, the parity flips only on success
+                b.x[0] = xs
+                p = self.parity
+                try:
+                    engine.run_bound(b.io[p], None)
+                except Exception as exc:  # onnxruntime raises its own untyped exceptions
+                    raise wrap_run_error(engine, exc) from None
+                self.parity = p ^ 1
+                out[...] = b.ys[0][0]
+                return out, () if engine.single_output else tuple(y[0, -1].copy() for y in b.ys)
         start = self.parity
         saved = [pair[start].copy() for pair in self.states] if n > chunk else None
         last: tuple[np.ndarray, ...] = ()
-        run = engine.run_bound
         try:
             for t0 in range(0, n, chunk):
                 t1 = min(n, t0 + chunk)
@@ -111,19 +125,17 @@ class Slot:
                 if b is not None:
                     b.x[0] = xs[t0:t1]
                     try:
-                        run(b.io[p], None)
+                        engine.run_bound(b.io[p], None)
                     except Exception as exc:  # onnxruntime raises its own untyped exceptions
                         raise wrap_run_error(engine, exc) from None
                     out[t0:t1] = b.ys[0][0]
-                    if t1 == n:
-                        last = tuple(y[0, -1].copy() for y in b.ys)
+                    last = tuple(y[0, -1].copy() for y in b.ys[1:])
                 else:
                     outs, new, _ = general.call(engine, self.current(), None, {first_input(engine): xs[None, t0:t1]}, 1)
                     for pair, value in zip(self.states, new):
                         pair[p ^ 1][...] = value
                     out[t0:t1] = outs[0][0]
-                    if t1 == n:
-                        last = tuple(o[0, -1].copy() for o in outs)
+                    last = tuple(o[0, -1].copy() for o in outs[1:])
                 self.parity = p ^ 1
         except BaseException:
             self.parity = start
@@ -131,7 +143,7 @@ class Slot:
                 for pair, value in zip(self.states, saved):
                     pair[start][...] = value
             raise
-        return out, last
+        return out, () if engine.single_output else (out[-1], *last)
 
 
 def first_input(engine: Engine) -> str:

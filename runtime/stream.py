@@ -97,15 +97,14 @@ class Stream:
         if n == 0:
             self._check_open()
             return engine.empty_output()
-        with self._held() as lock:
+        with self._held():
             if self._batch is not None:
                 return self._batch._advance_member(self, xs, chunk)
             if engine.fast:
                 slot = self._slot or engine.pool.take(self)
                 out, last = slot.advance(xs, chunk)
-                self._last = last[0] if engine.single_output else last
+                self._last = out[-1] if engine.single_output else last
                 return out
-            del lock
             return self._advance_general(xs, chunk)
 
     def reset(self) -> None:
