@@ -249,7 +249,14 @@ def step_many(
     for s in streams:
         if not isinstance(s, Stream) or s.engine is not engine:
             raise StreamError("step_many: a stream belongs to another engine (foreign stream)")
-    xs = [None if _empty(f) else (f if checked else engine.check_many(f)) for f in frames]
+    stacked = None
+    if not checked and not engine.multi_input and _same_arrays(frames, engine.frame_shape):
+        # Equal-length arrays of whole frames (the common batched call): stack once, validate once.
+        raw = np.stack(frames)  # (n, T, *frame)
+        stacked = engine.check_many(raw.reshape(-1, *engine.frame_shape)).reshape(raw.shape)
+        xs: list[Any] = list(stacked)
+    else:
+        xs = [None if _empty(f) else (f if checked else engine.check_many(f)) for f in frames]
     counts = [0 if x is None else engine.frames_count(x) for x in xs]
     batches = {id(s._batch): s._batch for s in streams}
     if len(batches) == 1 and None not in batches.values():
@@ -258,26 +265,36 @@ def step_many(
         with batch._lock:
             for s in streams:
                 batch._member(s)
-            return _ragged_batch(batch, streams, xs, counts)
+            return _ragged_batch(batch, streams, xs, counts, stacked)
     if any(b is not None for b in batches.values()):
         raise StreamError("step_many: mix of batch members and other streams; use one batch or loose streams")
     return _ragged_loose(engine, streams, xs, counts)
+
+
+def _same_arrays(frames: Sequence[Any], frame_shape: tuple[int, ...]) -> bool:
+    first = frames[0] if len(frames) else None
+    if type(first) is not np.ndarray or first.ndim == 0 or first.shape[0] == 0 or first.shape[1:] != frame_shape:
+        return False
+    return all(type(f) is np.ndarray and f.shape == first.shape and f.dtype == first.dtype for f in frames)
 
 
 def _empty(f: Any) -> bool:
     return f is None or (not isinstance(f, Mapping) and len(f) == 0)
 
 
-def _ragged_batch(batch: Batch, streams: Sequence[Stream], xs: list[Any], counts: list[int]) -> list[np.ndarray]:
+def _ragged_batch(
+    batch: Batch, streams: Sequence[Stream], xs: list[Any], counts: list[int], stacked: np.ndarray | None = None
+) -> list[np.ndarray]:
     engine = batch.engine
     n = len(batch._members)
     lanes = [s._lane for s in streams]
     uniform = len(streams) == n and len(set(counts)) == 1 and counts[0] > 0
     if uniform and engine.fast and (counts[0] in batch._bound or len(batch._bound) < MAX_BOUND_LENGTHS):
         # Every member, the same count: the bound path, frames in lane order.
+        if stacked is not None and lanes == list(range(n)):  # given in lane order: no reordering
+            return list(_bound_push(batch, stacked))
         order = np.argsort(lanes)
-        stacked = np.stack([xs[i] for i in order])  # (n, T, *frame)
-        out = _bound_push(batch, stacked)
+        out = _bound_push(batch, np.stack([xs[i] for i in order]))  # (n, T, *frame) in lane order
         back = np.empty_like(order)
         back[order] = np.arange(n)
         return [out[back[i]] for i in range(n)]

@@ -141,3 +141,18 @@ def test_bad_frames_for_one_stream_change_no_stream(exported) -> None:
     for m, b in zip(members, before):
         for k in b:
             np.testing.assert_array_equal(m.state()[k], b[k])
+
+
+def test_equal_length_frames_are_checked_as_strictly_as_ragged_ones(exported) -> None:
+    _, path = exported["frames-gru"]
+    engine = Engine.load(path)
+    batch = engine.batch()
+    members = [batch.join() for _ in range(3)]
+    with pytest.raises(InputError, match="frame axis 0 has size 4, expected 6"):
+        engine.step_many(members, [np.ones((6, 4), np.float32)] * 3)  # 3*6*4 elements would reshape to (12, 6)
+    ints = [np.ones((2, 6), np.int64)] * 3  # converted to float32 like any other frames
+    floats = [np.ones((2, 6), np.float32)] * 3
+    twin = engine.batch()
+    twins = [twin.join() for _ in range(3)]
+    for a, b in zip(engine.step_many(members, ints), engine.step_many(twins, floats)):
+        np.testing.assert_array_equal(a, b)
