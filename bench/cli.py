@@ -67,6 +67,7 @@ def main(args: argparse.Namespace) -> int:
     settings = suite.Settings(
         rounds=args.rounds or (10 if quick else 15),
         block_s=(args.block_ms or (4.0 if quick else 15.0)) / 1e3,
+        min_block=3 if quick else 5,
     )
     start = machine.describe()
     log = _logger()

@@ -53,6 +53,9 @@ def describe() -> dict[str, Any]:
     info: dict[str, Any] = {
         "cpu": _cpu_model(),
         "logical_cpus": os.cpu_count(),
+        "caches": _caches(),
+        "isa": _isa(),
+        "memory_gib": _mem_gib(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "numpy": numpy.__version__,
@@ -78,6 +81,47 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def _caches() -> str:
+    """e.g. 'L1d 48K, L2 2048K, L3 307200K' (Linux sysfs; '' elsewhere)."""
+    out = []
+    root = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for entry in sorted(os.listdir(root)):
+            if not entry.startswith("index"):
+                continue
+            kind, level, size = (_read(os.path.join(root, entry, f)) for f in ("type", "level", "size"))
+            if kind != "Instruction":
+                out.append(f"L{level}{'d' if kind == 'Data' else ''} {size}")
+    except OSError:
+        return ""
+    return ", ".join(out)
+
+
+def _read(path: str) -> str:
+    with open(path) as fh:
+        return fh.read().strip()
+
+
+def _isa() -> str:
+    """The vector extensions that matter to onnxruntime's kernels, from /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
+    except OSError:
+        return ""
+    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16")
+    return " ".join(f for f in wanted if f in flags)
+
+
+def _mem_gib() -> float | None:
+    try:
+        with open("/proc/meminfo") as fh:
+            kib = next(int(line.split()[1]) for line in fh if line.startswith("MemTotal"))
+    except (OSError, StopIteration, ValueError):
+        return None
+    return round(kib / 2**20, 1)
 
 
 def _load() -> list[float] | None:

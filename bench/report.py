@@ -77,7 +77,8 @@ def _header(run: Run) -> str:
 def _machine(run: Run) -> str:
     m, end = run.machine_start, run.machine_end
     rows = [
-        ("CPU", f"{m.get('cpu')} ({m.get('logical_cpus')} logical CPUs)"),
+        ("CPU", f"{m.get('cpu')} ({m.get('logical_cpus')} logical CPUs; {m.get('caches')}; {m.get('isa')})"),
+        ("memory", f"{m.get('memory_gib')} GiB"),
         ("platform", m.get("platform")),
         ("load average (1/5/15 min) at start → end", f"{m.get('load_average')} → {end.get('load_average')}"),
         (

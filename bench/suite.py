@@ -66,6 +66,7 @@ class Settings:
     rounds: int = 15
     block_s: float = 0.015  # target time of one block of calls
     max_block: int = 4000
+    min_block: int = 1  # calls per block even when one call outlasts block_s
     warmup: int = 5
 
 
@@ -120,7 +121,7 @@ def _interleave(calls: dict[str, Callable[[], Any]], s: Settings) -> dict[str, l
         for _ in range(s.warmup):
             calls[name]()
         per_call[name] = max((time.perf_counter() - t0) / s.warmup, 1e-7)
-    block = {n: int(min(s.max_block, max(1, s.block_s / per_call[n]))) for n in names}
+    block = {n: int(min(s.max_block, max(s.min_block, s.block_s / per_call[n]))) for n in names}
     out: dict[str, list[np.ndarray]] = {n: [] for n in names}
     clock = time.perf_counter_ns
     for r in range(s.rounds):

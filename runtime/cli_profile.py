@@ -41,7 +41,11 @@ OVER_BUDGET = 2
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="path to an exported .onnx model")
-    p.add_argument("--device", default="cpu", help="device profile: 'cpu' (default) or a profile edgernn.devices knows")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="device profile: 'cpu' (default), a name `edgernn devices` lists, or a .toml path",
+    )
     p.add_argument("--threads", type=int, default=1, help="intra-op threads for the default cpu profile")
     p.add_argument("--batch", type=int, default=1, help="streams advanced per call")
     p.add_argument("--chunk", type=int, default=1, help="frames per stream per call (1: step)")
