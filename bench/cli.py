@@ -127,7 +127,13 @@ def main(args: argparse.Namespace) -> int:
         Path(args.json_out).write_text(json.dumps(asdict(run), indent=1, default=str))
     for v in verdicts:
         print(f"{v.status:<15} {v.target:<30} {v.row:<24} {v.measured}  (target {v.figure}) {v.note}")
-    print(f"wrote {out}" + (f" and {png}" if drew else " (no plot: matplotlib missing or no sweeps)"))
+    for fl in floors:
+        ratio = f"{fl.engine_ratio:.2f}x" if fl.engine_ratio else "not timed"
+        print(
+            f"floor {fl.cell} h{fl.hidden}: {fl.flops / 1e6:.2f} MFLOP/step at {fl.gflops:.1f} GFLOP/s = "
+            f"{fl.floor_us:.1f} µs; engine {ratio} of it"
+        )
+    print(f"wrote {out}" + (f" and {png}" if drew else " (no plot: matplotlib missing)"))
     return 0
 
 

@@ -302,8 +302,8 @@ def _method(run: Run) -> str:
 
 
 def plot(run: Run, path: Path) -> bool:
-    """The scale plot; False (and nothing written) without matplotlib or data."""
-    if not run.streams and not run.hiddens:
+    """Scale (top row) and the batch-1 step comparison (bottom); False without matplotlib or data."""
+    if not run.streams and not run.hiddens and not run.cases:
         return False
     try:
         import matplotlib
@@ -312,17 +312,19 @@ def plot(run: Run, path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig = plt.figure(figsize=(15, 8.4))
+    grid = fig.add_gridspec(2, 3)
+    top = [fig.add_subplot(grid[0, i]) for i in range(3)]
     _series(
-        axes[0],
+        top[0],
         run.streams,
         lambda r, t: r.case.batch * 1e6 / t.median_us,
         "streams batched in one call",
         "stream-frames/s",
     )
-    _series(axes[1], run.streams, lambda r, t: t.p99_us, "streams batched in one call", "p99 µs per call")
+    _series(top[1], run.streams, lambda r, t: t.p99_us, "streams batched in one call", "p99 µs per call")
     _series(
-        axes[2],
+        top[2],
         run.hiddens,
         lambda r, t: t.median_us,
         "hidden size (batch 1)",
@@ -330,14 +332,33 @@ def plot(run: Run, path: Path) -> bool:
         x=lambda r: r.case.hidden,
     )
     for f in run.floors:
-        if f.cell == (run.hiddens[0].case.cell if run.hiddens else None):
-            axes[2].plot([f.hidden], [f.floor_us], "k*", ms=10, label="arithmetic floor")
-            axes[2].legend(fontsize=8)
+        if run.hiddens and f.cell == run.hiddens[0].case.cell:
+            top[2].plot([f.hidden], [f.floor_us], "k*", ms=10, label="arithmetic floor")
+            top[2].legend(fontsize=8)
+    _bars(fig.add_subplot(grid[1, :]), [r for r in run.cases if (r.case.batch, r.case.chunk) == (1, 1)])
     fig.suptitle(f"edgernn bench — {run.machine_start.get('cpu')}, {run.machine_start.get('date_utc')}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
+
+
+def _bars(ax: Any, results: Sequence[CaseResult]) -> None:
+    """Median µs per step at batch 1, chunk 1: one group of bars per model, one bar per contender."""
+    names = [n for n in CONTENDERS if n != "engine separate" and any(n in r.timings for r in results)]
+    width = 0.8 / max(len(names), 1)
+    for i, name in enumerate(names):
+        xs = [j + i * width for j, r in enumerate(results) if name in r.timings]
+        ys = [r.timings[name].median_us for r in results if name in r.timings]
+        ax.bar(xs, ys, width, label=name)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(results))])
+    ax.set_xticklabels([f"{r.case.cell} h{r.case.hidden}" for r in results], fontsize=8)
+    ax.set_yscale("log")
+    lowest = min((t.median_us for r in results for t in r.timings.values()), default=1.0)
+    ax.set_ylim(bottom=lowest / 2)
+    ax.set_ylabel("median µs per step (batch 1, chunk 1)")
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+    ax.legend(fontsize=8, ncol=len(names))
 
 
 def _series(ax: Any, results: Sequence[CaseResult], y: Any, xlabel: str, ylabel: str, x: Any = None) -> None:
