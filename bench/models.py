@@ -85,7 +85,8 @@ def int8_path(key: ModelKey, seed: int = 0) -> Path | None:
         return None
     src = fp32_path(key, seed)
     path = cache_dir() / f"{key.name}-s{seed}-int8.onnx"
-    if not path.exists() or path.stat().st_mtime < src.stat().st_mtime:
+    made_by = Path(importlib.import_module("edgernn.export.quantize").__file__ or src)
+    if not path.exists() or path.stat().st_mtime < max(src.stat().st_mtime, made_by.stat().st_mtime):
         tmp = path.with_name(path.name + ".part.onnx")
         quantize(str(src), str(tmp))
         os.replace(tmp, path)
