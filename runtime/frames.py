@@ -132,7 +132,13 @@ class FrameCheck:
         return out
 
     def _range(self, arr: np.ndarray) -> None:
-        if arr.size and self.vocab is not None and (arr.min() < 0 or arr.max() >= self.vocab):
+        if not arr.size or self.vocab is None:
+            return
+        if arr.dtype.kind == "i" and arr.flags.c_contiguous:
+            # One pass: seen as unsigned, a negative id is huge, so max < vocab covers both ends.
+            if arr.view(arr.dtype.str.replace("i", "u")).max() < self.vocab:
+                return
+        if arr.min() < 0 or arr.max() >= self.vocab:
             raise InputError(
                 f"input {self.name!r}: token ids must be in [0, {self.vocab}), got min {arr.min()} max {arr.max()}"
             )

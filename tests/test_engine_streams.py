@@ -182,3 +182,14 @@ def test_raw_pingpong_reference_loop_computes_what_step_computes(exported) -> No
     chunked = raw_pingpong(engine, batch=1, time=50)
     s.reset()
     assert np.abs(chunked(xs[None])[0] - s.push(xs)).max() <= 1e-6
+
+
+def test_token_ids_out_of_range_are_refused_at_both_ends(exported) -> None:
+    _, path = exported["gru"]
+    s = Engine.load(path).stream()
+    s.push(np.arange(5))
+    before = s.state()
+    for bad in (np.array([3, -1, 2]), np.array([10_000]), np.array(-2), -2, np.int64(10_000)):
+        with pytest.raises(InputError, match=r"token ids must be in \[0, "):
+            s.push(bad) if np.ndim(bad) else s.step(bad)
+    assert same_state(before, s.state())
