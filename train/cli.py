@@ -1,52 +1,80 @@
-"""``edgernn train``: train a model on one of the task presets and write a checkpoint."""
+"""``edgernn train``: train a model on one of the task presets and keep a run directory.
+
+The run directory holds model.safetensors (the checkpoint: weights, ModelConfig, training
+config and the task's facts in its metadata), config.json, metrics.jsonl, metrics.json,
+loss.png and train_state.safetensors (for ``--resume``). Under ``torchrun`` the same command
+trains with DistributedDataParallel (gloo on CPU); only rank 0 writes.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 HELP = "Train a recurrent model on a task preset (real data shipped by packages)."
-EXAMPLE = "edgernn train textgen --cell gru --hidden 256 --seconds 120 --out runs/textgen"
-TASKS = ("textgen",)
+EXAMPLE = (
+    "edgernn train textgen --cell gru --hidden 512 --seconds 600 --out runs/textgen\n"
+    "  torchrun --nproc_per_node=2 -m edgernn train langid --out runs/langid-ddp"
+)
+TASKS = ("textgen", "langid", "weather", "recall")
+CELLS = ("rnn", "gru", "lstm")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("task", choices=TASKS, help="task preset")
-    p.add_argument("--cell", choices=("rnn", "gru", "lstm"), default="gru")
-    p.add_argument("--hidden", type=int, default=256, help="hidden size")
-    p.add_argument("--layers", type=int, default=1)
-    p.add_argument("--seconds", type=float, default=120.0, help="training time budget")
-    p.add_argument("--steps", type=int, default=0, help="stop after this many updates (0: time only)")
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/textgen", help="run directory (checkpoint, config, metrics)")
+    p.add_argument("task", help=f"task preset: one of {', '.join(TASKS)}")
+    p.add_argument("--cell", help=f"recurrent cell: one of {', '.join(CELLS)} (default: the preset's)")
+    p.add_argument("--hidden", type=int, help="hidden size")
+    p.add_argument("--layers", type=int, help="stacked recurrent layers")
+    p.add_argument("--dropout", type=float, help="dropout between layers")
+    p.add_argument("--seq-len", type=int, help="TBPTT window / longest sequence")
+    p.add_argument("--batch", type=int, help="global batch size (split over ranks)")
+    p.add_argument("--seconds", type=float, help="training time budget (0: none)")
+    p.add_argument("--steps", type=int, help="stop after this many updates (0: time only)")
+    p.add_argument("--lr", type=float, help="peak learning rate (Adam)")
+    p.add_argument("--lr-final", type=float, help="final learning rate as a fraction of --lr (cosine)")
+    p.add_argument("--clip", type=float, help="gradient norm clip")
+    p.add_argument("--delay", type=int, help="recall: distractor steps")
+    p.add_argument("--eval-every", type=int, help="steps between evaluations and checkpoints")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
+    p.add_argument("--resume", help="a run directory or checkpoint to continue from")
+    p.add_argument("--out", help="run directory (default runs/<task>)")
 
 
 def main(args: argparse.Namespace) -> int:
     import torch
 
-    from edgernn.train.checkpoint import save_checkpoint
-    from edgernn.train.textgen import TextTrainConfig, task_facts, train_config_dict, train_textgen
+    from edgernn.train.distributed import from_environment, shutdown
+    from edgernn.train.tasks import build_task, preset
+    from edgernn.train.trainer import fit
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    cfg = TextTrainConfig(
+    cfg = preset(
+        args.task,
         cell=args.cell,
         hidden_size=args.hidden,
         num_layers=args.layers,
+        dropout=args.dropout,
+        seq_len=args.seq_len,
+        batch_size=args.batch,
         max_seconds=args.seconds,
         max_steps=args.steps,
         lr=args.lr,
+        lr_final=args.lr_final,
+        clip=args.clip,
+        delay=args.delay,
+        eval_every=args.eval_every,
         seed=args.seed,
     )
-    result = train_textgen(cfg)
-    out = Path(args.out)
-    ckpt = save_checkpoint(
-        out / "model.safetensors", result.model, train_config_dict(cfg), task_facts(result.corpus), result.metrics()
-    )
-    (out / "metrics.json").write_text(json.dumps(result.metrics(), indent=2) + "\n")
-    print(
-        f"valid {result.valid_bpc:.3f} bpc (unigram baseline {result.unigram_bpc:.3f}), "
-        f"{result.chars_per_second:,.0f} chars/s; checkpoint {ckpt}"
-    )
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    info = from_environment()
+    try:
+        task = build_task(cfg)
+        out = Path(args.out or f"runs/{cfg.task}")
+        res = fit(task, cfg, out=out, resume=Path(args.resume) if args.resume else None, info=info)
+    finally:
+        shutdown(info)
+    if info.is_main:
+        shown = ", ".join(f"{k} {v}" for k, v in res.metrics.items())
+        print(f"{cfg.task}: {shown}\nrun directory {out} (model.safetensors, metrics.jsonl, loss.png)")
     return 0

@@ -3,12 +3,23 @@
 Each model maps inputs (batch, time) of token ids, or (batch, time, features) of real
 frames, and a state tuple ((layers, batch, hidden) tensors: (h,) or (h, c)) to outputs
 (batch, time, output_size) and the next state. ``step`` advances one frame.
+
+The cells are ``torch.nn.RNN`` / ``GRU`` / ``LSTM`` so that the exporter emits the native
+ONNX RNN / GRU / LSTM ops. The Elman cell is the textbook recurrence
+
+    h_t = tanh(W_xh x_t + W_hh h_{t-1} + b),   y_t = W_hy h_t + b_y
+
+with ``b = bias_ih + bias_hh`` (torch keeps the bias in two halves); ``elman_reference``
+writes it out as a Python loop and a test checks that both agree given the same weights.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from edgernn.runtime.spec import ModelConfig
 
@@ -18,7 +29,16 @@ _CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.
 
 
 class RecurrentModel(nn.Module):
-    """Input layer (embedding or linear) → stacked recurrent cell → linear head."""
+    """Input layer (embedding or linear) → stacked recurrent cell (dropout between layers) → linear head.
+
+    Example:
+        >>> cfg = ModelConfig(cell="gru", input_kind="tokens", input_size=10, hidden_size=8,
+        ...                   num_layers=2, output_size=10)
+        >>> model = RecurrentModel(cfg)
+        >>> y, state = model(torch.zeros(3, 5, dtype=torch.long))
+        >>> tuple(y.shape), tuple(state[0].shape)
+        ((3, 5, 10), (2, 3, 8))
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -28,7 +48,7 @@ class RecurrentModel(nn.Module):
             self.encoder: nn.Module = nn.Embedding(config.input_size, width)
         else:
             self.encoder = nn.Linear(config.input_size, width)
-        kwargs = {"nonlinearity": "tanh"} if config.cell == "rnn" else {}
+        kwargs: dict[str, Any] = {"nonlinearity": "tanh"} if config.cell == "rnn" else {}
         self.rnn = _CELLS[config.cell](
             width,
             config.hidden_size,
@@ -38,22 +58,37 @@ class RecurrentModel(nn.Module):
             **kwargs,
         )
         self.head = nn.Linear(config.hidden_size, config.output_size)
+        if config.cell == "lstm":  # forget gate open at the start (Jozefowicz et al. 2015): gates i, f, g, o
+            with torch.no_grad():
+                for layer in range(config.num_layers):
+                    getattr(self.rnn, f"bias_ih_l{layer}")[config.hidden_size : 2 * config.hidden_size].fill_(1.0)
 
     def initial_state(self, batch: int, device: torch.device | None = None) -> State:
         shape = (self.config.num_layers, batch, self.config.hidden_size)  # (layers, batch, hidden)
         n = 2 if self.config.cell == "lstm" else 1
         return tuple(torch.zeros(shape, device=device) for _ in range(n))
 
-    def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+    def forward(
+        self, x: torch.Tensor, state: State | None = None, lengths: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State]:
+        """Run a chunk. ``lengths`` (batch,), when given, marks padded sequences: the returned
+        state of each sequence is the one after its last real frame (packed sequences), and the
+        outputs past a sequence's length are zeros of the head's bias. Padding never changes
+        the outputs at real positions either way (the cells are causal)."""
         if state is None:
             state = self.initial_state(x.shape[0], x.device)
         e = self.encoder(x)  # (batch, time, width)
+        rnn_in: torch.Tensor | nn.utils.rnn.PackedSequence = e
+        if lengths is not None:
+            rnn_in = pack_padded_sequence(e, lengths.cpu(), batch_first=True, enforce_sorted=False)
         if self.config.cell == "lstm":
-            out, (h, c) = self.rnn(e, (state[0], state[1]))  # (batch, time, hidden)
+            out, (h, c) = self.rnn(rnn_in, (state[0], state[1]))
             new_state: State = (h, c)
         else:
-            out, h = self.rnn(e, state[0])
+            out, h = self.rnn(rnn_in, state[0])
             new_state = (h,)
+        if lengths is not None:
+            out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
         return self.head(out), new_state  # (batch, time, output_size)
 
     def step(self, x_t: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
@@ -64,3 +99,26 @@ class RecurrentModel(nn.Module):
 
 def build_model(config: ModelConfig) -> RecurrentModel:
     return RecurrentModel(config)
+
+
+def elman_reference(model: RecurrentModel, x: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
+    """The Elman RNN as the textbook loop, reading ``model``'s weights (cell 'rnn' only).
+
+    h_t^l = tanh(W_xh^l u_t^l + W_hh^l h_{t-1}^l + b^l), u^0 = encoder(x), u^{l+1} = h^l,
+    y_t = W_hy h_t^L + b_y. Returns y (batch, time, output_size). Slow: for tests.
+    """
+    if model.config.cell != "rnn":
+        raise ValueError(f"elman_reference needs cell 'rnn', the model has {model.config.cell!r}")
+    u = model.encoder(x)  # (batch, time, width)
+    layers, hidden = model.config.num_layers, model.config.hidden_size
+    h = h0 if h0 is not None else torch.zeros(layers, x.shape[0], hidden)
+    for layer in range(layers):
+        w_xh = getattr(model.rnn, f"weight_ih_l{layer}")
+        w_hh = getattr(model.rnn, f"weight_hh_l{layer}")
+        b = getattr(model.rnn, f"bias_ih_l{layer}") + getattr(model.rnn, f"bias_hh_l{layer}")
+        h_t, outs = h[layer], []
+        for t in range(u.shape[1]):
+            h_t = torch.tanh(u[:, t] @ w_xh.T + h_t @ w_hh.T + b)  # (batch, hidden)
+            outs.append(h_t)
+        u = torch.stack(outs, dim=1)  # (batch, time, hidden)
+    return model.head(u)

@@ -2,16 +2,17 @@
 
 The training text is cut into ``batch_size`` parallel lanes; each window of ``seq_len``
 characters continues the previous one, so the hidden state is carried across windows and
-detached (truncated backpropagation through time). The loss is the cross-entropy averaged
-over every time step and lane of a window.
+detached (truncated backpropagation through time). The loss is summed over the steps of a
+window and divided by the constant ``batch_size * seq_len`` (see ``trainer``), which is the
+mean per character. Validation is the last 5% of the text, scored with the state carried.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,26 +21,17 @@ from torch import nn
 
 from edgernn.runtime.spec import ModelConfig
 from edgernn.train.data_text import CharCorpus, char_corpus, load_kjv_text, unigram_bpc
-from edgernn.train.model import RecurrentModel, build_model
+from edgernn.train.model import RecurrentModel
+from edgernn.train.trainer import Batch, Task, TrainConfig, fit
 
 LN2 = math.log(2.0)
 
 
 @dataclass(frozen=True)
-class TextTrainConfig:
-    cell: str = "gru"
-    hidden_size: int = 256
-    num_layers: int = 1
-    embed_size: int = 64
-    dropout: float = 0.0
-    seq_len: int = 128
-    batch_size: int = 64
-    lr: float = 3e-3
-    clip: float = 1.0
-    max_seconds: float = 120.0
-    max_steps: int = 0  # 0: no limit but time
-    eval_chars: int = 40_000
-    seed: int = 0
+class TextTrainConfig(TrainConfig):
+    """The textgen preset: what ``edgernn train textgen`` and ``edgernn demo`` start from."""
+
+    task: str = "textgen"
 
 
 @dataclass(frozen=True)
@@ -62,7 +54,7 @@ class TextTrainResult:
         }
 
 
-def model_config(cfg: TextTrainConfig, vocab_size: int) -> ModelConfig:
+def model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
     return ModelConfig(
         cell=cfg.cell,
         input_kind="tokens",
@@ -81,9 +73,35 @@ def lanes(ids: np.ndarray, batch: int) -> torch.Tensor:
     return torch.from_numpy(ids[: n * batch].reshape(batch, n).copy())
 
 
+class LaneSource:
+    """Contiguous windows of the lanes: update ``step`` reads window ``step mod windows``."""
+
+    carries_state = True
+
+    def __init__(self, ids: np.ndarray, batch: int, seq_len: int) -> None:
+        self.data = lanes(ids, batch)  # (batch, n)
+        self.seq_len = seq_len
+        self.windows = (self.data.shape[1] - 1) // seq_len
+        self.mask = torch.ones(batch, seq_len)
+
+    def global_batch(self, step: int) -> Batch:
+        w = step % self.windows
+        a = w * self.seq_len
+        x = self.data[:, a : a + self.seq_len]  # (batch, time)
+        y = self.data[:, a + 1 : a + self.seq_len + 1]
+        return Batch(x, y, self.mask, reset=w == 0)
+
+
+def token_loss_sum(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Cross-entropy summed over every real step (mask 1), in nats."""
+    per = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.y.reshape(-1), reduction="none")
+    return (per * batch.mask.reshape(-1)).sum()
+
+
 @torch.no_grad()
 def evaluate_bpc(model: RecurrentModel, ids: np.ndarray, n_lanes: int = 8, window: int = 512) -> float:
     """Validation bits per character, state carried over the whole of each lane."""
+    was_training = model.training
     model.eval()
     data = lanes(ids, n_lanes)
     state = model.initial_state(n_lanes)
@@ -96,58 +114,56 @@ def evaluate_bpc(model: RecurrentModel, ids: np.ndarray, n_lanes: int = 8, windo
         loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum")
         total += float(loss)
         count += y.numel()
-    model.train()
+    model.train(was_training)
     return total / count / LN2
 
 
+def textgen_task(cfg: TrainConfig, corpus: CharCorpus | None = None, baselines: bool = True) -> Task:
+    """The KJV next-character task. ``baselines`` adds bigram and 5-gram figures (about 1 s)."""
+    corpus = corpus or char_corpus(load_kjv_text())
+    valid = corpus.valid[: cfg.eval_chars] if cfg.eval_chars else corpus.valid
+    base: dict[str, Any] = {"unigram_bpc": round(unigram_bpc(CharCorpus(corpus.vocab, corpus.train, valid)), 4)}
+    if baselines:
+        from edgernn.train.ngram import ngram_bpc
+
+        for order, name in ((2, "bigram_bpc"), (5, "5gram_bpc")):
+            base[name] = round(ngram_bpc(corpus.train, valid, len(corpus.vocab), order), 4)
+
+    def evaluate(model: RecurrentModel) -> dict[str, Any]:
+        return {"valid_bpc": round(evaluate_bpc(model, valid), 4), "valid_chars": len(valid), **base}
+
+    return Task(
+        name="textgen",
+        config=model_config(cfg, len(corpus.vocab)),
+        source=LaneSource(corpus.train, cfg.batch_size, cfg.seq_len),
+        loss_sum=token_loss_sum,
+        evaluate=evaluate,
+        facts=task_facts(corpus),
+        unit="chars",
+        loss_scale=1.0 / LN2,
+        loss_name="bpc",
+        baselines=base,
+    )
+
+
 def train_textgen(
-    cfg: TextTrainConfig,
+    cfg: TrainConfig,
     corpus: CharCorpus | None = None,
     log: Callable[[str], None] = print,
+    out: Path | None = None,
 ) -> TextTrainResult:
-    """Train a character model on ``corpus`` (the KJV text by default) within ``cfg.max_seconds``."""
-    torch.manual_seed(cfg.seed)
+    """Train a character model on ``corpus`` (the KJV text by default) within the config's budget."""
     corpus = corpus or char_corpus(load_kjv_text())
-    model = build_model(model_config(cfg, len(corpus.vocab)))
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    data = lanes(corpus.train, cfg.batch_size)  # (batch, n)
-    valid = corpus.valid[: cfg.eval_chars]
-    state = model.initial_state(cfg.batch_size)
-    t0 = time.perf_counter()
-    step, pos, last_log = 0, 0, t0
-    model.train()
-    while True:
-        elapsed = time.perf_counter() - t0
-        if elapsed >= cfg.max_seconds or (cfg.max_steps and step >= cfg.max_steps):
-            break
-        if pos + cfg.seq_len + 1 > data.shape[1]:
-            pos, state = 0, model.initial_state(cfg.batch_size)
-        x = data[:, pos : pos + cfg.seq_len]  # (batch, time)
-        y = data[:, pos + 1 : pos + cfg.seq_len + 1]
-        state = tuple(s.detach() for s in state)  # truncate BPTT at the window edge
-        logits, state = model(x, state)
-        loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-        opt.step()
-        pos += cfg.seq_len
-        step += 1
-        if time.perf_counter() - last_log > 10:
-            last_log = time.perf_counter()
-            rate = step * cfg.seq_len * cfg.batch_size / (last_log - t0)
-            log(f"  step {step:5d}  train {float(loss) / LN2:.3f} bpc  {rate:,.0f} chars/s  {last_log - t0:.0f}s")
-    seconds = time.perf_counter() - t0
-    bpc = evaluate_bpc(model, valid)
-    model.eval()
+    task = textgen_task(cfg, corpus)
+    res = fit(task, cfg, out=out, log=log)
     return TextTrainResult(
-        model=model,
+        model=res.model,
         corpus=corpus,
-        valid_bpc=bpc,
-        unigram_bpc=unigram_bpc(CharCorpus(corpus.vocab, corpus.train, valid)),
-        steps=step,
-        seconds=seconds,
-        chars_per_second=step * cfg.seq_len * cfg.batch_size / max(seconds, 1e-9),
+        valid_bpc=float(res.metrics["valid_bpc"]),
+        unigram_bpc=float(res.metrics["unigram_bpc"]),
+        steps=res.steps,
+        seconds=res.seconds,
+        chars_per_second=res.frames_per_second,
     )
 
 
@@ -155,5 +171,5 @@ def task_facts(corpus: CharCorpus) -> dict[str, Any]:
     return {"name": "textgen", "vocabulary": corpus.vocab}
 
 
-def train_config_dict(cfg: TextTrainConfig) -> dict[str, Any]:
-    return {"task": "textgen", **asdict(cfg)}
+def train_config_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return {**asdict(cfg), "task": "textgen"}

@@ -1,0 +1,86 @@
+"""Streaming language identification: a prediction after every character.
+
+Input tokens (batch, time) over the catalog vocabulary (unknown characters → ``unknown_id``),
+output (batch, time, labels) logits. The loss is the cross-entropy of the string's language
+at every real step, summed over time (the streaming use scores every prefix).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgernn.runtime.spec import ModelConfig
+from edgernn.train.data_langid import (
+    CharVocab,
+    LangData,
+    TrigramNaiveBayes,
+    accuracy_table,
+    build_vocab,
+    load_catalog_strings,
+)
+from edgernn.train.model import RecurrentModel
+from edgernn.train.seqdata import ShardedSequenceSource, pad_batch
+from edgernn.train.trainer import Batch, Task, TrainConfig
+
+
+def langid_facts(vocab: CharVocab, labels: tuple[str, ...]) -> dict[str, Any]:
+    return {"name": "langid", "vocabulary": vocab.chars, "unknown_id": vocab.unknown_id, "labels": list(labels)}
+
+
+def label_loss_sum(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    per = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.y.reshape(-1), reduction="none")
+    return (per * batch.mask.reshape(-1)).sum()
+
+
+@torch.no_grad()
+def predict_prefixes(model: RecurrentModel, encoded: list[np.ndarray], batch: int = 256) -> list[np.ndarray]:
+    """The label predicted after every character of each string (whole strings, no cut)."""
+    out: list[np.ndarray] = []
+    longest = max(len(e) for e in encoded)
+    for a in range(0, len(encoded), batch):
+        part = encoded[a : a + batch]
+        b = pad_batch(part, part, longest)
+        logits, _ = model(b.x, None, b.lengths)  # (batch, time, labels)
+        pred = logits.argmax(-1).numpy()
+        out.extend(pred[i, : len(e)] for i, e in enumerate(part))
+    return out
+
+
+def langid_task(cfg: TrainConfig, data: LangData | None = None) -> Task:
+    data = data or load_catalog_strings()
+    vocab = build_vocab([t for t, _ in data.train])
+    xs = [vocab.encode(t) for t, _ in data.train]
+    ys = [np.full(len(x), label, dtype=np.int64) for x, (_, label) in zip(xs, data.train)]
+    test_x = [vocab.encode(t) for t, _ in data.test]
+    test_y = [label for _, label in data.test]
+    nb = TrigramNaiveBayes(data.train, len(data.labels))
+    nb_table = accuracy_table([nb.predict_prefixes(t) for t, _ in data.test], test_y)
+    baselines = {f"nb_{k}": v for k, v in nb_table.items() if k != "test_strings"}
+
+    def evaluate(model: RecurrentModel) -> dict[str, Any]:
+        return {**accuracy_table(predict_prefixes(model, test_x), test_y), **baselines}
+
+    config = ModelConfig(
+        cell=cfg.cell,
+        input_kind="tokens",
+        input_size=vocab.size,
+        hidden_size=cfg.hidden_size,
+        num_layers=cfg.num_layers,
+        output_size=len(data.labels),
+        dropout=cfg.dropout,
+        embed_size=cfg.embed_size,
+    )
+    return Task(
+        name="langid",
+        config=config,
+        source=ShardedSequenceSource(xs, ys, cfg.batch_size, cfg.seq_len, cfg.seed, pad_x=vocab.unknown_id),
+        loss_sum=label_loss_sum,
+        evaluate=evaluate,
+        facts=langid_facts(vocab, data.labels),
+        unit="chars",
+        baselines=baselines,
+    )

@@ -1,0 +1,330 @@
+"""The training loop every task shares: BPTT with a summed loss, clipping, a cosine schedule,
+progress, a run directory, resume, a NaN guard and data parallelism.
+
+Loss. The objective of a sequence is the *sum* of its per-step losses (the negative
+log-likelihood of the whole sequence); BPTT's gradient is the sum of the per-step
+gradients. Each task returns that sum over every real (unpadded) step of the batch, and
+the loop divides it by a constant, ``batch_size * seq_len`` (the number of steps in a full
+window), not by the number of real steps in this batch. So: padding contributes exactly
+zero; a sequence's gradient does not depend on which sequences share its batch (the padded
+batch equals each sequence alone, summed); DDP's averaging over ranks reproduces the
+global-batch gradient exactly; and for full text windows the printed loss is the usual
+mean per character, so one learning rate and clip threshold serve any ``seq_len``.
+
+Truncated BPTT. Sources that stream one long text (``carries_state``) hand the loop
+contiguous windows; the state is carried from one window to the next and detached at the
+edge, so gradients flow back at most ``seq_len`` steps while the forward pass never forgets.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from edgernn.runtime.errors import EdgeRNNError
+from edgernn.runtime.spec import ModelConfig
+from edgernn.train.checkpoint import load_checkpoint, save_checkpoint
+from edgernn.train.distributed import DistInfo, all_mean, barrier, shard
+from edgernn.train.model import RecurrentModel, State, build_model
+
+CHECKPOINT = "model.safetensors"
+TRAIN_STATE = "train_state.safetensors"
+
+
+class TrainingError(EdgeRNNError):
+    """Training cannot go on: bad settings, a non-finite loss, a resume that does not fit."""
+
+
+class MissingDataError(TrainingError, ImportError):
+    """A task's data comes from a package that is not installed; the message says which."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every knob of a run; saved in the run directory and inside the checkpoint."""
+
+    task: str = "textgen"
+    cell: str = "gru"
+    hidden_size: int = 256
+    num_layers: int = 1
+    embed_size: int = 64
+    dropout: float = 0.0
+    seq_len: int = 128  # window length (TBPTT) or the longest sequence of a batch
+    batch_size: int = 64  # the global batch: split over the ranks of a distributed run
+    lr: float = 3e-3
+    lr_final: float = 1.0  # cosine decay from lr to lr * lr_final over the budget (1.0: constant)
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    clip: float = 1.0  # max global gradient norm
+    max_seconds: float = 120.0  # 0: no time limit
+    max_steps: int = 0  # 0: no step limit
+    eval_every: int = 0  # steps between evaluations + checkpoints (0: at the end only)
+    log_every: int = 20  # steps between metrics lines
+    eval_chars: int = 40_000  # textgen: validation characters scored
+    delay: int = 20  # recall: distractor steps between the symbol and the question
+    seed: int = 0
+
+    def progress(self, step: int, elapsed: float) -> float:
+        """Fraction of the budget spent: by steps when a step limit is set, else by time."""
+        if self.max_steps:
+            return step / self.max_steps
+        return elapsed / self.max_seconds if self.max_seconds else 0.0
+
+    def lr_at(self, progress: float, step: int) -> float:
+        if self.warmup_steps and step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        p = min(max(progress, 0.0), 1.0)
+        return self.lr * (self.lr_final + (1.0 - self.lr_final) * 0.5 * (1.0 + math.cos(math.pi * p)))
+
+
+@dataclass
+class Batch:
+    """x (batch, time[, features]); y targets; mask (batch, time) 1.0 where a step counts."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    mask: torch.Tensor
+    lengths: torch.Tensor | None = None  # (batch,) when sequences are padded
+    reset: bool = False  # streamed sources: start the carried state afresh
+
+    def part(self, info: DistInfo) -> Batch:
+        if not info.active:
+            return self
+        lengths = shard(self.lengths, info) if self.lengths is not None else None
+        return Batch(shard(self.x, info), shard(self.y, info), shard(self.mask, info), lengths, self.reset)
+
+
+class BatchSource(Protocol):
+    carries_state: bool
+
+    def global_batch(self, step: int) -> Batch:
+        """The whole global batch of update ``step``: a function of the seed and ``step`` only."""
+        ...
+
+
+LossFn = Callable[[torch.Tensor, Batch], torch.Tensor]
+
+
+@dataclass
+class Task:
+    """What the loop needs from a task: a model config, batches, a summed loss, an evaluation."""
+
+    name: str
+    config: ModelConfig
+    source: BatchSource
+    loss_sum: LossFn
+    evaluate: Callable[[RecurrentModel], dict[str, Any]]
+    facts: dict[str, Any]
+    unit: str = "frames"  # what one real step is, for throughput
+    loss_scale: float = 1.0  # printed loss = loss * scale (1/ln 2: bits)
+    loss_name: str = "loss"
+    baselines: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FitResult:
+    model: RecurrentModel
+    metrics: dict[str, Any]
+    steps: int
+    seconds: float
+    frames_per_second: float
+    history: list[dict[str, Any]]
+
+
+def _detach(state: State | None) -> State | None:
+    return None if state is None else tuple(s.detach() for s in state)
+
+
+class Progress:
+    """One self-rewriting line on a terminal; a plain line every 10 s otherwise."""
+
+    def __init__(self, name: str, enabled: bool) -> None:
+        self.name, self.enabled = name, enabled
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+
+    def update(self, frac: float, text: str, force: bool = False) -> None:
+        now = time.perf_counter()
+        if not self.enabled or (not force and now - self.last < (0.2 if self.tty else 10.0)):
+            return
+        self.last = now
+        filled = int(20 * min(frac, 1.0))
+        line = f"[{self.name}] |{'#' * filled}{'.' * (20 - filled)}| {100 * min(frac, 1.0):3.0f}% {text}"
+        print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            print(file=sys.stderr)
+
+
+def save_train_state(path: Path, opt: torch.optim.Optimizer, step: int, seconds: float, state: State | None) -> None:
+    """Optimizer moments, carried state and RNG next to the checkpoint, for ``--resume``."""
+    from safetensors.torch import save_file
+
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    for idx, slots in sd["state"].items():
+        for key, value in slots.items():
+            tensors[f"opt.{idx}.{key}"] = torch.as_tensor(value).detach().clone().contiguous()
+    for i, s in enumerate(state or ()):
+        tensors[f"carry.{i}"] = s.detach().contiguous()
+    tensors["rng"] = torch.get_rng_state()
+    meta = {"step": step, "seconds": seconds, "param_groups": sd["param_groups"]}
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={"edgernn.train_state": json.dumps(meta)})
+    tmp.replace(path)
+
+
+def load_train_state(path: Path, opt: torch.optim.Optimizer) -> tuple[int, float, State | None]:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as fh:
+        meta = json.loads((fh.metadata() or {})["edgernn.train_state"])
+    tensors = load_file(str(path))
+    slots: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        if name.startswith("opt."):
+            _, idx, key = name.split(".", 2)
+            slots.setdefault(int(idx), {})[key] = value
+    opt.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
+    torch.set_rng_state(tensors["rng"])
+    carry = tuple(tensors[f"carry.{i}"] for i in range(2) if f"carry.{i}" in tensors)
+    return int(meta["step"]), float(meta["seconds"]), carry or None
+
+
+def _run_paths(out: Path | None) -> tuple[Path | None, Path | None]:
+    return (out / CHECKPOINT, out / TRAIN_STATE) if out is not None else (None, None)
+
+
+def fit(
+    task: Task,
+    cfg: TrainConfig,
+    out: Path | None = None,
+    resume: Path | None = None,
+    info: DistInfo | None = None,
+    log: Callable[[str], None] = print,
+) -> FitResult:
+    """Train ``task`` under ``cfg``; with ``out``, keep a run directory (see ``RunDir``)."""
+    from edgernn.train.rundir import RunDir
+
+    info = info or DistInfo()
+    if cfg.batch_size % info.world:
+        raise TrainingError(f"batch_size {cfg.batch_size} does not split over {info.world} ranks")
+    torch.manual_seed(cfg.seed)
+    model = build_model(task.config)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step, spent, state = 0, 0.0, None
+    if resume is not None:
+        model, step, spent, state = _resume(resume, task.config, opt, model)
+    net: nn.Module = model
+    if info.active:
+        net = nn.parallel.DistributedDataParallel(model)
+    ckpt, tstate = _run_paths(out)
+    run = RunDir(out, cfg, task) if out is not None and info.is_main else None
+    norm = (cfg.batch_size // info.world) * cfg.seq_len
+    bar = Progress(task.name, enabled=info.is_main)
+    history: list[dict[str, Any]] = []
+    frames, t0 = 0.0, time.perf_counter() - spent
+    last_good: Path | None = None
+    model.train()
+    while True:
+        elapsed = time.perf_counter() - t0
+        if (cfg.max_steps and step >= cfg.max_steps) or (cfg.max_seconds and elapsed >= cfg.max_seconds):
+            break
+        lr = cfg.lr_at(cfg.progress(step, elapsed), step)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        batch = task.source.global_batch(step)
+        frames += float(batch.mask.sum())
+        batch = batch.part(info)
+        if task.source.carries_state:
+            state = None if (batch.reset or state is None) else _detach(state)  # truncate BPTT here
+        else:
+            state = None
+        # Padding sits after each sequence's real steps: causal cells never let it reach a real
+        # output, and the mask keeps it out of the loss, so no packing is needed to train.
+        y, state = net(batch.x, state)
+        loss = task.loss_sum(y, batch) / norm
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = float(nn.utils.clip_grad_norm_(model.parameters(), cfg.clip if cfg.clip > 0 else float("inf")))
+        value = all_mean(float(loss.detach()), info)
+        if not (math.isfinite(value) and math.isfinite(gnorm)):
+            bar.close()
+            kept = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written yet"
+            raise TrainingError(
+                f"{task.name}: the loss became {value} (gradient norm {gnorm}) at step {step + 1}; "
+                f"training stopped before the update, {kept}. Lower --lr or --clip."
+            )
+        opt.step()
+        step += 1
+        elapsed = time.perf_counter() - t0
+        rate = frames / max(elapsed - spent, 1e-9)
+        shown = value * task.loss_scale
+        bar.update(cfg.progress(step, elapsed), f"step {step} {task.loss_name} {shown:.3f} {rate:,.0f} {task.unit}/s")
+        if step % cfg.log_every == 0 or step == 1:
+            row = {"step": step, "seconds": round(elapsed, 2), task.loss_name: round(shown, 5), "lr": lr}
+            row |= {"grad_norm": round(gnorm, 4), f"{task.unit}_per_s": round(rate)}
+            history.append(row)
+            if run:
+                run.append(row)
+        if cfg.eval_every and step % cfg.eval_every == 0:
+            metrics = _evaluate(task, model, run, step, elapsed, info)
+            if ckpt is not None and tstate is not None and info.is_main:
+                save_checkpoint(ckpt, model, asdict(cfg), task.facts, metrics)
+                save_train_state(tstate, opt, step, elapsed, state if not info.active else None)
+                last_good = ckpt
+            barrier(info)
+    bar.close()
+    seconds = time.perf_counter() - t0
+    metrics = _evaluate(task, model, run, step, seconds, info)
+    rate = frames / max(seconds - spent, 1e-9)
+    metrics |= {"steps": step, "train_seconds": round(seconds, 1), f"{task.unit}_per_s": round(rate)}
+    if ckpt is not None and tstate is not None and info.is_main:
+        save_checkpoint(ckpt, model, asdict(cfg), task.facts, metrics)
+        save_train_state(tstate, opt, step, seconds, state if not info.active else None)
+    if run:
+        run.finish(metrics, history)
+    barrier(info)
+    model.eval()
+    return FitResult(model, metrics, step, seconds, rate, history)
+
+
+def _evaluate(task: Task, model: RecurrentModel, run: Any, step: int, elapsed: float, info: DistInfo) -> dict[str, Any]:
+    if not info.is_main:
+        return {}
+    model.eval()
+    metrics = dict(task.evaluate(model))
+    model.train()
+    if run:
+        run.append({"step": step, "seconds": round(elapsed, 2), "eval": metrics})
+    return metrics
+
+
+def _resume(
+    path: Path, expect: ModelConfig, opt: torch.optim.Optimizer, fresh: RecurrentModel
+) -> tuple[RecurrentModel, int, float, State | None]:
+    """Load weights (refusing another config, naming the field) and, if present, the train state."""
+    ckpt = path / CHECKPOINT if path.is_dir() else path
+    model, _ = load_checkpoint(ckpt, expect=expect)
+    fresh.load_state_dict(model.state_dict())
+    tpath = ckpt.parent / TRAIN_STATE
+    if not tpath.exists():
+        return fresh, 0, 0.0, None
+    step, seconds, carry = load_train_state(tpath, opt)
+    return fresh, step, seconds, carry
+
+
+def with_overrides(cfg: TrainConfig, **changes: Any) -> TrainConfig:
+    """``cfg`` with the given fields replaced (None values ignored)."""
+    return replace(cfg, **{k: v for k, v in changes.items() if v is not None})
