@@ -78,13 +78,44 @@ class Reference:
         return y, new
 
     def run(self, xs: np.ndarray, state: State | None = None) -> tuple[np.ndarray, State]:
-        """One stream through ``len(xs)`` frames: returns (time, output) and the final state."""
+        """One stream through ``len(xs)`` frames: returns (time, output) and the final state.
+
+        Layer by layer: the input projections of a whole layer are one matrix product, so the
+        loop over time holds only the recurrent product (the same sums as ``step``).
+        """
+        cfg = self.config
         state = state if state is not None else self.initial_state(1)
-        out = np.empty((len(xs), self.config.output_size))
-        for t, x in enumerate(xs):
-            y, state = self.step(np.asarray(x)[None], state)
-            out[t] = y[0]
-        return out, state
+        if len(xs) == 0:
+            return np.zeros((0, cfg.output_size)), state
+        seq = self.encode(np.asarray(xs))  # (time, width)
+        hs, cs = [], []
+        for k in range(cfg.num_layers):
+            gi_all = seq @ self.w[f"rnn.weight_ih_l{k}"].T + self.w[f"rnn.bias_ih_l{k}"]  # (time, gates * hidden)
+            wh_t, bh = self.w[f"rnn.weight_hh_l{k}"].T, self.w[f"rnn.bias_hh_l{k}"]
+            h = state[0][k, 0]
+            c = state[1][k, 0] if cfg.cell == "lstm" else h
+            out = np.empty((len(seq), cfg.hidden_size))
+            n = cfg.hidden_size
+            ifo_rows = np.r_[0 : 2 * n, 3 * n : 4 * n]  # LSTM gates i, f, o (then g apart)
+            for t in range(len(seq)):
+                gi, gh = gi_all[t], h @ wh_t + bh
+                if cfg.cell == "rnn":
+                    h = np.tanh(gi + gh)
+                elif cfg.cell == "gru":
+                    rz = _sigmoid(gi[: 2 * n] + gh[: 2 * n])
+                    h = (1.0 - rz[n:]) * np.tanh(gi[2 * n :] + rz[:n] * gh[2 * n :]) + rz[n:] * h
+                else:
+                    a = gi + gh
+                    ifo = _sigmoid(a[ifo_rows])
+                    c = ifo[n : 2 * n] * c + ifo[:n] * np.tanh(a[2 * n : 3 * n])
+                    h = ifo[2 * n :] * np.tanh(c)
+                out[t] = h
+            hs.append(h)
+            cs.append(c)
+            seq = out
+        y = seq @ self.w["head.weight"].T + self.w["head.bias"]  # (time, output)
+        new = np.stack(hs)[:, None]  # (layers, 1, hidden)
+        return y, ((new,) if cfg.cell != "lstm" else (new, np.stack(cs)[:, None]))
 
 
 def weights_of(model: object) -> dict[str, np.ndarray]:
