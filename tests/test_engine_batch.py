@@ -156,3 +156,30 @@ def test_equal_length_frames_are_checked_as_strictly_as_ragged_ones(exported) ->
     twins = [twin.join() for _ in range(3)]
     for a, b in zip(engine.step_many(members, ints), engine.step_many(twins, floats)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_onnxruntime_failure_in_a_later_round_changes_no_stream(exported) -> None:
+    """Without a vocabulary in the spec, a bad token reaches Gather in the second round and fails there."""
+    from dataclasses import replace
+
+    from edgernn.runtime import RunError
+
+    _, path = exported["gru"]
+    engine = Engine.load(path, spec=replace(Engine.load(path).spec, model=None))
+    batch = engine.batch()
+    members = [batch.join() for _ in range(3)]
+    batch.step(np.array([1, 2, 3]))
+    loose = [engine.stream() for _ in range(2)]
+    for s in loose:
+        s.push(np.arange(4))
+    everyone = members + loose
+    before = [s.state() for s in everyone]
+    with pytest.raises(RunError, match="onnxruntime failed"):
+        batch.step_many({members[0]: np.array([1, 2]), members[1]: np.array([1, 2, 3, 10_000])})
+    with pytest.raises(RunError):
+        batch.step(np.array([1, 2, 10_000]))
+    with pytest.raises(RunError):
+        engine.step_many(loose, [np.array([5]), np.array([5, 10_000])])
+    for s, b in zip(everyone, before):
+        for k in b:
+            np.testing.assert_array_equal(s.state()[k], b[k])

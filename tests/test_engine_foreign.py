@@ -10,7 +10,7 @@ import pytest
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from edgernn.runtime import Engine, SpecError  # noqa: E402
+from edgernn.runtime import Engine, InputError, SpecError  # noqa: E402
 from edgernn.runtime.infer import infer_spec  # noqa: E402
 from edgernn.runtime.spec import BATCH, TIME, StateSpec, StreamSpec, TensorSpec  # noqa: E402
 
@@ -231,6 +231,12 @@ def test_enhancer_three_caches_stream_batched_and_snapshot(enhancer) -> None:
     c = engine.stream()
     c.restore(a.snapshot())
     np.testing.assert_array_equal(c.push(xs[1]), a.push(xs[1]))
+    before = [m.snapshot() for m in members]  # one frame per member, on the generic path
+    ys = batch.step(np.stack([x[0] for x in xs]))
+    for i, (x, blob) in enumerate(zip(xs, before)):
+        ref = engine.stream()
+        ref.restore(blob)
+        np.testing.assert_allclose(ys[i], ref.step(x[0]), atol=1e-6)
 
 
 # -- a state whose batch axis is last, an output laid out (time, batch, ...), a spec written by hand
@@ -287,3 +293,47 @@ def test_state_with_batch_axis_last_by_hand_and_inferred(batch_last) -> None:
         assert outs[m].shape == (5 * i, 8)
         assert np.abs(outs[m] - expect).max(initial=0) <= 1e-5
         np.testing.assert_allclose(m.state()["s"], ref.state()["s"], atol=1e-5)
+
+
+def test_two_streamed_inputs_are_fed_by_name(tmp_path) -> None:
+    n = helper.make_node
+    w1, w2 = RNG.standard_normal((2, 4)).astype(np.float32), RNG.standard_normal((3, 4)).astype(np.float32)
+    path = save(
+        tmp_path / "two.onnx",
+        [
+            n("MatMul", ["a", "W1"], ["za"]),
+            n("MatMul", ["b", "W2"], ["zb"]),
+            n("Add", ["za", "zb"], ["z"]),
+            n("CumSum", ["z", "axis1"], ["c"]),
+            n("Unsqueeze", ["h", "one"], ["h1"]),
+            n("Add", ["c", "h1"], ["y"]),  # (B, T, 4)
+            n("Gather", ["y", "minus1"], ["h_out"], axis=1),
+        ],
+        [
+            helper.make_tensor_value_info("b", F32, ["B", "T", 3]),  # declared first: never fed by position
+            helper.make_tensor_value_info("a", F32, ["B", "T", 2]),
+            helper.make_tensor_value_info("h", F32, ["B", 4]),
+        ],
+        [helper.make_tensor_value_info("y", F32, ["B", "T", 4]), helper.make_tensor_value_info("h_out", F32, ["B", 4])],
+        dict(
+            [
+                const("W1", w1),
+                const("W2", w2),
+                const("axis1", np.int64(1)),
+                const("one", [1]),
+                const("minus1", np.int64(-1)),
+            ]
+        ),
+    )
+    engine = Engine.load(path, spec=infer_spec(path))
+    a, b = RNG.standard_normal((10, 2)).astype(np.float32), RNG.standard_normal((10, 3)).astype(np.float32)
+    s = engine.stream()
+    stepped = np.stack([s.step({"a": a[t], "b": b[t]}) for t in range(10)])
+    expect = np.cumsum(a @ w1 + b @ w2, axis=0)
+    np.testing.assert_allclose(stepped, expect, atol=1e-5)
+    np.testing.assert_allclose(engine.stream().push({"b": b, "a": a}, chunk=4), expect, atol=1e-5)
+    with pytest.raises(InputError, match=r"streamed inputs are \['a', 'b'\], got \['a'\]"):
+        s.step({"a": a[0]})
+    with pytest.raises(InputError, match="same number of frames"):
+        s.push({"a": a, "b": b[:3]})
+    np.testing.assert_allclose(s.state()["h"][0], expect[-1], atol=1e-5)
