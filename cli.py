@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "bench": "edgernn.bench.cli",
     "devices": "edgernn.devices.cli",
     "demo": "edgernn.demo",
+    "reliability": "edgernn.export.reliability",
 }
 
 

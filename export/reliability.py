@@ -1,0 +1,293 @@
+"""``edgernn reliability``: inject faults, fuzz, soak and race the runtime; write RELIABILITY.md.
+
+The runs themselves live in ``faults.py`` (untrusted model files), ``fuzz.py`` (hypothesis
+on the public API), ``soak.py`` (long runs, many streams, threads); this module sizes them,
+records the machine and its load while they run, and renders the report
+(``reliability_report.py``). ``--long`` runs the full sizes (10^6 steps on one stream,
+10^4 streams x 100 steps, 8 threads x 100 streams x 100 steps); the default is a quick
+scaled-down pass. Exit status 1 if any check failed (known engine findings are listed
+apart and do not fail the run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+HELP = "Inject faults, fuzz, soak and race the runtime against a float64 reference; write RELIABILITY.md."
+EXAMPLE = (
+    "edgernn reliability -o RELIABILITY.md          # quick pass (about a minute)\n"
+    "  edgernn reliability --long -o RELIABILITY.md   # 10^6 steps, 10^4 streams (minutes)"
+)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    fuzz_examples: int
+    soak_steps: int
+    many_streams: int
+    many_steps: int
+    threads: int
+    per_thread: int
+    thread_steps: int
+
+    @classmethod
+    def pick(cls, long: bool) -> Sizes:
+        if long:
+            return cls(200, 1_000_000, 10_000, 100, 8, 100, 100)
+        return cls(25, 20_000, 1_000, 20, 8, 100, 10)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", default="RELIABILITY.md", help="the report to write (default RELIABILITY.md)")
+    p.add_argument("--long", action="store_true", help="full sizes: 10^6 steps, 10^4 streams x 100 steps")
+    p.add_argument("--json", metavar="FILE", help="also write the raw results as JSON")
+    p.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=("files", "fuzz", "soak", "threads", "snapshots"),
+        help="sections to leave out",
+    )
+
+
+class LoadSampler:
+    """The machine's 1-minute load average, sampled every ``every`` seconds in the background."""
+
+    def __init__(self, every: float = 2.0) -> None:
+        self.every = every
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.samples.append(os.getloadavg()[0])
+
+    def __enter__(self) -> LoadSampler:
+        self.samples.append(os.getloadavg()[0])
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append(os.getloadavg()[0])
+
+
+def machine() -> dict[str, Any]:
+    import numpy as np
+    import onnxruntime as ort
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem, 1),
+        "python": platform.python_version(),
+        "onnxruntime": ort.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def _models(root: Path) -> dict[str, tuple[Any, Path]]:
+    """Small real models, exported with the real exporter: (torch model, onnx path) by key."""
+    import torch
+
+    from edgernn.export.onnx_export import export_model
+    from edgernn.runtime.spec import ModelConfig
+    from edgernn.train.model import build_model
+
+    out = {}
+    for cell in ("gru", "lstm", "rnn"):
+        for kind in ("tokens", "frames"):
+            torch.manual_seed(0)
+            size, outputs = (48, 48) if kind == "tokens" else (6, 3)
+            cfg = ModelConfig(
+                cell=cell, input_kind=kind, input_size=size, hidden_size=32, num_layers=2, output_size=outputs
+            )
+            model = build_model(cfg).eval()
+            key = f"{cell}-{kind}"
+            export_model(model, root / f"{key}.onnx")
+            out[key] = (model, root / f"{key}.onnx")
+    return out
+
+
+def run_files() -> dict[str, Any]:
+    from edgernn.export.faults import run_all
+    from edgernn.export.onnx_export import attach_spec, to_onnx_proto
+    from edgernn.runtime.spec import ModelConfig, StreamSpec
+    from edgernn.train.model import build_model
+
+    cfg = ModelConfig(cell="gru", input_kind="tokens", input_size=60, hidden_size=8, num_layers=1, output_size=60)
+    model = build_model(cfg).eval()
+    base = attach_spec(to_onnx_proto(model), StreamSpec.for_model(cfg))
+    t0 = time.perf_counter()
+    results = [r.to_dict() for r in run_all(base)]
+    return {"cases": results, "seconds": time.perf_counter() - t0}
+
+
+def run_fuzz_all(models: dict[str, tuple[Any, Path]], examples: int) -> dict[str, Any]:
+    import numpy as np
+
+    from edgernn.export.fuzz import OVERFLOW, RAGGED, FuzzFailure, run_fuzz
+    from edgernn.export.reference import Reference, weights_of
+    from edgernn.runtime.engine import Engine
+    from edgernn.runtime.errors import EdgeRNNError
+
+    per_model = {}
+    for i, (key, (model, path)) in enumerate(models.items()):
+        t0 = time.perf_counter()
+        try:
+            stats = run_fuzz(Engine.load(path), Reference(weights_of(model), model.config), examples, rng_seed=i)
+            per_model[key] = {
+                "ok": True,
+                "examples": stats.examples,
+                "ops": dict(stats.ops),
+                "errors": dict(stats.errors),
+                "frames": stats.frames,
+                "max_abs_err": stats.max_abs_err,
+                "seconds": time.perf_counter() - t0,
+            }
+        except FuzzFailure as exc:
+            per_model[key] = {"ok": False, "failure": str(exc), "seconds": time.perf_counter() - t0}
+    engine = Engine.load(models["gru-tokens"][1])
+    frames_engine = Engine.load(models["gru-frames"][1])
+    probes = {}
+    for name, call in (
+        ("ragged nested list to push", lambda: engine.stream().push(RAGGED)),
+        ("float64 frame of 1e39 (inf in float32)", lambda: frames_engine.stream().step(np.full(6, OVERFLOW))),
+    ):
+        try:
+            call()
+            probes[name] = "accepted"
+        except EdgeRNNError as exc:
+            probes[name] = f"typed: {type(exc).__name__}"
+        except Exception as exc:  # the finding itself
+            probes[name] = f"untyped: {type(exc).__name__}: {str(exc)[:90]}"
+    return {"models": per_model, "probes": probes}
+
+
+def run_soak(models: dict[str, tuple[Any, Path]], sizes: Sizes) -> dict[str, Any]:
+    from edgernn.export.reference import Reference, weights_of
+    from edgernn.export.soak import soak_many_streams, soak_one_stream
+    from edgernn.runtime.engine import Engine
+
+    model, path = models["gru-frames"]
+    ref = Reference(weights_of(model), model.config)
+    one = soak_one_stream(Engine.load(path), ref, sizes.soak_steps)
+    model, path = models["lstm-tokens"]
+    ref = Reference(weights_of(model), model.config)
+    many = soak_many_streams(Engine.load(path), ref, sizes.many_streams, sizes.many_steps)
+    return {"one": asdict(one) | {"model": "gru-frames"}, "many": asdict(many) | {"model": "lstm-tokens"}}
+
+
+def run_threads(models: dict[str, tuple[Any, Path]], sizes: Sizes) -> dict[str, Any]:
+    from edgernn.export.reference import Reference, weights_of
+    from edgernn.export.soak import concurrency, contention
+    from edgernn.runtime.engine import Engine
+
+    out: dict[str, Any] = {}
+    for key in ("gru-tokens", "rnn-frames"):
+        model, path = models[key]
+        engine, ref = Engine.load(path), Reference(weights_of(model), model.config)
+        out[key] = asdict(concurrency(engine, ref, sizes.threads, sizes.per_thread, sizes.thread_steps))
+        out[key]["contention"] = asdict(contention(engine, ref, threads=sizes.threads, streams=8))
+    return out
+
+
+def run_snapshots(models: dict[str, tuple[Any, Path]], root: Path) -> dict[str, str]:
+    """Damaged, foreign, forged and pickle-bearing snapshots and checkpoints: what each load says."""
+    from edgernn.export.faults import pickle_bomb
+    from edgernn.runtime.engine import Engine
+    from edgernn.runtime.errors import EdgeRNNError
+    from edgernn.train.checkpoint import load_checkpoint, save_checkpoint
+
+    engine = Engine.load(models["lstm-tokens"][1])
+    stream = engine.stream()
+    stream.step(3)
+    blob = stream.snapshot()
+    flipped = bytearray(blob)
+    flipped[len(blob) // 2] ^= 1
+    ckpt = save_checkpoint(root / "ck.safetensors", models["gru-tokens"][0], {}, {})
+    data = ckpt.read_bytes()
+    (root / "half.safetensors").write_bytes(data[: len(data) // 2])
+    (root / "evil.safetensors").write_bytes(pickle_bomb(root / "PWNED"))
+    weights_flip = bytearray(data)
+    weights_flip[-5] ^= 0x10
+    (root / "flip.safetensors").write_bytes(bytes(weights_flip))
+    trials = {
+        "snapshot truncated by one byte": lambda: engine.stream().restore(blob[:-1]),
+        "snapshot with one bit flipped": lambda: engine.stream().restore(bytes(flipped)),
+        "snapshot of another model": lambda: engine.stream().restore(
+            Engine.load(models["gru-tokens"][1]).stream().snapshot()
+        ),
+        "pickle given as a snapshot": lambda: engine.stream().restore(pickle_bomb(root / "PWNED")),
+        "checkpoint cut in half": lambda: load_checkpoint(root / "half.safetensors"),
+        "pickle named .safetensors": lambda: load_checkpoint(root / "evil.safetensors"),
+        "checkpoint with one weight bit flipped": lambda: load_checkpoint(root / "flip.safetensors"),
+    }
+    out = {}
+    for name, call in trials.items():
+        try:
+            call()
+            out[name] = "accepted"
+        except EdgeRNNError as exc:
+            out[name] = f"{type(exc).__name__}: {str(exc)[:110]}"
+    out["pickle code ran"] = "yes" if (root / "PWNED").exists() else "no"
+    return out
+
+
+def collect(sizes: Sizes, skip: list[str], long: bool) -> dict[str, Any]:
+    import tempfile
+
+    results: dict[str, Any] = {"long": long, "sizes": asdict(sizes), "machine": machine()}
+    t0 = time.perf_counter()
+    with LoadSampler() as load, tempfile.TemporaryDirectory(prefix="edgernn-reliability-") as tmp:
+        models = _models(Path(tmp))
+        steps = [
+            ("files", run_files),
+            ("fuzz", lambda: run_fuzz_all(models, sizes.fuzz_examples)),
+            ("soak", lambda: run_soak(models, sizes)),
+            ("threads", lambda: run_threads(models, sizes)),
+            ("snapshots", lambda: run_snapshots(models, Path(tmp))),
+        ]
+        for name, step in steps:
+            if name in skip:
+                continue
+            t = time.perf_counter()
+            print(f"reliability: {name} ...", flush=True)
+            results[name] = step()
+            results.setdefault("seconds", {})[name] = time.perf_counter() - t
+    results["load"] = {"samples": load.samples, "mean": sum(load.samples) / len(load.samples), "max": max(load.samples)}
+    results["total_seconds"] = time.perf_counter() - t0
+    return results
+
+
+def main(args: argparse.Namespace) -> int:
+    import json
+
+    from edgernn.export.reliability_report import failures, render
+
+    sizes = Sizes.pick(args.long)
+    results = collect(sizes, args.skip, args.long)
+    results["command"] = "edgernn reliability" + (" --long" if args.long else "")
+    Path(args.output).write_text(render(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+    bad = failures(results)
+    print(f"wrote {args.output}: " + ("all checks passed" if not bad else f"{len(bad)} failed: {', '.join(bad)}"))
+    return 1 if bad else 0
