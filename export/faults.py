@@ -60,6 +60,7 @@ for name, path in manifest:
         x = np.zeros(engine.frame_shape, dtype=engine.input_dtype)
         out["outputs"] = [np.asarray(stream.step(x), dtype=float).ravel().tolist() for _ in range(3)]
         out["outcome"] = "loaded"
+        out["message"] = "ran 3 steps; the first output has %d values per frame" % len(out["outputs"][0])
     except EdgeRNNError as exc:
         out.update(outcome="typed", error=type(exc).__name__, message=str(exc))
     except Exception as exc:

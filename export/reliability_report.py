@@ -244,6 +244,10 @@ def _gaps() -> list[str]:
         "(declared tensors, `ConstantOfShape` / `Expand` of a constant shape) before anything is allocated.",
         "- The strace check covers the file opens of the loading process; it does not cover what other "
         "processes may do with a model's folder between the checks and the open (symlinks swapped mid-load).",
-        "- GPU execution providers, batched `Batch.step` under threads, and soak on quantized graphs are not "
-        "in this report.",
+        "- A flipped bit in a weight of an ONNX file loads (case bitflip-2): ONNX carries no checksum. "
+        "`Engine.model_sha256` is the digest to pin against a published one.",
+        "- A spec whose output size disagrees with a graph output declared symbolic loads, and the engine "
+        "returns what the graph computes (case spec-lies-at-run: the spec says 7 values, 60 come back); a "
+        "fixed-size disagreement is refused by `runtime/safety.py`.",
+        "- GPU execution providers, `Batch.step` under threads, and soak on quantized graphs are not in this report.",
     ]
