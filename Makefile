@@ -36,7 +36,7 @@ bench-quick: $(STAMP)
 MODEL_TASKS := textgen langid weather
 MODEL_RUNS ?= runs/models
 TRAIN_textgen := --hidden 128 --batch 32 --lr 5e-3 --steps 800
-TRAIN_langid := --hidden 128 --steps 300
+TRAIN_langid := --hidden 256 --steps 1500
 TRAIN_weather := --steps 150
 
 models: $(addprefix models-,$(MODEL_TASKS))

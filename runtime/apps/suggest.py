@@ -23,6 +23,7 @@ import numpy as np
 
 from edgernn.runtime.apps.textgen import encode, vocabulary
 from edgernn.runtime.engine import Engine, Stream
+from edgernn.runtime.errors import StreamError
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ class Keyboard:
         self.vocab = vocabulary(engine)
         self.word_char = np.array([is_word_char(c) for c in self.vocab])
         self.stream = engine.stream()
+        if not hasattr(self.stream, "fork"):
+            raise StreamError(f"{engine.profile.name}: its streams cannot fork, and the beam search needs forks")
         self.beam = beam
         self.max_chars = max_chars
         self.word = ""  # the current (partial) word
