@@ -221,7 +221,7 @@ def _snapshots(s: dict[str, str]) -> list[str]:
     lines += [
         "",
         "No loader in `runtime/`, `train/`, `export/` or `devices/` calls pickle, `torch.load`, "
-        "`allow_pickle=True` or `weights_only=False` (checked by `tests/test_reliability_checkpoints.py`).",
+        "numpy's `allow_pickle` or torch's `weights_only` switch (checked by `tests/test_reliability_checkpoints.py`).",
     ]
     return lines
 
