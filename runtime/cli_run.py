@@ -159,18 +159,38 @@ def run_suggest(engine: Engine, source: TextIO, args: argparse.Namespace) -> int
     kb = Keyboard(engine)
     live = is_tty(source) and is_tty(sys.stdout)
     text = ""
-    for ch in keystrokes(source):
-        try:
-            kb.type(ch)
-        except InputError:
-            continue  # a character the model has never seen: not typed
-        text = text + ch if ch != "\n" else ""
-        if args.final and ch != "\n":
-            continue
+
+    def show() -> None:
         words, nxt = kb.suggest(args.top)
         line = f"{text[-40:]}\t{fmt(words)}\t-> {fmt(nxt)}"
         sys.stdout.write(("\r\x1b[K" + line) if live else line + "\n")
         sys.stdout.flush()
+
+    for ch in keystrokes(source):
+        if ch in BACKSPACE and live:
+            kb.backspace()
+            text = text[:-1]
+        elif ch == "\n":
+            if text and (args.final or live):
+                if args.final:
+                    show()
+                sys.stdout.write("\n" if live else "")
+            text = ""
+            try:
+                kb.type(ch)  # the context carries over to the next line
+            except InputError:
+                pass
+            continue
+        else:
+            try:
+                kb.type(ch)
+            except InputError:
+                continue  # a character the model has never seen: not typed
+            text += ch
+        if not args.final:
+            show()
+    if text and args.final:
+        show()
     if live:
         sys.stdout.write("\n")
     return 0

@@ -59,3 +59,25 @@ def test_suggest_completes_the_current_word_and_predicts_the_next() -> None:
     assert words[0] == "LORD" and len(words) == 3
     words, after = last_suggestions("And God sa")
     assert "said" in words and "unto" in after
+
+
+def test_keyboard_beam_search_forks_and_leaves_the_typed_stream_alone() -> None:
+    import numpy as np
+
+    from edgernn.runtime.apps import load_app
+    from edgernn.runtime.apps.suggest import Keyboard
+
+    engine = load_app("textgen", shipped("textgen"))
+    kb, fresh = Keyboard(engine), Keyboard(engine)
+    kb.type("And God sx")
+    kb.backspace()
+    kb.type("a")
+    fresh.type("And God sa")
+    before = kb.stream.state()
+    assert kb.suggest() == fresh.suggest()
+    after = kb.stream.state()
+    assert all(np.array_equal(before[k], after[k]) for k in before)  # the search ran on forks
+    words, _ = kb.suggest()
+    probs = [w.prob for w in words]
+    assert probs == sorted(probs, reverse=True) and len({w.word for w in words}) == 3
+    assert all(w.word.startswith("sa") for w in words) and 0 < words[-1].prob <= words[0].prob <= 1

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,8 @@ import numpy as np
 from edgernn.runtime.apps.textgen import encode, vocabulary
 from edgernn.runtime.engine import Engine, Stream
 from edgernn.runtime.errors import StreamError
+
+UNDO = 64  # typed characters that backspace can undo
 
 
 @dataclass(frozen=True)
@@ -73,17 +76,25 @@ class Keyboard:
         self.max_chars = max_chars
         self.word = ""  # the current (partial) word
         self._logp: np.ndarray | None = None
+        self._undo: deque[tuple[Stream, str, np.ndarray | None]] = deque(maxlen=UNDO)
 
     def type(self, text: str) -> None:
         """Feed typed ``text``: one step per character, state carried."""
         for i in encode(self.vocab, text, "typed text"):
+            self._undo.append((self.stream.fork(), self.word, self._logp))
             self._logp = log_softmax(self.stream.step(i))
             ch = self.vocab[i]
             self.word = self.word + ch if is_word_char(ch) else ""
 
+    def backspace(self) -> None:
+        """Undo the last typed character (up to ``UNDO`` of them): back to the fork taken before it."""
+        if self._undo:
+            self.stream, self.word, self._logp = self._undo.pop()
+
     def reset(self) -> None:
         self.stream.reset()
         self.word, self._logp = "", None
+        self._undo.clear()
 
     def completions(self, k: int = 3) -> list[Suggestion]:
         """The ``k`` most likely ways to finish the current word (whole words, typed part included)."""
