@@ -35,6 +35,7 @@ bench-quick: $(STAMP)
 # checkpoint's task metrics, in each model's metadata.
 MODEL_TASKS := textgen langid weather
 MODEL_RUNS ?= runs/models
+MODELS_OUT ?= runtime/models
 TRAIN_textgen := --hidden 128 --batch 32 --lr 5e-3 --steps 800
 TRAIN_langid := --hidden 256 --steps 1500
 TRAIN_weather := --steps 150
@@ -44,7 +45,7 @@ models: $(addprefix models-,$(MODEL_TASKS))
 .PHONY: $(addprefix models-,$(MODEL_TASKS))
 $(addprefix models-,$(MODEL_TASKS)): models-%: $(STAMP)
 	$(VENV)/bin/edgernn train $* $(TRAIN_$*) --seconds 0 --seed 0 --threads 1 --out $(MODEL_RUNS)/$*
-	$(VENV)/bin/edgernn export $(MODEL_RUNS)/$*/model.safetensors -o runtime/models/$*.onnx --validate --tolerance 1e-3 --force
+	$(VENV)/bin/edgernn export $(MODEL_RUNS)/$*/model.safetensors -o $(MODELS_OUT)/$*.onnx --validate --tolerance 1e-3 --force
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
