@@ -42,7 +42,7 @@ from edgernn.runtime.protowire import (
     repeated_ints,
     text,
 )
-from edgernn.runtime.spec import METADATA_KEY, StreamSpec
+from edgernn.runtime.spec import BATCH, METADATA_KEY, TIME, Dim, StreamSpec
 
 # ONNX TensorProto.DataType → bytes per element (sub-byte types rounded up; strings unsized).
 ITEM_BYTES = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 14: 8, 15: 16, 16: 2}
@@ -383,7 +383,29 @@ def _check_spec(top: list[Field], source: str, limits: Limits) -> bool:
         spec = StreamSpec.from_json(found[0])
     except SpecError as exc:
         raise SpecError(f"{source}: {exc}") from None
-    io = _graph_io(top)
+    _spec_against_graph(spec, _graph_io(top), source, limits)
+    return True
+
+
+def check_spec(spec: StreamSpec, data: bytes, source: str = "model", limits: Limits = DEFAULT_LIMITS) -> None:
+    """Check ``spec`` (from the metadata, by hand, or inferred) against the graph in ``data`` before use.
+
+    Fixed sizes must agree with the graph's declared inputs and outputs (ranks too), and one
+    stream's buffers must fit ``limits.max_stream_bytes``: SpecError otherwise. ``read_model``
+    runs this for a spec found in the metadata; a caller that brings its own spec runs it too.
+    """
+    try:
+        top = list(iter_fields(data))
+        _require_model(top, data, source)
+        io = _graph_io(top)
+    except WireError as exc:
+        raise ModelLoadError(f"{source}: not a valid ONNX file ({exc})") from None
+    _spec_against_graph(spec, io, source, limits)
+
+
+def _spec_against_graph(
+    spec: StreamSpec, io: dict[str, tuple[int, list[int | str] | None]], source: str, limits: Limits
+) -> None:
     shaped = [(t.name, t.shape) for t in spec.inputs + spec.outputs]
     shaped += [(n, s.shape) for s in spec.states for n in (s.input, s.output)]
     for name, want in shaped:
@@ -398,20 +420,18 @@ def _check_spec(top: list[Field], source: str, limits: Limits) -> bool:
         for axis, (g, w) in enumerate(zip(got, want)):
             if isinstance(g, int) and isinstance(w, int) and g != w:
                 raise SpecError(f"{source}: tensor {name!r} axis {axis} is {g} in the graph, {w} in the spec")
+    sized: list[tuple[tuple[Dim, ...], str, int]] = [(t.shape, t.dtype, 1) for t in spec.inputs + spec.outputs]
+    sized += [(s.shape, s.dtype, 2) for s in spec.states]  # two buffers per state (ping-pong)
     per_stream = 0
-    try:
-        for t in spec.inputs + spec.outputs:
-            per_stream += _elements(t.concrete_shape(1, 1)) * ITEM_BYTES[_onnx_code(t.dtype)]
-        for s in spec.states:
-            per_stream += 2 * _elements(s.concrete_shape(1)) * ITEM_BYTES[_onnx_code(s.dtype)]
-    except SpecError:
-        return True  # symbolic axes other than batch/time: the engine decides how to run it
+    for shape, dtype, copies in sized:
+        dims = [d for d in shape if d not in (BATCH, TIME)]
+        if all(isinstance(d, int) for d in dims):  # other symbols: sized by the graph at run time
+            per_stream += copies * _elements(tuple(int(d) for d in dims)) * ITEM_BYTES[_onnx_code(dtype)]
     if per_stream > limits.max_stream_bytes:
         raise SpecError(
             f"{source}: the spec asks for {per_stream} bytes per stream (state, frame, output), above "
             f"Limits.max_stream_bytes = {limits.max_stream_bytes}: refused as a memory bomb"
         )
-    return True
 
 
 def _elements(shape: tuple[int, ...]) -> int:

@@ -138,3 +138,60 @@ def test_protowire_bounds() -> None:
     for bad in (msg[:-1], msg[:3], b"\x0a\xff\xff\xff\xff\x0f", b"\x00", b"\x0f", b"\x80" * 11):
         with pytest.raises(WireError):
             list(iter_fields(bad))
+
+
+def _bomb_spec(spec: StreamSpec, hidden: int) -> StreamSpec:
+    from edgernn.runtime.spec import StateSpec
+
+    state = StateSpec("h", "h_out", "float32", (2, "batch", hidden))  # (layers, batch, hidden)
+    return StreamSpec(inputs=spec.inputs, outputs=spec.outputs, states=(state,))
+
+
+def _extra_state(spec: StreamSpec, size: int) -> StreamSpec:
+    from edgernn.runtime.spec import StateSpec
+
+    extra = StateSpec("z", "z_out", "float32", (1, "batch", size))  # not in the graph: only its size is checked
+    return StreamSpec(inputs=spec.inputs, outputs=spec.outputs, states=(*spec.states, extra))
+
+
+def test_check_spec_refuses_a_hand_written_spec_that_disagrees_or_explodes(exported: dict) -> None:
+    from edgernn.runtime.safety import check_spec
+
+    _, path = exported["gru"]
+    data = path.read_bytes()
+    spec = Engine.load(path).spec
+    check_spec(spec, data, "m.onnx")  # the exported spec agrees
+    with pytest.raises(SpecError, match="axis 2 is 32 in the graph, 64 in the spec"):
+        check_spec(_bomb_spec(spec, 64), data, "m.onnx")
+    with pytest.raises(SpecError, match="memory bomb"):
+        check_spec(_extra_state(spec, 10**11), data, "m.onnx", Limits())
+    with pytest.raises(ModelLoadError):
+        check_spec(spec, b"\x0f\x01", "m.onnx")
+
+
+_EXPLICIT_CHILD = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+from edgernn.runtime import Engine
+from edgernn.runtime.spec import StateSpec, StreamSpec
+spec = Engine.load(sys.argv[1]).spec
+state = StateSpec("h", "h_out", "float32", (2, "batch", 10**11))
+bomb = StreamSpec(inputs=spec.inputs, outputs=spec.outputs, states=(state,))
+try:
+    Engine.load(sys.argv[1], spec=bomb)
+    print("accepted")
+except Exception as exc:
+    print(type(exc).__name__)
+"""
+
+
+def test_engine_load_refuses_a_hand_written_memory_bomb_spec(exported: dict) -> None:
+    import subprocess
+    import sys
+
+    _, path = exported["gru"]
+    out = subprocess.run(
+        [sys.executable, "-c", _EXPLICIT_CHILD, str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-400:]
+    assert out.stdout.strip() == "SpecError"
