@@ -32,11 +32,11 @@ PRESETS: dict[str, TrainConfig] = {
     "langid": TrainConfig(
         task="langid",
         cell="gru",
-        hidden_size=256,
+        hidden_size=128,
         embed_size=64,
         seq_len=64,
         batch_size=64,
-        lr=3e-3,
+        lr=5e-3,
         lr_final=0.02,
         warmup_steps=20,
         clip=1.0,
