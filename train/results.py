@@ -156,7 +156,8 @@ def render() -> str:
             "|---|" + "---|" * len(RECALL_DELAYS),
         ]
         for cell in RECALL_CELLS:
-            row = [f"{recall[(cell, k)][0]['accuracy']:.3f}" if recall[(cell, k)] else "—" for k in RECALL_DELAYS]
+            runs = [recall[(cell, k)] for k in RECALL_DELAYS]
+            row = [f"{r[0]['accuracy']:.3f}" if r else "—" for r in runs]
             lines.append(f"| {cell.upper()} | " + " | ".join(row) + " |")
         lines.append("")
     return "\n".join(lines)
