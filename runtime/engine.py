@@ -20,7 +20,7 @@ from edgernn.runtime import general
 from edgernn.runtime.buffers import NP_DTYPES, alloc
 from edgernn.runtime.errors import InputError, ModelLoadError, SpecError
 from edgernn.runtime.frames import FrameCheck
-from edgernn.runtime.safety import read_model
+from edgernn.runtime.safety import check_spec, read_model
 from edgernn.runtime.session import CpuDefaults, SessionProfile, make_session
 from edgernn.runtime.slots import SlotPool, runner
 from edgernn.runtime.spec import BATCH, TIME, StreamSpec, TensorSpec
@@ -144,6 +144,8 @@ class Engine:
         if spec is None:
             meta = session.get_modelmeta().custom_metadata_map
             spec = StreamSpec.from_metadata(meta, source)
+        else:  # read_model checked a spec found in the metadata; one given in code is checked here
+            check_spec(spec, data, source)
         digest = hashlib.sha256(data).hexdigest()
         return cls(session, spec, profile, digest, source, nonfinite)
 

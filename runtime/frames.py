@@ -100,7 +100,10 @@ class FrameCheck:
         return self.slow(frames, 1)
 
     def slow(self, frames: Any, leading: int) -> np.ndarray:
-        arr = np.asarray(frames)
+        try:
+            arr = np.asarray(frames)
+        except (ValueError, TypeError) as exc:  # ragged nested lists, objects numpy cannot read
+            raise InputError(f"input {self.name!r}: cannot be read as an array: {exc}") from None
         want = self.shape
         if arr.ndim != leading + len(want):
             what = "one frame" if leading == 0 else f"{leading} leading axis then one frame"
@@ -119,14 +122,17 @@ class FrameCheck:
         elif self.floating:
             if arr.dtype.kind not in "fiu":
                 raise InputError(f"input {self.name!r}: expected real numbers, got dtype {arr.dtype}")
-            if self.check_finite and arr.dtype.kind == "f" and not np.isfinite(arr).all():
-                raise InputError(f"input {self.name!r}: holds NaN or Inf (Engine nonfinite='raise')")
         elif arr.dtype != self.dtype:
             raise InputError(f"input {self.name!r}: expected dtype {self.dtype}, got {arr.dtype}")
         if self.tokens and self.vocab is not None:
             self._range(arr)
-        out = np.asarray(arr, dtype=self.dtype)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow in the cast is reported below
+            out = np.asarray(arr, dtype=self.dtype)
         out = out if out.flags.c_contiguous else out.copy()
+        if self.check_finite and not np.isfinite(out).all():  # checked after the cast: 1e300 is Inf in float32
+            raise InputError(
+                f"input {self.name!r}: holds NaN or Inf (or values beyond {self.dtype}'s range); nonfinite='raise'"
+            )
         if self.tokens and not np.array_equal(out, arr):
             raise InputError(f"input {self.name!r}: token ids do not fit dtype {self.dtype}")
         return out
