@@ -201,11 +201,12 @@ def run_threads(models: dict[str, tuple[Any, Path]], sizes: Sizes) -> dict[str, 
     from edgernn.runtime.engine import Engine
 
     out: dict[str, Any] = {}
-    for key in ("gru-tokens", "rnn-frames"):
+    for key, batched in (("gru-tokens", False), ("rnn-frames", False), ("lstm-frames", True)):
         model, path = models[key]
         engine, ref = Engine.load(path), Reference(weights_of(model), model.config)
-        out[key] = asdict(concurrency(engine, ref, sizes.threads, sizes.per_thread, sizes.thread_steps))
-        out[key]["contention"] = asdict(contention(engine, ref, threads=sizes.threads, streams=8))
+        res = concurrency(engine, ref, sizes.threads, sizes.per_thread, sizes.thread_steps, batched=batched)
+        name = f"{key} (Batch.step)" if batched else key
+        out[name] = asdict(res) | {"contention": asdict(contention(engine, ref, threads=sizes.threads, streams=8))}
     return out
 
 

@@ -139,12 +139,24 @@ class ConcurrencyResult:
     identical_to_sequential: bool
     max_abs_err: float  # concurrent outputs vs the float64 reference
     distinct_outputs: bool  # no two streams produced the same output sequence
+    batched: bool = False  # streams advanced by Batch.step (equality then within 1e-6, not bitwise)
 
 
 def concurrency(
-    engine: Engine, ref: Reference, threads: int = 8, per_thread: int = 100, steps: int = 20, seed: int = 0
+    engine: Engine,
+    ref: Reference,
+    threads: int = 8,
+    per_thread: int = 100,
+    steps: int = 20,
+    seed: int = 0,
+    batched: bool = False,
 ) -> ConcurrencyResult:
-    """``threads`` x ``per_thread`` streams interleaved == a sequential run == the reference."""
+    """``threads`` x ``per_thread`` streams interleaved == a sequential run == the reference.
+
+    ``batched``: each thread holds its streams in one ``engine.batch()`` and advances them with
+    one ``Batch.step`` per round (equal to the sequential run to float rounding, not bitwise:
+    batched products may sum in another order).
+    """
     n = threads * per_thread
     xs = inputs(ref, (n, steps), seed)  # (stream, time, ...): distinct inputs per stream
     out_c = np.empty((n, steps, ref.config.output_size), dtype=np.float32)
@@ -156,8 +168,15 @@ def concurrency(
         rng = np.random.default_rng(seed + 1000 + w)
         mine = list(range(w * per_thread, (w + 1) * per_thread))
         try:
+            batch = engine.batch(max_streams=per_thread) if batched else None
+            if batch is not None:
+                for g in mine:
+                    batch.join(streams[g])
             barrier.wait()
             for t in range(steps):
+                if batch is not None:
+                    out_c[mine, t] = batch.step(xs[mine, t])
+                    continue
                 for g in rng.permutation(mine):
                     out_c[g, t] = streams[g].step(xs[g, t])
         except BaseException as exc:  # re-raised in the caller
@@ -184,7 +203,8 @@ def concurrency(
         err = max(err, float(np.abs(out_c[:, t] - want).max()))
     flat = out_c.reshape(n, -1)
     distinct = len({row.tobytes() for row in flat}) == n
-    return ConcurrencyResult(threads, n, steps, seconds, bool(np.array_equal(out_c, out_s)), err, distinct)
+    same = np.array_equal(out_c, out_s) if not batched else np.allclose(out_c, out_s, rtol=0, atol=1e-6)
+    return ConcurrencyResult(threads, n, steps, seconds, bool(same), err, distinct, batched)
 
 
 @dataclass

@@ -85,3 +85,17 @@ def test_a_float64_frame_that_overflows_float32_is_refused(exported: dict) -> No
     stream = Engine.load(path).stream()
     with pytest.raises(InputError):
         stream.step(np.full(model.config.input_size, OVERFLOW))
+
+
+def test_fuzz_on_the_generic_path_matches_the_reference(exported: dict) -> None:
+    """A spec whose output size is symbolic: the engine cannot preallocate, so it runs session.run by name."""
+    from edgernn.runtime.spec import StreamSpec, TensorSpec
+
+    model, path = exported["frames-gru"]
+    spec = Engine.load(path).spec
+    y = TensorSpec("y", "float32", ("batch", "time", "features"))
+    engine = Engine.load(path, spec=StreamSpec(inputs=spec.inputs, outputs=(y,), states=spec.states))
+    assert not engine.fast
+    stats = run_fuzz(engine, Reference(weights_of(model), model.config), EXAMPLES, rng_seed=99)
+    assert stats.examples == EXAMPLES and stats.frames > 0
+    assert stats.max_abs_err < 1e-4

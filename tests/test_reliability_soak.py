@@ -44,6 +44,14 @@ def test_eight_threads_interleaved_equal_a_sequential_run(key: str, exported: di
     assert r.max_abs_err < TOL
 
 
+def test_eight_threads_each_with_a_batch_equal_a_sequential_run(exported: dict) -> None:
+    engine, ref = setup(exported, "frames-lstm")
+    r = concurrency(engine, ref, threads=8, per_thread=100, steps=4, batched=True)
+    assert r.batched and r.streams == 800
+    assert r.identical_to_sequential and r.distinct_outputs
+    assert r.max_abs_err < TOL
+
+
 def test_threads_on_the_same_streams_lose_no_update(exported: dict) -> None:
     engine, ref = setup(exported, "gru")
     r = contention(engine, ref, threads=8, streams=6, calls_per_thread=120)
