@@ -40,6 +40,7 @@ from edgernn.runtime.protowire import (
     field_bytes,
     iter_fields,
     repeated_ints,
+    signed64,
     text,
 )
 from edgernn.runtime.spec import BATCH, METADATA_KEY, TIME, Dim, StreamSpec
@@ -231,8 +232,8 @@ class _Scan:
     def tensor(self, fields: list[Field]) -> bytes | None:
         self.tensors += 1
         dims = repeated_ints(fields, 1)
-        dtype = next((int(f.value) for f in fields if f.number == 2 and f.wire == VARINT), 0)
-        name = next((text(f) for f in fields if f.number == 8), "")
+        dtype = _last_int(fields, 2) or 0
+        name = _last_text(fields, 8)
         what = f"tensor {name!r}"
         size = self.check_size(dims, ITEM_BYTES.get(dtype, 1), what)
         entries = {}
@@ -311,7 +312,7 @@ class _Scan:
                     consts[name] = values
             elif f.number == 1:
                 node = list(iter_fields(f.payload))
-                op = next((text(g) for g in node if g.number == 4), "")
+                op = _last_text(node, 4)
                 ins = [text(g) for g in node if g.number == 1]
                 outs = [text(g) for g in node if g.number == 2]
                 nodes.append((op, ins, outs))
@@ -319,7 +320,7 @@ class _Scan:
                     for g in node:
                         if g.number == 5:
                             attr = list(iter_fields(g.payload))
-                            t = next((a for a in attr if a.number == 5), None)
+                            t = next((a for a in reversed(attr) if a.number == 5), None)
                             if t is not None:
                                 consts[outs[0]] = _int_constant(list(iter_fields(t.payload)))[1]
         for op, ins, outs in nodes:
@@ -329,15 +330,24 @@ class _Scan:
             self.check_size(consts[ins[shape_input]], 4, f"{op} node output {outs[:1]}")
 
 
+def _last_int(fields: list[Field], number: int) -> int | None:
+    """A singular int field: protobuf keeps the last occurrence (so must a check, or it can be fooled)."""
+    return next((signed64(int(f.value)) for f in reversed(fields) if f.number == number and f.wire == VARINT), None)
+
+
+def _last_text(fields: list[Field], number: int, default: str = "") -> str:
+    return next((text(f) for f in reversed(fields) if f.number == number), default)
+
+
 def _int_constant(tensor: list[Field]) -> tuple[str, list[int]]:
     """(name, values) of a small int64 tensor; empty values for anything else."""
-    name = next((text(f) for f in tensor if f.number == 8), "")
-    dtype = next((int(f.value) for f in tensor if f.number == 2 and f.wire == VARINT), 0)
+    name = _last_text(tensor, 8)
+    dtype = _last_int(tensor, 2) or 0
     dims = repeated_ints(tensor, 1)
     if dtype != 7 or len(dims) > 1 or (dims and dims[0] > 16):
         return name, []
     values = repeated_ints(tensor, 7)
-    raw = next((bytes(f.payload) for f in tensor if f.number == 9), None)
+    raw = next((bytes(f.payload) for f in reversed(tensor) if f.number == 9), None)
     if raw is not None and len(raw) % 8 == 0:
         values = [int.from_bytes(raw[i : i + 8], "little", signed=True) for i in range(0, len(raw), 8)]
     return name, values
@@ -351,18 +361,18 @@ def _graph_io(top: list[Field]) -> dict[str, tuple[int, list[int | str] | None]]
         if f.number not in (11, 12):
             continue
         vi = list(iter_fields(f.payload))
-        name = next((text(g) for g in vi if g.number == 1), "")
+        name = _last_text(vi, 1)
         elem, dims = 0, None
         for t in (g for g in vi if g.number == 2):
             for tt in (g for g in iter_fields(t.payload) if g.number == 1 and g.wire == BYTES):
                 tensor_type = list(iter_fields(tt.payload))
-                elem = next((int(g.value) for g in tensor_type if g.number == 1 and g.wire == VARINT), 0)
+                elem = _last_int(tensor_type, 1) or 0
                 for shape in (g for g in tensor_type if g.number == 2):
                     dims = []
                     for dim in (g for g in iter_fields(shape.payload) if g.number == 1):
                         d = list(iter_fields(dim.payload))
-                        value = next((int(g.value) for g in d if g.number == 1 and g.wire == VARINT), None)
-                        dims.append(value if value is not None else next((text(g) for g in d if g.number == 2), "?"))
+                        value = _last_int(d, 1)
+                        dims.append(value if value is not None else _last_text(d, 2, "?"))
         out[name] = (elem, dims)
     return out
 

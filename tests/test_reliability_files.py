@@ -195,3 +195,28 @@ def test_engine_load_refuses_a_hand_written_memory_bomb_spec(exported: dict) -> 
     )
     assert out.returncode == 0, out.stderr[-400:]
     assert out.stdout.strip() == "SpecError"
+
+
+def test_a_repeated_singular_field_is_read_as_protobuf_reads_it(tmp_path: Path) -> None:
+    """data_type given twice (uint8, then double): protobuf keeps the last, and so must the size check."""
+    from onnx import TensorProto, helper
+
+    from edgernn.runtime.protowire import encode_field
+
+    t = TensorProto()
+    t.name, t.data_type = "w", TensorProto.UINT8
+    t.dims.extend([1 << 27])  # 128 MiB as uint8, 1 GiB as double
+    graph = helper.make_graph([], "g", [], [helper.make_tensor_value_info("w", TensorProto.DOUBLE, None)], [t])
+    data = helper.make_model(graph).SerializeToString()
+    forged_tensor = t.SerializeToString() + field_varint(2, TensorProto.DOUBLE)
+    parts = []
+    for f in iter_fields(data):
+        if f.number != 7:
+            parts.append(encode_field(f))
+            continue
+        inner = [encode_field(g) if g.number != 5 else field_bytes(5, forged_tensor) for g in iter_fields(f.payload)]
+        parts.append(field_bytes(7, b"".join(inner)))
+    (tmp_path / "m.onnx").write_bytes(b"".join(parts))
+    assert onnx.load(str(tmp_path / "m.onnx")).graph.initializer[0].data_type == TensorProto.DOUBLE
+    with pytest.raises(ModelLoadError, match=r"1073741824 bytes"):
+        read_model(tmp_path / "m.onnx", Limits(max_tensor_bytes=1 << 28))
