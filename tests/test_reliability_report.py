@@ -128,6 +128,7 @@ def test_a_clean_run_passes_and_renders_every_section() -> None:
         (("threads", "gru", "contention", "max_state_err"), 1.0, "contention gru"),
         (("snapshots", "pickle code ran"), "yes", "pickle code ran"),
         (("snapshots", "snapshot truncated by one byte"), "accepted", "snapshot truncated by one byte"),
+        (("fuzz", "probes", "ragged nested list to push"), "untyped: ValueError", "probe ragged nested list to push"),
     ],
 )
 def test_each_bad_figure_fails_the_run(path: tuple, value: object, name: str) -> None:
