@@ -29,7 +29,7 @@ _CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.
 
 
 class RecurrentModel(nn.Module):
-    """Input layer (embedding or linear) → stacked recurrent cell (dropout between layers) → linear head.
+    """Input layer (embedding or linear) → stacked recurrent cell → linear head; dropout off the recurrence.
 
     Example:
         >>> cfg = ModelConfig(cell="gru", input_kind="tokens", input_size=10, hidden_size=8,
@@ -58,6 +58,10 @@ class RecurrentModel(nn.Module):
             **kwargs,
         )
         self.head = nn.Linear(config.hidden_size, config.output_size)
+        # Dropout on the non-recurrent connections (Zaremba et al. 2014): the input to the cell,
+        # between layers (inside the cell) and before the head. Identity in eval mode and in
+        # the exported graph; the recurrent connection is never dropped.
+        self.drop = nn.Dropout(config.dropout)
         if config.cell == "lstm":  # forget gate open at the start (Jozefowicz et al. 2015): gates i, f, g, o
             with torch.no_grad():
                 for layer in range(config.num_layers):
@@ -77,7 +81,7 @@ class RecurrentModel(nn.Module):
         the outputs at real positions either way (the cells are causal)."""
         if state is None:
             state = self.initial_state(x.shape[0], x.device)
-        e = self.encoder(x)  # (batch, time, width)
+        e = self.drop(self.encoder(x))  # (batch, time, width)
         rnn_in: torch.Tensor | nn.utils.rnn.PackedSequence = e
         if lengths is not None:
             rnn_in = pack_padded_sequence(e, lengths.cpu(), batch_first=True, enforce_sorted=False)
@@ -89,7 +93,7 @@ class RecurrentModel(nn.Module):
             new_state = (h,)
         if lengths is not None:
             out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
-        return self.head(out), new_state  # (batch, time, output_size)
+        return self.head(self.drop(out)), new_state  # (batch, time, output_size)
 
     def step(self, x_t: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """One frame: x_t is (batch,) tokens or (batch, features); returns (batch, output_size)."""
