@@ -30,14 +30,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--hidden",
         type=_ints,
         default=None,
-        help="hidden sizes: quick uses the first for the "
-        "target cases and the last for int8 and the floor (default 128,512)",
+        help="hidden sizes (default 128,256,512; quick 128,512): quick uses the first for the "
+        "target cases and the last for int8 and the floor",
     )
     p.add_argument(
         "--streams", type=_ints, default=None, help="the streams sweep (default 1,2,4..1024; quick 1,16,256,1024)"
     )
     p.add_argument("--hiddens", type=_ints, default=None, help="the model-size sweep (default 64..1024)")
-    p.add_argument("--memory-hidden", type=int, default=256, help="hidden size of the memory and soak model")
+    p.add_argument("--memory-hidden", type=int, default=256, help="hidden size of the memory model")
+    p.add_argument("--soak-hidden", type=int, default=64, help="hidden size of the soak model (growth, not speed)")
     p.add_argument("--no-scale", action="store_true", help="skip the sweeps, memory and the floor")
     p.add_argument("--soak", type=int, default=None, help="steps of the no-growth soak (default 10^6 full, 0 quick)")
     p.add_argument(
@@ -68,18 +69,15 @@ def main(args: argparse.Namespace) -> int:
         rounds=args.rounds or (10 if quick else 15),
         block_s=(args.block_ms or (4.0 if quick else 15.0)) / 1e3,
         min_block=3 if quick else 5,
+        case_budget_s=1.5 if quick else 3.0,
     )
     start = machine.describe()
     log = _logger()
 
     cells = tuple(c for c in args.cells.split(",") if c)
-    hidden = args.hidden or [128, 512]
-    if quick:
-        cases = suite.plan(
-            quick=True, compile_peer=bool(args.compile_peer), cells=cells, small=hidden[0], big=hidden[-1]
-        )
-    else:
-        cases = suite.plan(quick=False, compile_peer=args.compile_peer is not False, cells=cells, hiddens=hidden)
+    hidden = args.hidden or ([128, 512] if quick else [128, 256, 512])
+    compile_peer = bool(args.compile_peer) if quick else args.compile_peer is not False
+    cases = suite.plan(quick, compile_peer, cells, small=hidden[0], big=hidden[-1], hiddens=hidden)
     log(f"bench: {len(cases)} cases, {settings.rounds} rounds each")
     results = [suite.run_case(c, names, settings, _numbered(log, i, len(cases))) for i, (c, names) in enumerate(cases)]
 
@@ -100,14 +98,19 @@ def main(args: argparse.Namespace) -> int:
     soak = None
     if soak_steps > 0:
         log(f"soak: {soak_steps:,} steps")
-        soak = scale.soak(soak_steps, hidden=args.memory_hidden)
+        soak = scale.soak(soak_steps, hidden=args.soak_hidden)
 
     verdicts = evaluate(load_targets(), RunFigures(results, memory, soak))
     run = report.Run(
         quick=quick,
         machine_start=start,
         machine_end=machine.describe(),
-        settings={"rounds": settings.rounds, "block_ms": settings.block_s * 1e3, "blas_pinned": pinned},
+        settings={
+            "rounds": settings.rounds,
+            "block_ms": settings.block_s * 1e3,
+            "case_budget_s": settings.case_budget_s,
+            "blas_pinned": pinned,
+        },
         cases=results,
         verdicts=verdicts,
         streams=streams_res,

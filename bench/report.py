@@ -92,8 +92,9 @@ def _machine(run: Run) -> str:
         ),
         (
             "timing",
-            f"{run.settings.get('rounds')} interleaved rounds of ~{run.settings.get('block_ms')} ms blocks "
-            "per contender, order rotated each round; times are medians over all timed calls, ratios the median "
+            f"up to {run.settings.get('rounds')} interleaved rounds of ~{run.settings.get('block_ms')} ms blocks "
+            f"per contender (rounds cut to fit ~{run.settings.get('case_budget_s')} s per case, never below 3), "
+            "order rotated each round; times are medians over all timed calls, ratios the median "
             "over rounds of each round's paired block ratio (robust to load that lasts several blocks)",
         ),
     ]
@@ -345,6 +346,9 @@ def plot(run: Run, path: Path) -> bool:
 
 def _bars(ax: Any, results: Sequence[CaseResult]) -> None:
     """Median µs per step at batch 1, chunk 1: one group of bars per model, one bar per contender."""
+    if not results:
+        ax.set_axis_off()
+        return
     names = [n for n in CONTENDERS if n != "engine separate" and any(n in r.timings for r in results)]
     width = 0.8 / max(len(names), 1)
     for i, name in enumerate(names):

@@ -68,6 +68,7 @@ class Settings:
     max_block: int = 4000
     min_block: int = 1  # calls per block even when one call outlasts block_s
     warmup: int = 5
+    case_budget_s: float = 3.0  # rounds are cut (to no fewer than 3) to fit this per case
 
 
 def subject_for(case: Case, seed: int = 0, int8: bool = False) -> Subject:
@@ -113,18 +114,33 @@ def run_case(case: Case, names: list[str], settings: Settings, log: Callable[[st
 
 
 def _interleave(calls: dict[str, Callable[[], Any]], s: Settings) -> dict[str, list[np.ndarray]]:
-    """Per contender, one array of per-call µs per round."""
+    """Per contender, one array of per-call µs per round.
+
+    Warm-up runs up to ``s.warmup`` calls (at most ~0.2 s); blocks hold ~``s.block_s`` of
+    calls (at least ``s.min_block`` when that stays under 0.1 s); the number of rounds is cut
+    to fit ``s.case_budget_s`` (never below 3), so a grid with 1-second calls stays finite.
+    """
     names = list(calls)
     per_call: dict[str, float] = {}
-    for name in names:  # warm-up, and a first estimate of the call's cost
+    for name in names:  # warm-up, and a first estimate of the call's cost (a median: load spikes)
         t0 = time.perf_counter()
-        for _ in range(s.warmup):
+        warm: list[float] = []
+        while len(warm) < s.warmup and (not warm or time.perf_counter() - t0 < 0.2):
+            t = time.perf_counter()
             calls[name]()
-        per_call[name] = max((time.perf_counter() - t0) / s.warmup, 1e-7)
-    block = {n: int(min(s.max_block, max(s.min_block, s.block_s / per_call[n]))) for n in names}
+            warm.append(time.perf_counter() - t)
+        per_call[name] = max(float(np.median(warm)), 1e-7)
+    block = {}
+    for name in names:
+        k = int(min(s.max_block, max(1, s.block_s / per_call[name])))
+        if k < s.min_block and per_call[name] * s.min_block <= 0.1:
+            k = s.min_block
+        block[name] = k
+    round_s = sum(block[n] * per_call[n] for n in names)
+    rounds = max(min(s.rounds, 3), min(s.rounds, int(s.case_budget_s / max(round_s, 1e-9))))
     out: dict[str, list[np.ndarray]] = {n: [] for n in names}
     clock = time.perf_counter_ns
-    for r in range(s.rounds):
+    for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)] if names else []:
             fn, k = calls[name], block[name]
             ts = np.empty(k, dtype=np.int64)
