@@ -48,6 +48,7 @@ def _x(v: float | None) -> str:
 def write(run: Run, out: Path, plot: Path | None) -> None:
     parts = [
         _header(run),
+        _summary(run.cases),
         _machine(run),
         _targets(run.verdicts),
         _comparison(run.cases),
@@ -72,6 +73,45 @@ def _header(run: Run) -> str:
         "figures of the same run (`bench/targets.toml`), never absolute times.\n\n"
         f"**Targets: {passed} PASS, {failed} FAIL, {other} not run / not measurable.**\n"
     )
+
+
+def _geomean(values: list[float]) -> float | None:
+    import math
+
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
+
+
+def _summary(cases: list[CaseResult]) -> str:
+    """Geometric means of the headline ratios over every case where both sides ran."""
+    rows = []
+    pairs = [
+        ("strongest PyTorch peer / engine (above 1: the engine is faster)", "peer"),
+        ("`session.run` with numpy state / engine", "session.run"),
+        ("numpy reference / engine", "numpy"),
+        ("engine / raw ping-pong loop (1.0: no overhead over hand-written onnxruntime)", "raw"),
+        ("fp32 engine / int8 engine (above 1: int8 is faster)", "int8"),
+    ]
+    for label, key in pairs:
+        vals: list[float] = []
+        for r in cases:
+            if key == "peer":
+                peer, e = r.peer(), r.median("engine")
+                v = peer[1] / e if peer and e else None
+            elif key == "raw":
+                v = r.ratio("engine", "raw ping-pong")
+            elif key == "int8":
+                v = r.ratio("engine", "engine int8")
+            else:
+                v = r.ratio(key, "engine")
+            if v:
+                vals.append(v)
+        g = _geomean(vals)
+        if g is not None:
+            rows.append(f"| {label} | {g:.2f}x | {min(vals):.2f}x – {max(vals):.2f}x | {len(vals)} |")
+    if not rows:
+        return ""
+    head = "## Summary\n\n| ratio | geometric mean | range | cases |\n|---|---|---|---|\n"
+    return head + "\n".join(rows) + "\n"
 
 
 def _machine(run: Run) -> str:
