@@ -50,17 +50,25 @@ from edgernn.runtime.errors import EdgeRNNError
 import numpy as np
 with open(sys.argv[1]) as fh:
     manifest = json.load(fh)
-for name, path in manifest:
+for name, path, value in manifest:
     print("@@" + json.dumps({"start": name}), flush=True)
     del opened[:]
     out = {"name": name}
     try:
         engine = Engine.load(path)
         stream = engine.stream()
-        x = np.zeros(engine.frame_shape, dtype=engine.input_dtype)
-        out["outputs"] = [np.asarray(stream.step(x), dtype=float).ravel().tolist() for _ in range(3)]
-        out["outcome"] = "loaded"
-        out["message"] = "ran 3 steps; the first output has %d values per frame" % len(out["outputs"][0])
+        before = stream.state()
+        x = np.full(engine.frame_shape, value, dtype=engine.input_dtype)
+        try:
+            out["outputs"] = [np.asarray(stream.step(x), dtype=float).ravel().tolist() for _ in range(3)]
+        except EdgeRNNError as exc:  # at run: the state must be as before, and the stream still usable
+            kept = all(np.array_equal(before[k], v) for k, v in stream.state().items())
+            stream.step(np.zeros(engine.frame_shape, dtype=engine.input_dtype))
+            out.update(outcome="typed", error=type(exc).__name__,
+                       message=f"at run, state unchanged: {kept}, the next step ran: " + str(exc)[:300])
+        else:
+            out["outcome"] = "loaded"
+            out["message"] = "ran 3 steps; the first output has %d values per frame" % len(out["outputs"][0])
     except EdgeRNNError as exc:
         out.update(outcome="typed", error=type(exc).__name__, message=str(exc))
     except Exception as exc:
@@ -79,6 +87,7 @@ class Case:
     expect: str  # the error class expected ('ModelLoadError', 'SpecError', ...), ANY_TYPED, or 'loaded'
     build: Callable[[Path, onnx.ModelProto], Path]
     cwd_bait: bool = False  # run the child in the bait folder (catches paths resolved against the cwd)
+    value: int = 0  # every element of the frames the child steps with
 
 
 @dataclass
@@ -98,6 +107,8 @@ class CaseResult:
     @property
     def ok(self) -> bool:
         """As expected, no bait file opened, no code run."""
+        if self.message.startswith("at run, state unchanged: False"):
+            return False
         if self.bait_opened or self.code_ran or self.outcome in ("crash", "timeout", "untyped"):
             return False
         if self.expect == "loaded":
@@ -127,7 +138,7 @@ def run_group(items: list[tuple[Case, Path, Path]], cwd: Path, strace: bool) -> 
     pending = list(items)
     while pending:
         manifest = cwd / f".manifest-{len(results)}.json"
-        manifest.write_text(json.dumps([[c.name, str(p.resolve())] for c, p, _ in pending]))
+        manifest.write_text(json.dumps([[c.name, str(p.resolve()), c.value] for c, p, _ in pending]))
         trace = cwd / f".trace-{len(results)}.txt"
         cmd = [sys.executable, "-c", _CHILD, str(manifest), str(CHILD_MEMORY_BYTES)]
         if strace:
@@ -336,6 +347,29 @@ def _cos(base: onnx.ModelProto, op: str) -> onnx.ModelProto:
     return _bomb_graph(base, [node], [shape, one])
 
 
+def _run_bomb(base: onnx.ModelProto) -> onnx.ModelProto:
+    """y += sum(ConstantOfShape([max(x) * 2^31])): zero input is harmless (the load's probe passes),
+    token 1 asks for 8 GiB at run time. No constant shape: only a run reveals it."""
+    proto = _copy(base)
+    for node in proto.graph.node:
+        node.output[:] = ["y_pre" if o == "y" else o for o in node.output]
+    scale = numpy_helper.from_array(np.array(1 << 31, np.int64), "bomb_scale")
+    one = numpy_helper.from_array(np.array([1], np.int64), "bomb_one_dim")
+    zero = numpy_helper.from_array(np.zeros(1, np.float32))
+    proto.graph.initializer.extend([scale, one])
+    proto.graph.node.extend(
+        [
+            helper.make_node("ReduceMax", ["x"], ["bomb_max"], keepdims=0),
+            helper.make_node("Mul", ["bomb_max", "bomb_scale"], ["bomb_n"]),
+            helper.make_node("Reshape", ["bomb_n", "bomb_one_dim"], ["bomb_shape"]),
+            helper.make_node("ConstantOfShape", ["bomb_shape"], ["bomb"], value=zero),
+            helper.make_node("ReduceSum", ["bomb"], ["bomb_sum"], keepdims=0),
+            helper.make_node("Add", ["y_pre", "bomb_sum"], ["y"]),
+        ]
+    )
+    return proto
+
+
 def _sparse_bomb(base: onnx.ModelProto) -> onnx.ModelProto:
     proto = _copy(base)
     values = numpy_helper.from_array(np.ones(1, np.float32), "sparse_bomb")
@@ -470,6 +504,13 @@ def cases() -> list[Case]:
             lambda d, b: _save(d, _bomb_graph(b, [], [_huge("bomb", [1 << 62, 1 << 62, 4])])),
         ),
         Case("bomb-nesting", "If subgraphs nested 40 deep", "ModelLoadError", _nest),
+        Case(
+            "bomb-at-run",
+            "ConstantOfShape of a size computed from the input: 8 GiB for token 1",
+            "RunError",
+            lambda d, b: _save(d, _run_bomb(b)),
+            value=1,
+        ),
         Case("spec-missing", "no stream spec in the metadata", "SpecError", _no_spec),
         Case("spec-not-json", "the spec is not JSON", "SpecError", lambda d, b: _save(d, _with_spec_text(b, "{oops"))),
         Case(
