@@ -256,9 +256,11 @@ def _gaps() -> list[str]:
     return [
         "## Not covered",
         "",
-        "- Memory bombs that only a run reveals (a shape computed from the input's values) are bounded by "
-        "onnxruntime's allocator failing, not by a check here; `runtime/safety.py` refuses the constant ones "
-        "(declared tensors, `ConstantOfShape` / `Expand` of a constant shape) before anything is allocated.",
+        "- Memory bombs that only a run reveals (a shape computed from the input's values, case bomb-at-run) "
+        "are bounded by onnxruntime's allocator failing (here under the child's 4 GiB address-space limit: "
+        "RunError, state kept), not by a check; a bomb that fits the machine's memory is allocated. "
+        "`runtime/safety.py` refuses the constant ones (declared tensors, `ConstantOfShape` / `Expand` of a "
+        "constant shape) before anything is allocated.",
         "- The strace check covers the file opens of the loading process; it does not cover what other "
         "processes may do with a model's folder between the checks and the open (symlinks swapped mid-load).",
         "- A flipped bit in a weight of an ONNX file loads (case bitflip-2): ONNX carries no checksum. "
