@@ -134,14 +134,13 @@ def _search(
             top = np.argpartition(beam.logp, -min(width, vocab_size))[-width:]
             cands.extend((beam.score + float(beam.logp[i]), b, int(i)) for i in top)
         cands.sort(reverse=True)
-        nxt: list[_Beam] = []
+        grow: list[tuple[float, str, Stream, int]] = []  # (score, chars, forked stream, char id to step)
         for score, b, i in cands:  # a finished word takes no beam slot; live beams take up to ``width``
-            if len(nxt) == width:
+            if len(grow) == width:
                 break
             parent = beams[b]
             if word_char[i]:
-                child = parent.stream.fork()
-                nxt.append(_Beam(score, parent.chars + vocab[i], child, log_softmax(child.step(i))))
+                grow.append((score, parent.chars + vocab[i], parent.stream.fork(), i))
             elif parent.chars or prefix:
                 word = prefix + parent.chars
                 old = done.get(word)
@@ -149,10 +148,11 @@ def _search(
                 total = score if old is None else float(np.logaddexp(old.score, score))
                 done[word] = _Done(word, total, best.stream, best.boundary)
             else:  # a separator before the word starts: absorb it
-                child = parent.stream.fork()
-                nxt.append(_Beam(score, "", child, log_softmax(child.step(i))))
-        beams = nxt
+                grow.append((score, "", parent.stream.fork(), i))
+        # each surviving beam advances by its character; one step each (at this width, faster than
+        # engine.step_many, whose per-call bookkeeping costs more than the batching saves)
+        beams = [_Beam(score, chars, st, log_softmax(st.step(i))) for score, chars, st, i in grow]
         ranked = sorted(done.values(), key=lambda d: d.score, reverse=True)
-        if not beams or (len(ranked) >= k and ranked[k - 1].score >= max(b.score for b in beams)):
+        if not beams or (len(ranked) >= k and ranked[k - 1].score >= max(beam.score for beam in beams)):
             break
     return sorted(done.values(), key=lambda d: d.score, reverse=True)[:k]
