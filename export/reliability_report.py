@@ -185,7 +185,12 @@ def _soak(s: dict[str, Any]) -> list[str]:
             f"{x['state_err']:.2e}. Per tenth of the run (drift would grow left to right): "
             + ", ".join(f"{e:.1e}" for e in x["err_by_tenth"])
             + ".",
-            f"- RSS from {curve[0][1]:.1f} to {curve[-1][1]:.1f} MiB; growth after the first tenth "
+            (
+                f"- Creating the streams took {x['bytes_per_idle_stream']:.0f} B of RSS per stream (before any step).\n"
+                if x.get("bytes_per_idle_stream")
+                else ""
+            )
+            + f"- RSS from {curve[0][1]:.1f} to {curve[-1][1]:.1f} MiB; growth after the first tenth "
             f"**{x['rss_growth_mib']:+.2f} MiB** (flat means < {RSS_FLAT_MIB:g}). "
             f"Curve `{_spark([v for _, v in curve])}`",
             "",

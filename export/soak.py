@@ -55,6 +55,7 @@ class SoakResult:
     max_abs_err: float = 0.0  # over every output compared with the reference
     err_by_tenth: list[float] = field(default_factory=list)  # max error per tenth of the run (drift shows here)
     state_err: float = 0.0  # final state vs reference
+    bytes_per_idle_stream: float = 0.0  # RSS taken by creating the streams, per stream (many-stream run)
 
     @property
     def calls(self) -> int:
@@ -105,10 +106,12 @@ def _growth(res: SoakResult) -> None:
 
 def soak_many_streams(engine: Engine, ref: Reference, streams: int, steps: int, seed: int = 0) -> SoakResult:
     """``streams`` loose streams, each stepped ``steps`` times, round-robin; see the module docstring."""
+    before = rss_bytes()
     pool = [engine.stream() for _ in range(streams)]
+    created = rss_bytes()
     xs = inputs(ref, (steps, streams), seed)  # (time, streams, ...)
     state = ref.initial_state(streams)
-    res = SoakResult("many streams", streams, steps, 0.0)
+    res = SoakResult("many streams", streams, steps, 0.0, bytes_per_idle_stream=(created - before) / streams)
     errs = np.zeros(10)
     t0 = time.perf_counter()
     for t in range(steps):
