@@ -97,6 +97,13 @@ class Stream:
         if n == 0:
             self._check_open()
             return engine.empty_output()
+        lock = self._lock
+        with lock:  # the hot case first: a loose stream that holds a slot
+            slot = self._slot
+            if slot is not None and lock is self._lock:
+                out, last = slot.advance(xs, chunk)
+                self._last = out[-1] if engine.single_output else last
+                return out
         with self._held():
             if self._batch is not None:
                 return self._batch._advance_member(self, xs, chunk)
