@@ -101,7 +101,6 @@ class Slot:
         """
         engine = self.engine
         n = xs.shape[0]
-        out = np.empty((n, *engine.out_frame_shapes[0]), dtype=self.b1.ys[0].dtype)
         if n <= chunk:
             b = self.bound_for(n)
             if b is not None:  # one bound call: nothing to roll back, the parity flips only on success
@@ -112,8 +111,9 @@ class Slot:
                 except Exception as exc:  # onnxruntime raises its own untyped exceptions
                     raise wrap_run_error(engine, exc) from None
                 self.parity = p ^ 1
-                out[...] = b.ys[0][0]
-                return out, () if engine.single_output else tuple(y[0, -1].copy() for y in b.ys)
+                first = b.ys[0][0].copy()
+                return first, () if engine.single_output else tuple(y[0, -1].copy() for y in b.ys)
+        out = np.empty((n, *engine.out_frame_shapes[0]), dtype=self.b1.ys[0].dtype)
         start = self.parity
         saved = [pair[start].copy() for pair in self.states] if n > chunk else None
         last: tuple[np.ndarray, ...] = ()
