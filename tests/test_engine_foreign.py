@@ -337,3 +337,48 @@ def test_two_streamed_inputs_are_fed_by_name(tmp_path) -> None:
     with pytest.raises(InputError, match="same number of frames"):
         s.push({"a": a, "b": b[:3]})
     np.testing.assert_allclose(s.state()["h"][0], expect[-1], atol=1e-5)
+
+
+def test_two_outputs_on_the_bound_fast_path_and_last_outputs(tmp_path) -> None:
+    n = helper.make_node
+    w = RNG.standard_normal((3, 4)).astype(np.float32)
+    path = save(
+        tmp_path / "two_out.onnx",
+        [
+            n("MatMul", ["x", "W"], ["z"]),
+            n("CumSum", ["z", "axis1"], ["c"]),
+            n("Unsqueeze", ["s", "one"], ["s1"]),
+            n("Add", ["c", "s1"], ["y"]),  # (B, T, 4)
+            n("ReduceSum", ["y", "two"], ["total"], keepdims=1),  # (B, T, 1)
+            n("Gather", ["y", "minus1"], ["s_out"], axis=1),
+        ],
+        [helper.make_tensor_value_info("x", F32, ["B", "T", 3]), helper.make_tensor_value_info("s", F32, ["B", 4])],
+        [
+            helper.make_tensor_value_info("y", F32, ["B", "T", 4]),
+            helper.make_tensor_value_info("total", F32, ["B", "T", 1]),
+            helper.make_tensor_value_info("s_out", F32, ["B", 4]),
+        ],
+        dict(
+            [
+                const("W", w),
+                const("axis1", np.int64(1)),
+                const("one", [1]),
+                const("two", [2]),
+                const("minus1", np.int64(-1)),
+            ]
+        ),
+    )
+    engine = Engine.load(path, spec=infer_spec(path))
+    assert engine.fast and [o.name for o in engine.spec.outputs] == ["y", "total"]
+    xs = RNG.standard_normal((9, 3)).astype(np.float32)
+    expect = np.cumsum(xs @ w, axis=0)
+    s = engine.stream()
+    assert s.last_outputs == {}
+    y = s.step(xs[0])
+    np.testing.assert_allclose(y, expect[0], atol=1e-5)
+    np.testing.assert_allclose(s.last_outputs["total"], [expect[0].sum()], atol=1e-5)
+    ys = s.push(xs[1:], chunk=3)
+    np.testing.assert_allclose(ys, expect[1:], atol=1e-5)
+    last = s.last_outputs
+    np.testing.assert_allclose(last["y"], expect[-1], atol=1e-5)
+    np.testing.assert_allclose(last["total"], [expect[-1].sum()], atol=1e-5)
