@@ -23,6 +23,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--steps", type=int, default=1000, help="carried steps for --validate (default 1000)")
     p.add_argument("--tolerance", type=float, default=1e-5, help="max |torch - onnx| for --validate")
+    p.add_argument(
+        "--quant-tolerance",
+        type=float,
+        default=2e-2,
+        help="max |int8 - fp32| on normalised outputs (softmax probabilities for char models) for --validate",
+    )
     p.add_argument("--triton", metavar="DIR", help="also write a Triton model repository (sequence batcher) to DIR")
     p.add_argument("--force", action="store_true", help="replace an existing output file / Triton model")
 
@@ -40,6 +46,7 @@ def main(args: argparse.Namespace) -> int:
         force=args.force,
         quantize=args.quantize,
         triton=args.triton,
+        quant_tolerance=args.quant_tolerance,
     )
     model = spec.model
     what = f"{model.cell} hidden {model.hidden_size} x {model.num_layers}" if model is not None else "model"
