@@ -16,6 +16,8 @@ import numpy as np
 
 from edgernn.runtime.errors import InputError
 
+_UNSIGNED = {np.dtype(t): np.dtype(u) for t, u in ((np.int64, np.uint64), (np.int32, np.uint32), (np.int8, np.uint8))}
+
 
 class FrameCheck:
     """Checks frames of one streamed input: shape, dtype kind, token range, NaN / Inf."""
@@ -140,9 +142,10 @@ class FrameCheck:
     def _range(self, arr: np.ndarray) -> None:
         if not arr.size or self.vocab is None:
             return
-        if arr.dtype.kind == "i" and arr.flags.c_contiguous:
+        unsigned = _UNSIGNED.get(arr.dtype)
+        if unsigned is not None and arr.flags.c_contiguous:
             # One pass: seen as unsigned, a negative id is huge, so max < vocab covers both ends.
-            if arr.view(arr.dtype.str.replace("i", "u")).max() < self.vocab:
+            if arr.view(unsigned).max() < self.vocab:
                 return
         if arr.min() < 0 or arr.max() >= self.vocab:
             raise InputError(
