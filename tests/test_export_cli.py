@@ -112,3 +112,13 @@ def test_cli_prints_a_typed_error_not_a_traceback(ckpt, tmp_path, capsys) -> Non
     assert main(["export", str(bad), "-o", str(tmp_path / "m.onnx")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("edgernn export: CheckpointError:") and "head.bias" in err and "Traceback" not in err
+
+
+def test_fp16_export_validates_against_fp32(ckpt, tmp_path) -> None:
+    out = tmp_path / "m.fp16.onnx"
+    spec, report = export_checkpoint(ckpt, out, validate=True, steps=300, quantize="fp16")
+    quant = spec.provenance["quantization"]
+    assert quant["dtype"] == "float16" and report is not None and report.max_abs <= 1e-5
+    assert 0 < quant["parity_vs_fp32"]["max_abs_normalised"] <= 1e-2  # softmax probabilities, 300 steps
+    weights = {i.data_type for i in onnx.load(str(out)).graph.initializer if len(i.dims) >= 2}
+    assert weights == {onnx.TensorProto.FLOAT16}
