@@ -1,8 +1,8 @@
 """Fuzzing the public runtime API against the float64 reference, driven by hypothesis.
 
 A ``Harness`` holds streams of one Engine and, beside each, the reference's float64 state.
-Every operation (step, push, reset, snapshot, restore, fork, ragged ``step_many``, and bad
-inputs of every kind) is applied to both; outputs and states must agree within fp32
+Every operation (step, push, reset, snapshot, restore, fork, ragged ``step_many``, batch
+join / leave / step, and bad inputs of every kind) is applied to both; outputs and states must agree within fp32
 tolerance, and an operation that raises must raise a typed error and leave the stream's
 state bit-for-bit as it was.
 
@@ -62,6 +62,7 @@ class Harness:
         self.states: list[State] = []
         self.snaps: list[tuple[bytes, State]] = []
         self.cfg = reference.config
+        self.batch: Any = None  # an engine.batch() some of the streams may join
 
     # -- checks ---------------------------------------------------------------------------
 
@@ -104,6 +105,20 @@ class Harness:
 
     def step_many(self, idx: list[int], frames: list[Any]) -> None:
         streams = [self.streams[i] for i in idx]
+        members = [self.batch is not None and s in self.batch.streams for s in streams]
+        if any(members) and not all(members):  # refused by design: one batch or loose streams
+            before = [s.state() for s in streams]
+            try:
+                self.engine.step_many(streams, frames)
+            except EdgeRNNError as exc:
+                self.stats.errors[type(exc).__name__] += 1
+            else:
+                raise FuzzFailure("step_many over batch members and loose streams was accepted")
+            for k, (s, b) in enumerate(zip(streams, before)):
+                if any(not np.array_equal(v, s.state()[n]) for n, v in b.items()):
+                    raise FuzzFailure(f"a refused step_many changed the state of stream {idx[k]}")
+            self.stats.ops["bad step_many"] += 1
+            return
         outs = self.engine.step_many(streams, frames)
         for i, xs, ys in zip(idx, frames, outs):
             want, self.states[i] = self.ref.run(self._as_input(xs), self.states[i])
@@ -133,6 +148,37 @@ class Harness:
         self.states.append(tuple(s.copy() for s in self.states[i]))
         self.stats.ops["fork"] += 1
 
+    def join(self, i: int) -> None:
+        """Move stream ``i`` into the harness's batch (its state moves into a lane)."""
+        if self.batch is None:
+            self.batch = self.engine.batch(max_streams=MAX_STREAMS)
+        if self.streams[i] in self.batch.streams:
+            return
+        self.batch.join(self.streams[i])
+        self.agree_state(i, "join")
+        self.stats.ops["join"] += 1
+
+    def leave(self, i: int) -> None:
+        if self.batch is None or self.streams[i] not in self.batch.streams:
+            return
+        self.batch.leave(self.streams[i])
+        self.agree_state(i, "leave")
+        self.stats.ops["leave"] += 1
+
+    def batch_step(self, frames: list[Any]) -> None:
+        """One frame for every member, in ``batch.streams`` order, in one call."""
+        members = list(self.batch.streams) if self.batch is not None else []
+        if not members:
+            return
+        idx = [next(k for k, s in enumerate(self.streams) if s is m) for m in members]
+        frames = frames[: len(members)]
+        ys = self.batch.step(np.stack([np.asarray(f) for f in frames]))
+        for i, x, y in zip(idx, frames, ys):
+            want, self.states[i] = self.ref.step(self._as_input(x)[None], self.states[i])
+            self.agree(y, want[0], f"batch.step: stream {i}")
+        self.stats.ops["batch step"] += 1
+        self.stats.frames += len(members)
+
     def refused(self, i: int, call: str, arg: Any, chunk: int = 64) -> None:
         """``call`` with a bad ``arg`` must raise a typed error and leave the state bit-for-bit."""
         stream = self.streams[i]
@@ -159,6 +205,8 @@ class Harness:
     def close(self) -> None:
         for s in self.streams:
             s.close()
+        if self.batch is not None:
+            self.batch.close()
 
     def _as_input(self, xs: Any) -> np.ndarray:
         """What the engine computes on: the frames cast to the graph's dtype (then float64 in the reference)."""
@@ -270,7 +318,7 @@ def play(h: Harness, data: st.DataObject, max_ops: int = 24) -> None:
     for _ in range(data.draw(st.integers(1, 3), label="streams")):
         h.new_stream()
     can_snap = hasattr(Stream, "snapshot")
-    ops = ["step", "push", "reset", "bad step", "bad push", "bad chunk", "step_many"]
+    ops = ["step", "push", "reset", "bad step", "bad push", "bad chunk", "step_many", "join", "leave", "batch step"]
     ops += ["snapshot", "restore", "fork", "bad restore"] if can_snap else []
     for _ in range(data.draw(st.integers(1, max_ops), label="ops")):
         op = data.draw(st.sampled_from(ops), label="op")
@@ -293,6 +341,12 @@ def play(h: Harness, data: st.DataObject, max_ops: int = 24) -> None:
             idx = data.draw(st.lists(st.integers(0, len(h.streams) - 1), min_size=1, max_size=4, unique=True))
             frames = [data.draw(good_frames(cfg, data.draw(st.integers(0, 5)))) for _ in idx]
             h.step_many(idx, frames)
+        elif op == "join":
+            h.join(i)
+        elif op == "leave":
+            h.leave(i)
+        elif op == "batch step":
+            h.batch_step([data.draw(good_frames(cfg, -1), label="frame") for _ in range(MAX_STREAMS)])
         elif op == "snapshot":
             h.snapshot(i)
         elif op == "restore" and h.snaps:

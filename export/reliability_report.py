@@ -148,10 +148,11 @@ def _fuzz(f: dict[str, Any]) -> list[str]:
         "## 2. Bad inputs and interleavings (hypothesis)",
         "",
         "Each example opens 1–3 streams and applies up to 24 random operations across them: `step`, `push` "
-        "(T up to 300, random chunk), `reset`, `snapshot`, `restore`, `fork`, ragged `engine.step_many`, and bad "
+        "(T up to 300, random chunk), `reset`, `snapshot`, `restore`, `fork`, ragged `engine.step_many`, "
+        "`Batch.join` / `leave` / `step` (members keep being used one by one too), and bad "
         "inputs — wrong rank, wrong frame size, NaN/±Inf, out-of-range and huge token ids, strings, complex, "
         "`None`, arbitrary objects, empty frames, chunk ≤ 0, truncated / bit-flipped / foreign / non-bytes "
-        "snapshots. Every output and state is compared with the reference; every refused call must raise an "
+        "snapshots, `step_many` mixing batch members with loose streams. Every output and state is compared with the reference; every refused call must raise an "
         "`EdgeRNNError` and leave the state bit-for-bit unchanged. Valid inputs come in int8…int64 and "
         "float16/32/64.",
         "",
