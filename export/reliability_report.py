@@ -152,7 +152,8 @@ def _fuzz(f: dict[str, Any]) -> list[str]:
         "`Batch.join` / `leave` / `step` (members keep being used one by one too), and bad "
         "inputs — wrong rank, wrong frame size, NaN/±Inf, out-of-range and huge token ids, strings, complex, "
         "`None`, arbitrary objects, empty frames, chunk ≤ 0, truncated / bit-flipped / foreign / non-bytes "
-        "snapshots, `step_many` mixing batch members with loose streams. Every output and state is compared with the reference; every refused call must raise an "
+        "snapshots, `step_many` mixing batch members with loose streams. Every output and state is "
+        "compared with the reference; every refused call must raise an "
         "`EdgeRNNError` and leave the state bit-for-bit unchanged. Valid inputs come in int8…int64 and "
         "float16/32/64.",
         "",
