@@ -85,6 +85,8 @@ class Batch:
                 raise StreamError(f"batch is full ({self.max_streams} streams); leave or close one first")
             if stream is None:
                 stream = Stream(self.engine)
+            if not isinstance(stream, Stream):
+                raise StreamError(f"a batch takes edgernn Streams, got {type(stream).__name__} (foreign stream)")
             if stream.engine is not self.engine:
                 raise StreamError("this stream belongs to another engine (foreign stream)")
             old = stream._lock
