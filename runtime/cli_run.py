@@ -72,9 +72,10 @@ def app_engine(task: str, model: str | None, device: str | None) -> Engine:
         devices = importlib.import_module("edgernn.devices")
     except ImportError as exc:
         raise ProfileError(f"--device {device!r}: edgernn.devices cannot be imported ({exc})") from None
-    if device == "auto":
-        engine, _, choice = importlib.import_module("edgernn.devices.auto").auto_engine(path)
+    if device == "auto":  # measured now, not recorded: the shipped models' folder may be read-only
+        choice = importlib.import_module("edgernn.devices.auto").choose_device(path)
         print(choice, file=sys.stderr)
+        engine, _ = devices.load_engine(path, choice.chosen)
     else:
         engine, _ = devices.load_engine(path, device)
     return check_app(engine, task)

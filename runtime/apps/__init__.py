@@ -35,9 +35,7 @@ def shipped_model(task: str) -> Path:
     return path
 
 
-def load_app(
-    task: str, model: str | os.PathLike[str] | None = None, profile: SessionProfile | None = None
-) -> Engine:
+def load_app(task: str, model: str | os.PathLike[str] | None = None, profile: SessionProfile | None = None) -> Engine:
     """Load ``model`` (the shipped example for ``task`` when None) and check it serves ``task``."""
     return check_app(Engine.load(model if model is not None else shipped_model(task), profile), task)
 
