@@ -16,6 +16,7 @@ import numpy as np
 
 from edgernn.runtime.errors import InputError
 
+_MAX = np.maximum.reduce  # the ufunc itself: skips ndarray.max's Python wrapper
 _UNSIGNED = {np.dtype(t): np.dtype(u) for t, u in ((np.int64, np.uint64), (np.int32, np.uint32), (np.int8, np.uint8))}
 
 
@@ -145,7 +146,7 @@ class FrameCheck:
         unsigned = _UNSIGNED.get(arr.dtype)
         if unsigned is not None and arr.flags.c_contiguous:
             # One pass: seen as unsigned, a negative id is huge, so max < vocab covers both ends.
-            if arr.view(unsigned).max() < self.vocab:
+            if _MAX(arr.view(unsigned), axis=None) < self.vocab:
                 return
         if arr.min() < 0 or arr.max() >= self.vocab:
             raise InputError(
