@@ -417,3 +417,39 @@ def _twice(case_dir: Path, base: onnx.ModelProto) -> Path:
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(_spec_json(base))
     return _save(case_dir, proto)
+
+
+def mutants(n: int, seed: int = 0) -> list[Case]:
+    """``n`` random mutations of the sound model: bit flips, cuts, insertions, deletions, random or
+    repeated spans. Any typed error is fine, and so is a load (a flipped weight is still a model)."""
+    rng = np.random.default_rng(seed)
+    kinds = ("flips", "cut", "insert", "delete", "random span", "repeat span")
+    out = []
+    for k in range(n):
+        kind = kinds[int(rng.integers(0, len(kinds)))]
+        out.append(Case(f"mutant-{k}", kind, ANY_TYPED, _mutate(kind, int(rng.integers(0, 2**31)))))
+    return out
+
+
+def _mutate(kind: str, seed: int) -> Callable[[Path, onnx.ModelProto], Path]:
+    def build(case_dir: Path, base: onnx.ModelProto) -> Path:
+        rng = np.random.default_rng(seed)
+        data = bytearray(base.SerializeToString())
+        at = int(rng.integers(0, len(data)))
+        span = int(rng.integers(1, 64))
+        if kind == "flips":
+            for pos in rng.integers(0, len(data), size=int(rng.integers(1, 17))):
+                data[pos] ^= 1 << int(rng.integers(0, 8))
+        elif kind == "cut":
+            del data[at:]
+        elif kind == "insert":
+            data[at:at] = rng.bytes(span)
+        elif kind == "delete":
+            del data[at : at + span]
+        elif kind == "random span":
+            data[at : at + span] = rng.bytes(len(data[at : at + span]))
+        else:
+            data[at:at] = data[at : at + span]
+        return _write(case_dir, bytes(data))
+
+    return build

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import onnx
 
-from edgernn.export.fault_files import ANY_TYPED, Case, cases, pickle_bomb
+from edgernn.export.fault_files import ANY_TYPED, Case, cases, mutants, pickle_bomb
 
-__all__ = ["ANY_TYPED", "Case", "CaseResult", "cases", "pickle_bomb", "prepare", "run_all", "run_group"]
+__all__ = ["ANY_TYPED", "Case", "CaseResult", "cases", "pickle_bomb", "prepare", "run_all", "run_group", "run_mutants"]
 
 CHILD_MEMORY_BYTES = 4 << 30
 
@@ -173,6 +173,23 @@ def run_all(base: onnx.ModelProto, names: list[str] | None = None, strace: bool 
         for item in (i for i in items if i[0].cwd_bait):
             results.update(run_group([item], item[2].parent, use))
     return [results[c.name] for c in chosen]
+
+
+def run_mutants(base: onnx.ModelProto, n: int, seed: int = 0) -> dict[str, Any]:
+    """Load ``n`` random mutants of ``base`` (see ``fault_files.mutants``) in one child process
+    (restarted after a crash): the count of each outcome, and the mutants that were not fine."""
+    chosen = mutants(n, seed)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="edgernn-mutants-") as tmp:
+        root = Path(tmp)
+        items = [(c, *prepare(c, root, base)) for c in chosen]
+        results = run_group(items, root, strace=False)
+    counts: dict[str, int] = {}
+    for r in results.values():
+        key = r.error if r.outcome == "typed" else r.outcome
+        counts[key] = counts.get(key, 0) + 1
+    bad = [f"{r.name} ({r.fault}): {r.outcome} {r.error} {r.message[:200]}" for r in results.values() if not r.ok]
+    return {"mutants": n, "outcomes": counts, "not_ok": bad, "seconds": time.perf_counter() - t0}
 
 
 def _traced_paths(text: str) -> list[str]:

@@ -29,6 +29,7 @@ EXAMPLE = (
 
 @dataclass(frozen=True)
 class Sizes:
+    mutants: int
     fuzz_examples: int
     soak_steps: int
     many_streams: int
@@ -40,8 +41,8 @@ class Sizes:
     @classmethod
     def pick(cls, long: bool) -> Sizes:
         if long:
-            return cls(200, 1_000_000, 10_000, 100, 8, 100, 100)
-        return cls(25, 20_000, 1_000, 20, 8, 100, 10)
+            return cls(5000, 200, 1_000_000, 10_000, 100, 8, 100, 100)
+        return cls(300, 25, 20_000, 1_000, 20, 8, 100, 10)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -126,8 +127,8 @@ def _models(root: Path) -> dict[str, tuple[Any, Path]]:
     return out
 
 
-def run_files() -> dict[str, Any]:
-    from edgernn.export.faults import run_all
+def run_files(mutant_count: int) -> dict[str, Any]:
+    from edgernn.export.faults import run_all, run_mutants
     from edgernn.export.onnx_export import attach_spec, to_onnx_proto
     from edgernn.runtime.spec import ModelConfig, StreamSpec
     from edgernn.train.model import build_model
@@ -137,7 +138,8 @@ def run_files() -> dict[str, Any]:
     base = attach_spec(to_onnx_proto(model), StreamSpec.for_model(cfg))
     t0 = time.perf_counter()
     results = [r.to_dict() for r in run_all(base)]
-    return {"cases": results, "seconds": time.perf_counter() - t0}
+    seconds = time.perf_counter() - t0
+    return {"cases": results, "seconds": seconds, "mutants": run_mutants(base, mutant_count)}
 
 
 def run_fuzz_all(models: dict[str, tuple[Any, Path]], examples: int) -> dict[str, Any]:
@@ -260,7 +262,7 @@ def collect(sizes: Sizes, skip: list[str], long: bool) -> dict[str, Any]:
     with LoadSampler() as load, tempfile.TemporaryDirectory(prefix="edgernn-reliability-") as tmp:
         models = _models(Path(tmp))
         steps = [
-            ("files", run_files),
+            ("files", lambda: run_files(sizes.mutants)),
             ("fuzz", lambda: run_fuzz_all(models, sizes.fuzz_examples)),
             ("soak", lambda: run_soak(models, sizes)),
             ("threads", lambda: run_threads(models, sizes)),

@@ -25,6 +25,8 @@ def failures(r: dict[str, Any]) -> list[str]:
     for c in r.get("files", {}).get("cases", []):
         if not c["ok"]:
             bad.append(f"file case {c['name']}")
+    if r.get("files", {}).get("mutants", {}).get("not_ok"):
+        bad.append("file mutants")
     for key, m in r.get("fuzz", {}).get("models", {}).items():
         if not m["ok"] or m["max_abs_err"] > TOL:
             bad.append(f"fuzz {key}")
@@ -103,6 +105,7 @@ def render(r: dict[str, Any]) -> str:
 
 def _sizes(s: dict[str, int]) -> str:
     return (
+        f"{s['mutants']:,} random model-file mutants; "
         f"fuzz {s['fuzz_examples']} hypothesis examples per model; soak {s['soak_steps']:,} steps on one stream "
         f"and {s['many_streams']:,} streams x {s['many_steps']} steps; {s['threads']} threads x "
         f"{s['per_thread']} streams x {s['thread_steps']} steps"
@@ -135,6 +138,21 @@ def _files(f: dict[str, Any]) -> list[str]:
             f"| {c['name']} | {_cell(c['fault'], 70)} | {c['expect']} | {result}{mark} | "
             f"{'**yes**' if c['bait_opened'] else 'no'} | {_cell(_strip_path(c['message']))} |"
         )
+    mut = f.get("mutants")
+    if mut:
+        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(mut["outcomes"].items()))
+        lines += [
+            "",
+            f"**Random mutants.** {mut['mutants']:,} mutations of the sound model (bit flips, cuts, insertions, "
+            f"deletions, random and repeated spans), loaded and stepped in one child process restarted after "
+            f"any crash, in {mut['seconds']:.0f} s: {outcomes}; "
+            + (
+                f"**{len(mut['not_ok'])} not fine**: {_cell('; '.join(mut['not_ok']), 300)}."
+                if mut["not_ok"]
+                else "no crash, no untyped error."
+            )
+            + " (`loaded`: the mutation hit weights or names; ONNX carries no checksum.)",
+        ]
     return lines
 
 

@@ -10,7 +10,7 @@ import onnx
 import pytest
 from conftest import tiny_model
 
-from edgernn.export.faults import ANY_TYPED, Case, cases, pickle_bomb, prepare, run_all, run_group
+from edgernn.export.faults import ANY_TYPED, Case, cases, pickle_bomb, prepare, run_all, run_group, run_mutants
 from edgernn.export.onnx_export import attach_spec, to_onnx_proto
 from edgernn.runtime import Engine
 from edgernn.runtime.errors import ModelLoadError, SpecError
@@ -64,6 +64,14 @@ def test_messages_name_the_file_and_the_reason(results: dict) -> None:
 def test_external_cases_were_traced_at_the_system_call_level(results: dict) -> None:
     traced = [n for n, r in results.items() if n.startswith("external")]
     assert traced and all(results[n].traced for n in traced)
+
+
+def test_random_mutants_of_a_model_never_crash_the_loader(base: onnx.ModelProto) -> None:
+    r = run_mutants(base, 60, seed=3)
+    assert r["not_ok"] == []
+    assert sum(r["outcomes"].values()) == 60
+    assert set(r["outcomes"]) <= {"ModelLoadError", "SpecError", "loaded"}
+    assert r["outcomes"].get("ModelLoadError", 0) > 0
 
 
 def test_the_bait_detector_sees_an_opened_bait(base: onnx.ModelProto, tmp_path: Path) -> None:

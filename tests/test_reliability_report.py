@@ -26,6 +26,7 @@ GOOD = {
     },
     "load": {"samples": [1.0, 3.0], "mean": 2.0, "max": 3.0},
     "sizes": {
+        "mutants": 7,
         "fuzz_examples": 5,
         "soak_steps": 100,
         "many_streams": 10,
@@ -142,7 +143,7 @@ def test_each_bad_figure_fails_the_run(path: tuple, value: object, name: str) ->
 
 
 def test_the_command_writes_the_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    tiny = reliability.Sizes(2, 200, 20, 3, 2, 3, 2)
+    tiny = reliability.Sizes(5, 2, 200, 20, 3, 2, 3, 2)
     monkeypatch.setattr(reliability.Sizes, "pick", classmethod(lambda cls, long: tiny))
     out = tmp_path / "R.md"
     args = argparse.Namespace(output=str(out), long=False, json=str(tmp_path / "r.json"), skip=["files", "fuzz"])
