@@ -118,3 +118,18 @@ def test_lstm_forget_gate_starts_open() -> None:
     for layer in range(2):
         b = getattr(model.rnn, f"bias_ih_l{layer}")
         assert torch.all(b[12:24] == 1.0)
+
+
+def test_dropout_acts_in_training_only_and_never_on_the_recurrence() -> None:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("gru", "tokens", 9, 12, 2, 5, dropout=0.5, embed_size=6))
+    x = torch.randint(0, 9, (2, 20))
+    model.eval()
+    a, _ = model(x)
+    b, _ = model(x)
+    assert torch.equal(a, b)
+    model.train()
+    c, _ = model(x)
+    assert (c - a).abs().max().item() > 1e-3
+    assert [type(m).__name__ for m in model.modules()].count("Dropout") == 1  # one module, no recurrent mask
+    assert model.rnn.dropout == 0.5  # between the stacked layers

@@ -214,7 +214,17 @@ def fit(
     info: DistInfo | None = None,
     log: Callable[[str], None] = print,
 ) -> FitResult:
-    """Train ``task`` under ``cfg``; with ``out``, keep a run directory (see ``RunDir``)."""
+    """Train ``task`` under ``cfg``; with ``out``, keep a run directory (see ``RunDir``).
+
+    ``info`` says this process's rank in a distributed run (``distributed.from_environment``).
+
+    Example:
+        >>> from edgernn.train.tasks import build_task, preset
+        >>> cfg = preset("recall", hidden_size=8, delay=2, max_steps=5, log_every=5)
+        >>> res = fit(build_task(cfg), cfg, log=lambda s: None)
+        >>> res.steps, sorted(res.metrics)[:2]
+        (5, ['accuracy', 'chance'])
+    """
     from edgernn.train.rundir import RunDir
 
     info = info or DistInfo()
