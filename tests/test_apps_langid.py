@@ -7,9 +7,12 @@ code's own test split (split by message id, so never seen in training).
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
-from appcli import edgernn, shipped
+from appcli import BLOCKED_CLI, edgernn, shipped
 
 from edgernn.runtime.apps import load_app
 from edgernn.runtime.apps.langid import LanguageDetector
@@ -102,3 +105,49 @@ def test_langid_prints_after_every_character_with_state_carried() -> None:
         assert max(abs(float(p) - q) for (_, p), (_, q) in zip(shown, ranked)) <= 0.0051  # printed with 2 decimals
         assert shown[0][0] == ranked[0][0] or abs(ranked[0][1] - ranked[1][1]) < 1e-4
     assert pushed[-1][0][0] == "de"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
+def test_langid_reads_keystrokes_from_a_terminal_and_backspace_restores_the_state() -> None:
+    """On a terminal: one key at a time (cbreak), the line rewritten in place; backspace goes back to a fork."""
+    import os
+    import pty
+    import termios
+    import time
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BLOCKED_CLI, "run", "langid"], stdin=slave, stdout=slave, stderr=slave
+    )
+    os.close(slave)
+    out = b""
+    try:
+        keys = list("Das isx") + ["\x7f"] + list("t ein Haus") + ["\r", "\x04"]
+        deadline = time.time() + 30
+        while termios.tcgetattr(master)[3] & termios.ICANON:  # type only once the app reads keys one by one
+            assert time.time() < deadline and proc.poll() is None, "the app never put the terminal in cbreak mode"
+            time.sleep(0.05)
+        for key in keys:  # at 20 ms a key, or all at once: keys that arrive together are split
+            os.write(master, key.encode())
+            time.sleep(0.02)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert proc.wait(timeout=20) == 0, out.decode(errors="replace")
+    finally:
+        os.close(master)
+    shown = [part for part in out.decode().split("\r\x1b[K") if "\t" in part]
+    texts = [part.split("\t")[0] for part in shown]
+    assert texts[:8] == ["D", "Da", "Das", "Das ", "Das i", "Das is", "Das isx", "Das is"]
+    assert texts[-1] == "Das ist ein Haus"
+    det = LanguageDetector(load_app("langid", shipped("langid")))
+    expected = det.feed("Das is")[-1]  # the state after backspace equals never having typed the x
+    after_backspace = [item.rsplit(" ", 1) for item in shown[7].split("\t")[1].strip().split("  ")]
+    assert [name for name, _ in after_backspace] == [name for name, _ in expected]
+    assert all(abs(float(p) - q) <= 0.0051 for (_, p), (_, q) in zip(after_backspace, expected))

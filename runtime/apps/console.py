@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 from collections.abc import Iterator
@@ -35,12 +36,16 @@ def _cbreak(fh: TextIO) -> Iterator[None]:
 def keystrokes(fh: TextIO) -> Iterator[str]:
     """Characters of ``fh`` one at a time; from a terminal, each key as it is pressed (Ctrl-D ends)."""
     if is_tty(fh) and os.name == "posix":
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         with _cbreak(fh):
             while True:
-                ch = os.read(fh.fileno(), 4).decode("utf-8", errors="replace")
-                if not ch or ch in END:
+                data = os.read(fh.fileno(), 64)  # keys typed faster than we read arrive together
+                if not data:
                     return
-                yield "\n" if ch == "\r" else ch
+                for ch in decoder.decode(data):  # a multi-byte character may span two reads
+                    if ch in END:
+                        return
+                    yield "\n" if ch == "\r" else ch
     else:
         while True:
             ch = fh.read(1)
