@@ -119,8 +119,9 @@ class Stream:
         with self._held():
             for s, view in zip(self.engine.spec.states, self._views()):
                 view.fill(s.init)
-            if self._ctx is not None:
-                self._ctx.fill(0)
+            ctx = self._ctx_view()
+            if ctx is not None:
+                ctx.fill(0)
             self._last = None
 
     # -- state ----------------------------------------------------------------------------
@@ -146,7 +147,8 @@ class Stream:
         from edgernn.runtime.snapshot import encode
 
         with self._held():
-            ctx = self._ctx.copy() if self._ctx is not None else None
+            view = self._ctx_view()
+            ctx = view.copy() if view is not None else None
             return encode(self.engine, [v.copy() for v in self._views()], ctx)
 
     def restore(self, blob: bytes) -> None:
@@ -155,17 +157,19 @@ class Stream:
 
         states, ctx = decode(self.engine, blob)
         with self._held():
-            for view, value in zip(self._views(), states):
-                view[...] = value
-            if self._ctx is not None and ctx is not None:
-                self._ctx[...] = ctx
+            for target, value in zip(self._views(), states):
+                target[...] = value
+            window = self._ctx_view()
+            if window is not None and ctx is not None:
+                window[...] = ctx
             self._last = None
 
     def fork(self) -> Stream:
         """A new independent stream of the same engine, starting from this stream's current state."""
         with self._held():
             home = [v.copy() for v in self._views()]
-            ctx = self._ctx.copy() if self._ctx is not None else None
+            view = self._ctx_view()
+            ctx = view.copy() if view is not None else None
         return Stream(self.engine, home, ctx)
 
     def close(self) -> None:
@@ -238,6 +242,12 @@ class Stream:
             return self._batch._lane_views(self._lane)
         assert self._home is not None
         return self._home
+
+    def _ctx_view(self) -> np.ndarray | None:
+        """The context window ``(1, K, *frame)`` wherever it lives (a batch lane for a member), or None."""
+        if self._batch is not None and self._batch._ctx is not None:
+            return self._batch._ctx[self._lane : self._lane + 1]
+        return self._ctx
 
     def _write_back(self) -> None:
         """Copy the state from the slot home and give the slot up (the pool's lock and ours are held)."""

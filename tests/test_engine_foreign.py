@@ -382,3 +382,18 @@ def test_two_outputs_on_the_bound_fast_path_and_last_outputs(tmp_path) -> None:
     last = s.last_outputs
     np.testing.assert_allclose(last["y"], expect[-1], atol=1e-5)
     np.testing.assert_allclose(last["total"], [expect[-1].sum()], atol=1e-5)
+
+
+def test_a_vad_batch_member_snapshots_its_context_window(vad) -> None:
+    engine = Engine.load(vad, spec=vad_spec(vad))
+    batch = engine.batch()
+    member, other = batch.join(), batch.join()
+    chunk = RNG.standard_normal(512).astype(np.float32)
+    batch.step_many({member: chunk, other: chunk[::-1].copy()})
+    loose = engine.stream()
+    loose.restore(member.snapshot())  # state and context travel out of the lane
+    nxt = RNG.standard_normal(512).astype(np.float32)
+    np.testing.assert_allclose(loose.push(nxt, chunk=512), batch.step_many({member: nxt})[member], atol=1e-6)
+    member.reset()
+    fresh = engine.stream()
+    np.testing.assert_allclose(member.push(nxt, chunk=512), fresh.push(nxt, chunk=512), atol=1e-6)
