@@ -94,6 +94,7 @@ def test_weather_reads_stdin_and_names_a_bad_row() -> None:
     )
     out = edgernn("run", "weather", stdin=rows).stdout.splitlines()
     assert [line[:10] for line in out] == ["2015-07-01", "2015-07-02"]
+    assert edgernn("run", "weather", "--device", "cpu", stdin=rows).stdout.splitlines() == out  # via edgernn.devices
     assert all(float(LINE.match(line)[3]) > 20 for line in out)  # type: ignore[index]  # a July day ahead
     bad = subprocess.run(
         [sys.executable, "-c", BLOCKED_CLI, "run", "weather"],
