@@ -191,27 +191,43 @@ def _body(cell: str, layer: LayerWeights, hidden: int, bld: _Builder, idx: int) 
     )
 
 
-def _one_frame(body: onnx.GraphProto, h0: str, gi: str, ax1: str) -> onnx.GraphProto:
-    """The body run once on a one-frame chunk (no Scan), with its own copy of the body's weights."""
+def _one_frame(body: onnx.GraphProto, h_l: str, gi: str, shapes: tuple[str, str]) -> onnx.GraphProto:
+    """The body run once on a one-frame chunk, in the state's own (1, batch, hidden) layout: no
+    Scan, no Squeeze/Unsqueeze of the state (a one-frame (batch, 1, n) chunk has the same memory
+    as (1, batch, n), so two Reshapes move between them). Its weights are its own copy."""
     sfx = "_1"
-    rename = {body.input[0].name: h0, body.input[1].name: f"{gi}{sfx}"}
-    nodes = [helper.make_node("Squeeze", [gi, ax1], [f"{gi}{sfx}"])]
+    row, col = shapes
+    rename = {body.input[0].name: h_l, body.input[1].name: f"{gi}{sfx}"}
+    nodes = [helper.make_node("Reshape", [gi, row], [f"{gi}{sfx}"])]
+    local = {t.name for t in body.initializer}
     for node in body.node[:-1]:  # all but the scan output's Identity
         copy = onnx.NodeProto()
         copy.CopyFrom(node)
-        copy.input[:] = [rename.get(i, i) for i in copy.input]
+        copy.input[:] = [f"{i}{sfx}" if i in local else rename.get(i, i) for i in copy.input]
         rename.update({o: f"{o}{sfx}" for o in copy.output})
         copy.output[:] = [rename[o] for o in copy.output]
         nodes.append(copy)
     h_next = rename[body.output[0].name]
-    nodes.append(helper.make_node("Unsqueeze", [h_next, ax1], [f"{h_next}_seq"]))
+    nodes.append(helper.make_node("Reshape", [h_next, col], [f"{h_next}_seq"]))
     inits = [TensorProto() for _ in body.initializer]
     for new, old in zip(inits, body.initializer):
         new.CopyFrom(old)
         new.name = f"{old.name}{sfx}"
-    for node in nodes:
-        node.input[:] = [f"{i}{sfx}" if i in {t.name for t in body.initializer} else i for i in node.input]
     return helper.make_graph(nodes, f"{body.name}_one_frame", [], [_vi(h_next), _vi(f"{h_next}_seq")], inits)
+
+
+def _scan(
+    body: onnx.GraphProto, h_l: str, gi: str, h_last: str, seq: str, axis0: str, bld: _Builder
+) -> list[onnx.NodeProto]:
+    """Squeeze the layer's state to (batch, hidden), Scan the body over time, Unsqueeze it back."""
+    h0, last = bld.name("h0"), bld.name("h_end")
+    return [
+        helper.make_node("Squeeze", [h_l, axis0], [h0]),
+        helper.make_node(
+            "Scan", [h0, gi], [last, seq], body=body, num_scan_inputs=1, scan_input_axes=[1], scan_output_axes=[1]
+        ),
+        helper.make_node("Unsqueeze", [last, axis0], [h_last]),
+    ]
 
 
 def _vi(name: str) -> onnx.ValueInfoProto:
@@ -254,38 +270,37 @@ def build_decomposed(
         b = (weights.encoder_b if weights.encoder_b is not None else 0.0) @ first.W.T.astype(np.float64) + first.Wb
         gi = bld.matmul(nodes, INPUT_X, w.astype(np.float32), b, "l0_in", fp32=True)
     finals, seq, is_one = [], "", ""
+    axis0 = bld.const("axis0", np.array([0], np.int64))
+    n_layers = len(weights.layers)
     for idx, layer in enumerate(weights.layers):
         if idx > 0:  # the layer below's outputs, all time steps in one product
             gi = bld.matmul(nodes, seq, layer.W.T, layer.Wb, f"l{idx}_in")
-        h0 = bld.name("h0")
-        layer_index = bld.const("layer", np.array(idx, np.int64))
-        nodes.append(helper.make_node("Gather", [STATE_H[0], layer_index], [h0], axis=0))
-        h_last, seq = bld.name("h_last"), bld.name("seq")
+        # this layer's state as (1, batch, hidden); the whole input when there is one layer
+        h_l = STATE_H[0]
+        if n_layers > 1:
+            h_l = bld.name("h_l")
+            ends = [bld.const(n, np.array([v], np.int64)) for n, v in (("start", idx), ("end", idx + 1))]
+            nodes.append(helper.make_node("Slice", [STATE_H[0], *ends, axis0], [h_l]))
+        h_last = STATE_H[1] if n_layers == 1 else bld.name("h_last")  # (1, batch, hidden)
+        seq = bld.name("seq")
         body = _body(cfg.cell, layer, hidden, bld, idx)
-        scan_out = [h_last, seq] if not one_frame_branch else [f"{h_last}_scan", f"{seq}_scan"]
-        scan = helper.make_node(
-            "Scan", [h0, gi], scan_out, body=body, num_scan_inputs=1, scan_input_axes=[1], scan_output_axes=[1]
-        )
+        scan_nodes = _scan(body, h_l, gi, h_last, seq, axis0, bld)
         if one_frame_branch:  # If(time == 1): the body once, no Scan; else the Scan
             if not is_one:
                 is_one = _is_one_frame(nodes, bld, gi)
-            ax1 = bld.const("ax1", np.array([1], np.int64))
-            scan_g = helper.make_graph([scan], f"layer{idx}_scan", [], [_vi(o) for o in scan_out])
-            nodes.append(
-                helper.make_node(
-                    "If", [is_one], [h_last, seq], then_branch=_one_frame(body, h0, gi, ax1), else_branch=scan_g
-                )
-            )
+            shapes = (bld.const("row", np.array([1, -1, layer.W.shape[0]], np.int64)),
+                      bld.const("col", np.array([-1, 1, hidden], np.int64)))
+            outs = [f"{h_last}_s", f"{seq}_s"]
+            for node in scan_nodes:
+                node.output[:] = [outs[[h_last, seq].index(o)] if o in (h_last, seq) else o for o in node.output]
+            scan_g = helper.make_graph(scan_nodes, f"layer{idx}_scan", [], [_vi(o) for o in outs])
+            then_g = _one_frame(body, h_l, gi, shapes)
+            nodes.append(helper.make_node("If", [is_one], [h_last, seq], then_branch=then_g, else_branch=scan_g))
         else:
-            nodes.append(scan)
+            nodes += scan_nodes
         finals.append(h_last)
-    axis0 = bld.const("axis0", np.array([0], np.int64))
-    if len(finals) == 1:
-        nodes.append(helper.make_node("Unsqueeze", [finals[0], axis0], [STATE_H[1]]))
-    else:
-        stacked = [bld.name("h_u") for _ in finals]
-        nodes += [helper.make_node("Unsqueeze", [h, axis0], [u]) for h, u in zip(finals, stacked)]
-        nodes.append(helper.make_node("Concat", stacked, [STATE_H[1]], axis=0))
+    if n_layers > 1:
+        nodes.append(helper.make_node("Concat", finals, [STATE_H[1]], axis=0))
     # Real-valued outputs keep an fp32 head: its int8 error lands on the output as it is (3-4% of
     # the output's RMS on the test models, 1-2% with an fp32 head); a char model's softmax absorbs it.
     head_fp32 = cfg.input_kind == "frames"
