@@ -48,8 +48,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.top < 1 or args.chars < 0:
+        raise InputError(f"--top must be >= 1 (got {args.top}) and --chars >= 0 (got {args.chars})")
     engine = app_engine(MODEL_OF_APP[args.app], args.model, args.device)
-    source = open(args.input, encoding="utf-8") if args.input else sys.stdin  # noqa: SIM115
+    try:
+        source = open(args.input, encoding="utf-8") if args.input else sys.stdin
+    except OSError as exc:
+        raise InputError(f"--input {args.input}: cannot read it: {exc.strerror}") from None
     try:
         if args.app == "textgen":
             return run_textgen(engine, args)
