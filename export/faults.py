@@ -60,9 +60,18 @@ for name, path, value in manifest:
             out["outputs"] = [np.asarray(stream.step(x), dtype=float).ravel().tolist() for _ in range(3)]
         except EdgeRNNError as exc:  # at run: the state must be as before, and the stream still usable
             kept = all(np.array_equal(before[k], v) for k, v in stream.state().items())
-            stream.step(np.zeros(engine.frame_shape, dtype=engine.input_dtype))
+            zero = np.zeros(engine.frame_shape, dtype=engine.input_dtype)
+            stream.step(zero)
+            # a push whose second chunk fails: the first chunk's progress must be rolled back
+            mid = stream.state()
+            try:
+                stream.push(np.stack([zero, zero, x, zero]), chunk=2)
+                rolled = "accepted"
+            except EdgeRNNError:
+                rolled = all(np.array_equal(mid[k], v) for k, v in stream.state().items())
             out.update(outcome="typed", error=type(exc).__name__,
-                       message=f"at run, state unchanged: {kept}, the next step ran: " + str(exc)[:300])
+                       message=f"at run, state unchanged: {kept}, the next step ran, a push failing in its "
+                       f"second chunk rolled back: {rolled}: " + str(exc)[:300])
         else:
             out["outcome"] = "loaded"
             out["message"] = "ran 3 steps; the first output has %d values per frame" % len(out["outputs"][0])
@@ -92,7 +101,9 @@ class CaseResult:
     @property
     def ok(self) -> bool:
         """As expected, no bait file opened, no code run."""
-        if self.message.startswith("at run, state unchanged: False"):
+        if self.message.startswith("at run") and (
+            "unchanged: False" in self.message or "back: True" not in self.message
+        ):
             return False
         if self.bait_opened or self.code_ran or self.outcome in ("crash", "timeout", "untyped"):
             return False
