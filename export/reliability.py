@@ -305,6 +305,8 @@ def main(args: argparse.Namespace) -> int:
     sizes = Sizes.pick(args.long)
     results = collect(sizes, args.skip, args.long)
     results["command"] = "edgernn reliability" + (" --long" if args.long else "")
+    for target in filter(None, (args.output, args.json)):
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(render(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=str))
