@@ -146,7 +146,8 @@ def test_the_command_writes_the_report(tmp_path: Path, monkeypatch: pytest.Monke
     tiny = reliability.Sizes(5, 2, 200, 20, 3, 2, 3, 2)
     monkeypatch.setattr(reliability.Sizes, "pick", classmethod(lambda cls, long: tiny))
     out = tmp_path / "R.md"
-    args = argparse.Namespace(output=str(out), long=False, json=str(tmp_path / "runs" / "r.json"), skip=["files", "fuzz"])
+    raw = tmp_path / "runs" / "r.json"
+    args = argparse.Namespace(output=str(out), long=False, json=str(raw), skip=["files", "fuzz"])
     assert reliability.main(args) == 0
     text = out.read_text()
     assert "soak 200 steps on one stream" in text and "20 streams x 3 steps" in text
