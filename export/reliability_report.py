@@ -172,8 +172,8 @@ def _fuzz(f: dict[str, Any]) -> list[str]:
         "`None`, arbitrary objects, empty frames, chunk ≤ 0, truncated / bit-flipped / foreign / non-bytes "
         "snapshots, `step_many` mixing batch members with loose streams. Every output and state is "
         "compared with the reference; every refused call must raise an "
-        "`EdgeRNNError` and leave the state bit-for-bit unchanged. Valid inputs come in int8…int64 and "
-        "float16/32/64.",
+        "`EdgeRNNError` and leave the state bit-for-bit unchanged. Valid tokens come as Python ints or "
+        "uint8/int16/int32/int64 arrays, valid frames as float16/32/64 or int32 arrays.",
         "",
         "| model | examples | operations | frames | typed errors raised | max abs err | time |",
         "|---|---|---|---|---|---|---|",
