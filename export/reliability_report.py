@@ -273,6 +273,9 @@ def _known(r: dict[str, Any]) -> list[str]:
         "`Engine.load` now runs `safety.check_spec` on it (bd2f7ee); before, numpy tried to allocate it |",
         "| external data, model given to onnxruntime as bytes | refused / inlined by `runtime/safety.py` | fixed: "
         "onnxruntime 1.32 resolves it against the working directory, not the model's folder |",
+        "| spec says output `y` is 7 wide, the graph (declared symbolic) computes 60 | loads; `step` returns 60 "
+        "values (case spec-lies-at-run) | **open**, engine design: `Engine._probe` trusts the graph over a fully "
+        "known spec size; a SpecError there would name the disagreement |",
     ]
     return lines
 
