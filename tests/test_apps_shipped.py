@@ -73,3 +73,14 @@ def test_installed_wheel_runs_the_apps_without_torch(unpacked_wheel: Path) -> No
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split("\t")[1].startswith("fr "), proc.stdout
+
+
+@pytest.mark.parametrize("module", ["textgen", "suggest", "langid", "weather"])
+def test_app_docstring_examples_run(module: str) -> None:
+    import doctest
+    import importlib
+
+    for task in TASKS:
+        shipped(task)
+    result = doctest.testmod(importlib.import_module(f"edgernn.runtime.apps.{module}"))
+    assert result.attempted >= 3 and result.failed == 0
