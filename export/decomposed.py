@@ -1,4 +1,4 @@
-"""A GRU / Elman RNN step written as plain MatMuls and gate math, so its products can be int8.
+"""A GRU / Elman RNN (or LSTM) step written as plain MatMuls and gate math, so its products can be int8.
 
 onnxruntime quantizes the LSTM op (DynamicQuantizeLSTM) but leaves the GRU and RNN ops in
 fp32. This module rebuilds such a graph from its own weights, layer by layer:
@@ -14,7 +14,8 @@ Scan body too (``quantize_dynamic`` does not reach Scan/Loop bodies). The input 
 fp32 and is folded: for tokens the embedding and the first layer's input product become one
 table (a Gather); for frames the encoder Linear and that product become one small MatMul.
 
-Gate order follows ONNX (GRU: z, r, h; ``linear_before_reset=1`` as PyTorch computes it).
+Gate order follows ONNX (GRU: z, r, h with ``linear_before_reset=1`` as PyTorch computes it;
+LSTM: i, o, f, c). The LSTM path is optional (``quantize_model(..., lstm_decomposed=True)``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edgernn.export.errors import QuantizeError
-from edgernn.runtime.spec import BATCH, INPUT_X, OUTPUT_Y, STATE_H, StreamSpec
+from edgernn.runtime.spec import BATCH, INPUT_X, OUTPUT_Y, STATE_C, STATE_H, StreamSpec
 
 MS_DOMAIN = "com.microsoft"
 
@@ -148,14 +149,30 @@ class _Builder:
 
 
 def _body(cell: str, layer: LayerWeights, hidden: int, bld: _Builder, idx: int) -> onnx.GraphProto:
-    """Scan body: (h_prev, gi_t) -> (h_next, h_next as scan output). Its weights are its own
+    """Scan body: (h_prev[, c_prev], gi_t) -> (h_next[, c_next], h_next as scan output). Its weights are its own
     initializers: onnxruntime pre-packs DynamicQuantizeMatMul weights only when they are
     (measured: outer-scope weights made the int8 RNN step 10-25% slower)."""
     start = len(bld.inits)
     h, gi, h_next = f"h_prev_{idx}", f"gi_t_{idx}", f"h_next_{idx}"
+    c, c_next = f"c_prev_{idx}", f"c_next_{idx}"
     nodes: list[onnx.NodeProto] = []
     gh = bld.matmul(nodes, h, layer.R.T, layer.Rb, f"l{idx}_rec")
-    if cell == "rnn":
+    if cell == "lstm":  # ONNX gate order i, o, f, c
+        g, g_iof, g_c, s_iof, i, o, f = (bld.name(x) for x in ("g", "g_iof", "g_c", "s_iof", "i", "o", "f"))
+        nodes.append(helper.make_node("Add", [gi, gh], [g]))
+        split = bld.const("split", np.array([3 * hidden, hidden], np.int64))
+        nodes.append(helper.make_node("Split", [g, split], [g_iof, g_c], axis=-1))
+        nodes.append(helper.make_node("Sigmoid", [g_iof], [s_iof]))
+        thirds = bld.const("thirds", np.array([hidden] * 3, np.int64))
+        nodes.append(helper.make_node("Split", [s_iof, thirds], [i, o, f], axis=-1))
+        cand, fc, ic, tc = (bld.name(x) for x in ("cand", "fc", "ic", "tc"))
+        nodes.append(helper.make_node("Tanh", [g_c], [cand]))
+        nodes.append(helper.make_node("Mul", [f, c], [fc]))
+        nodes.append(helper.make_node("Mul", [i, cand], [ic]))
+        nodes.append(helper.make_node("Add", [fc, ic], [c_next]))  # c' = f * c + i * tanh(g_c)
+        nodes.append(helper.make_node("Tanh", [c_next], [tc]))
+        nodes.append(helper.make_node("Mul", [o, tc], [h_next]))  # h' = o * tanh(c')
+    elif cell == "rnn":
         pre = bld.name("pre")
         nodes.append(helper.make_node("Add", [gi, gh], [pre]))
         nodes.append(helper.make_node("Tanh", [pre], [h_next]))
@@ -182,22 +199,25 @@ def _body(cell: str, layer: LayerWeights, hidden: int, bld: _Builder, idx: int) 
     vi = helper.make_tensor_value_info
     local = bld.inits[start:]
     del bld.inits[start:]
+    states_in, states_out = ([h, c], [h_next, c_next]) if cell == "lstm" else ([h], [h_next])
     return helper.make_graph(
         nodes,
         f"layer{idx}_step",
-        [vi(h, TensorProto.FLOAT, [BATCH, hidden]), vi(gi, TensorProto.FLOAT, [BATCH, gates])],
-        [vi(h_next, TensorProto.FLOAT, [BATCH, hidden]), vi(y_t, TensorProto.FLOAT, [BATCH, hidden])],
+        [vi(n, TensorProto.FLOAT, [BATCH, hidden]) for n in states_in] + [vi(gi, TensorProto.FLOAT, [BATCH, gates])],
+        [vi(n, TensorProto.FLOAT, [BATCH, hidden]) for n in [*states_out, y_t]],
         local,
     )
 
 
-def _one_frame(body: onnx.GraphProto, h_l: str, gi: str, shapes: tuple[str, str]) -> onnx.GraphProto:
+def _one_frame(body: onnx.GraphProto, states: list[str], gi: str, shapes: tuple[str, str]) -> onnx.GraphProto:
     """The body run once on a one-frame chunk, in the state's own (1, batch, hidden) layout: no
     Scan, no Squeeze/Unsqueeze of the state (a one-frame (batch, 1, n) chunk has the same memory
     as (1, batch, n), so two Reshapes move between them). Its weights are its own copy."""
     sfx = "_1"
     row, col = shapes
-    rename = {body.input[0].name: h_l, body.input[1].name: f"{gi}{sfx}"}
+    n = len(states)
+    rename = {v.name: s for v, s in zip(body.input[:n], states)}
+    rename[body.input[n].name] = f"{gi}{sfx}"
     nodes = [helper.make_node("Reshape", [gi, row], [f"{gi}{sfx}"])]
     local = {t.name for t in body.initializer}
     for node in body.node[:-1]:  # all but the scan output's Identity
@@ -207,27 +227,30 @@ def _one_frame(body: onnx.GraphProto, h_l: str, gi: str, shapes: tuple[str, str]
         rename.update({o: f"{o}{sfx}" for o in copy.output})
         copy.output[:] = [rename[o] for o in copy.output]
         nodes.append(copy)
-    h_next = rename[body.output[0].name]
-    nodes.append(helper.make_node("Reshape", [h_next, col], [f"{h_next}_seq"]))
+    nexts = [rename[v.name] for v in body.output[:n]]
+    nodes.append(helper.make_node("Reshape", [nexts[0], col], [f"{nexts[0]}_seq"]))
     inits = [TensorProto() for _ in body.initializer]
     for new, old in zip(inits, body.initializer):
         new.CopyFrom(old)
         new.name = f"{old.name}{sfx}"
-    return helper.make_graph(nodes, f"{body.name}_one_frame", [], [_vi(h_next), _vi(f"{h_next}_seq")], inits)
+    outs = [_vi(x) for x in [*nexts, f"{nexts[0]}_seq"]]
+    return helper.make_graph(nodes, f"{body.name}_one_frame", [], outs, inits)
 
 
 def _scan(
-    body: onnx.GraphProto, h_l: str, gi: str, h_last: str, seq: str, axis0: str, bld: _Builder
+    body: onnx.GraphProto, states: list[str], gi: str, lasts: list[str], seq: str, axis0: str, bld: _Builder
 ) -> list[onnx.NodeProto]:
-    """Squeeze the layer's state to (batch, hidden), Scan the body over time, Unsqueeze it back."""
-    h0, last = bld.name("h0"), bld.name("h_end")
-    return [
-        helper.make_node("Squeeze", [h_l, axis0], [h0]),
+    """Squeeze the layer's states to (batch, hidden), Scan the body over time, Unsqueeze them back."""
+    firsts, ends = [bld.name("s0") for _ in states], [bld.name("s_end") for _ in states]
+    nodes = [helper.make_node("Squeeze", [s, axis0], [f]) for s, f in zip(states, firsts)]
+    nodes.append(
         helper.make_node(
-            "Scan", [h0, gi], [last, seq], body=body, num_scan_inputs=1, scan_input_axes=[1], scan_output_axes=[1]
-        ),
-        helper.make_node("Unsqueeze", [last, axis0], [h_last]),
-    ]
+            "Scan", [*firsts, gi], [*ends, seq], body=body, num_scan_inputs=1, scan_input_axes=[1],
+            scan_output_axes=[1],
+        )
+    )
+    nodes += [helper.make_node("Unsqueeze", [e, axis0], [last]) for e, last in zip(ends, lasts)]
+    return nodes
 
 
 def _vi(name: str) -> onnx.ValueInfoProto:
@@ -255,8 +278,8 @@ def build_decomposed(
     weights are then stored twice (int8: small) and a one-frame call skips the Scan machinery.
     """
     cfg = spec.model
-    if cfg is None or cfg.cell not in ("rnn", "gru"):
-        raise QuantizeError("the decomposed cell covers 'rnn' and 'gru'; LSTM uses DynamicQuantizeLSTM")
+    if cfg is None:
+        raise QuantizeError("the stream spec has no model config: cannot rebuild the cell")
     hidden = cfg.hidden_size
     bld = _Builder(quantize)
     nodes: list[onnx.NodeProto] = []
@@ -269,38 +292,44 @@ def build_decomposed(
         w = weights.encoder_w.astype(np.float64) @ first.W.T.astype(np.float64)
         b = (weights.encoder_b if weights.encoder_b is not None else 0.0) @ first.W.T.astype(np.float64) + first.Wb
         gi = bld.matmul(nodes, INPUT_X, w.astype(np.float32), b, "l0_in", fp32=True)
-    finals, seq, is_one = [], "", ""
+    pairs = [STATE_H, STATE_C] if cfg.cell == "lstm" else [STATE_H]
+    finals: list[list[str]] = [[] for _ in pairs]
+    seq, is_one = "", ""
     axis0 = bld.const("axis0", np.array([0], np.int64))
     n_layers = len(weights.layers)
     for idx, layer in enumerate(weights.layers):
         if idx > 0:  # the layer below's outputs, all time steps in one product
             gi = bld.matmul(nodes, seq, layer.W.T, layer.Wb, f"l{idx}_in")
-        # this layer's state as (1, batch, hidden); the whole input when there is one layer
-        h_l = STATE_H[0]
+        # this layer's states as (1, batch, hidden); the whole inputs when there is one layer
+        states = [state_in for state_in, _ in pairs]
+        lasts = [state_out for _, state_out in pairs]
         if n_layers > 1:
-            h_l = bld.name("h_l")
             ends = [bld.const(n, np.array([v], np.int64)) for n, v in (("start", idx), ("end", idx + 1))]
-            nodes.append(helper.make_node("Slice", [STATE_H[0], *ends, axis0], [h_l]))
-        h_last = STATE_H[1] if n_layers == 1 else bld.name("h_last")  # (1, batch, hidden)
+            states = [bld.name(f"{s}_l") for s in states]
+            for (state_in, _), s in zip(pairs, states):
+                nodes.append(helper.make_node("Slice", [state_in, *ends, axis0], [s]))
+            lasts = [bld.name(f"{s}_last") for s in lasts]
         seq = bld.name("seq")
         body = _body(cfg.cell, layer, hidden, bld, idx)
-        scan_nodes = _scan(body, h_l, gi, h_last, seq, axis0, bld)
+        scan_nodes = _scan(body, states, gi, lasts, seq, axis0, bld)
         if one_frame_branch:  # If(time == 1): the body once, no Scan; else the Scan
             if not is_one:
                 is_one = _is_one_frame(nodes, bld, gi)
             shapes = (bld.const("row", np.array([1, -1, layer.W.shape[0]], np.int64)),
                       bld.const("col", np.array([-1, 1, hidden], np.int64)))
-            outs = [f"{h_last}_s", f"{seq}_s"]
+            inner = {o: f"{o}_s" for o in [*lasts, seq]}
             for node in scan_nodes:
-                node.output[:] = [outs[[h_last, seq].index(o)] if o in (h_last, seq) else o for o in node.output]
-            scan_g = helper.make_graph(scan_nodes, f"layer{idx}_scan", [], [_vi(o) for o in outs])
-            then_g = _one_frame(body, h_l, gi, shapes)
-            nodes.append(helper.make_node("If", [is_one], [h_last, seq], then_branch=then_g, else_branch=scan_g))
+                node.output[:] = [inner.get(o, o) for o in node.output]
+            scan_g = helper.make_graph(scan_nodes, f"layer{idx}_scan", [], [_vi(o) for o in inner.values()])
+            then_g = _one_frame(body, states, gi, shapes)
+            nodes.append(helper.make_node("If", [is_one], [*lasts, seq], then_branch=then_g, else_branch=scan_g))
         else:
             nodes += scan_nodes
-        finals.append(h_last)
+        for kept, last in zip(finals, lasts):
+            kept.append(last)
     if n_layers > 1:
-        nodes.append(helper.make_node("Concat", finals, [STATE_H[1]], axis=0))
+        for (_, state_out), kept in zip(pairs, finals):
+            nodes.append(helper.make_node("Concat", kept, [state_out], axis=0))
     # Real-valued outputs keep an fp32 head: its int8 error lands on the output as it is (3-4% of
     # the output's RMS on the test models, 1-2% with an fp32 head); a char model's softmax absorbs it.
     head_fp32 = cfg.input_kind == "frames"

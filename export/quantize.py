@@ -1,7 +1,8 @@
 """int8 and fp16 variants of an exported graph, with the same names, shapes and stream spec.
 
 - LSTM: ``onnxruntime.quantization.quantize_dynamic`` turns the LSTM op into
-  DynamicQuantizeLSTM and the head MatMul into an int8 product.
+  DynamicQuantizeLSTM and the head MatMul into an int8 product (or, with
+  ``lstm_decomposed=True``, the decomposed cell below).
 - GRU and Elman RNN: onnxruntime has no int8 kernel for those ops, so the graph is rebuilt
   as plain MatMuls + gate math (``edgernn.export.decomposed``) with every weight product
   int8 (per-tensor QInt8 weights, activations quantized per call), the recurrent one inside
@@ -40,12 +41,14 @@ def _opset(proto: onnx.ModelProto) -> int:
     return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
 
 
-def quantize_int8(proto: onnx.ModelProto, spec: StreamSpec, cell_aware: bool = True) -> tuple[onnx.ModelProto, dict]:
+def quantize_int8(
+    proto: onnx.ModelProto, spec: StreamSpec, cell_aware: bool = True, lstm_decomposed: bool = False
+) -> tuple[onnx.ModelProto, dict]:
     """The int8 graph of a native fp32 edgernn graph, and a note of how it was made."""
     cfg = spec.model
     if cfg is None:
         raise QuantizeError("the stream spec has no model config; only graphs exported by edgernn can be quantized")
-    if cell_aware and cfg.cell in ("gru", "rnn"):
+    if cell_aware and (cfg.cell in ("gru", "rnn") or lstm_decomposed):
         out = build_decomposed(read_weights(proto, spec), spec, _opset(proto), quantize=True)
         method = "decomposed cell: DynamicQuantizeMatMul, per-tensor symmetric int8 weights, Scan over time"
     else:
@@ -97,12 +100,14 @@ def _toposort(graph: onnx.GraphProto) -> None:
     graph.node.extend(copies)
 
 
-def convert_proto(proto: onnx.ModelProto, mode: str, cell_aware: bool = True) -> tuple[onnx.ModelProto, StreamSpec]:
+def convert_proto(
+    proto: onnx.ModelProto, mode: str, cell_aware: bool = True, lstm_decomposed: bool = False
+) -> tuple[onnx.ModelProto, StreamSpec]:
     """``mode`` ('int8' or 'fp16') variant of ``proto``, with its spec (provenance records the conversion)."""
     if mode not in QUANTIZE_MODES:
         raise QuantizeError(f"quantize mode {mode!r} is not one of {', '.join(QUANTIZE_MODES)}")
     spec = read_spec(proto)
-    out, note = quantize_int8(proto, spec, cell_aware) if mode == "int8" else convert_fp16(proto)
+    out, note = quantize_int8(proto, spec, cell_aware, lstm_decomposed) if mode == "int8" else convert_fp16(proto)
     kept = {p.key: p.value for p in proto.metadata_props if p.key != METADATA_KEY}
     for key, value in kept.items():
         entry = out.metadata_props.add()
@@ -117,6 +122,7 @@ def quantize_model(
     cell_aware: bool = True,
     mode: str = "int8",
     force: bool = False,
+    lstm_decomposed: bool = False,
 ) -> StreamSpec:
     """Write the int8 (or fp16) variant of the edgernn graph at ``path_in`` to ``path_out``.
 
@@ -124,9 +130,14 @@ def quantize_model(
     ``False`` runs plain ``quantize_dynamic``, which leaves those ops in fp32. The result
     has the same input, output and state names and the same spec, so ``Engine.load`` streams
     it unchanged. Returns the spec written.
+
+    ``lstm_decomposed=True`` builds an LSTM the GRU / RNN way instead of DynamicQuantizeLSTM.
+    Measured at hidden 512 (trained char models, 2 vCPU): more accurate (max |Δp| 0.005 vs
+    0.009; 0.028 vs 0.036 at hidden 256), faster one frame per call (5.3x vs 4.4x fp32),
+    slower in chunks of 64 (5.1x vs 6.8x).
     """
     proto = onnx.load(os.fspath(path_in))
-    out, spec = convert_proto(proto, mode, cell_aware)
+    out, spec = convert_proto(proto, mode, cell_aware, lstm_decomposed)
     note: dict[str, Any] = dict(spec.provenance["quantization"])
     note["source_sha256"] = file_sha256(path_in)
     spec = spec.with_provenance(quantization=note)

@@ -40,7 +40,7 @@ def int8(exported, tmp_path_factory) -> dict[str, object]:
     return out
 
 
-@pytest.mark.parametrize("cell", ["rnn", "gru"])
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 @pytest.mark.parametrize("kind", ["tokens", "frames"])
 def test_decomposed_fp32_cell_equals_pytorch_over_1000_steps(exported, tmp_path, cell: str, kind: str) -> None:
     model, path = exported[cell if kind == "tokens" else f"frames-{cell}"]
@@ -86,6 +86,17 @@ def test_int8_keeps_names_shapes_and_spec(exported, int8) -> None:
     assert q.spec.states == fp32.spec.states and q.spec.model == fp32.spec.model
     note = q.spec.provenance["quantization"]
     assert note["dtype"] == "int8" and "decomposed" in note["method"] and len(note["source_sha256"]) == 64
+
+
+def test_decomposed_lstm_int8_option(exported, tmp_path) -> None:
+    model, fp32 = exported["lstm"]
+    out = tmp_path / "lstm.dec.onnx"
+    quantize_model(fp32, out, lstm_decomposed=True)
+    counts = op_counts(out)
+    assert counts["LSTM"] == counts["DynamicQuantizeLSTM"] == 0 and counts["DynamicQuantizeMatMul"] == 6
+    result = compare_graphs(fp32, out, sample_batch(model, 1000, 3, seed=11), tolerance=2e-2)
+    assert 0.0 < result["max_abs_normalised"] <= 2e-2
+    assert max(m["c_out"] for m in result["modes"].values()) <= 2e-2
 
 
 def test_plain_quantize_dynamic_leaves_the_gru_op_in_fp32(exported, tmp_path) -> None:
