@@ -210,6 +210,9 @@ def run_weather(engine: Engine, source: TextIO) -> int:
         row = parse_row(line, n)
         if row is None:
             continue
+        if fc.last is not None and (row.date - fc.last.date).days > 1:
+            print(f"line {n}: {(row.date - fc.last.date).days - 1} day(s) missing before {row.date}; "
+                  "the model reads rows as consecutive days", file=sys.stderr)  # fmt: skip
         f = fc.update(row)
         print(
             f"{row.date.isoformat()}  forecast {f.date.isoformat()}: max {f.temp_max:5.1f} °C  "
