@@ -93,8 +93,11 @@ def check_output(path: str | os.PathLike[str], force: bool = False) -> Path:
     if path.exists() and not force:
         raise OutputExistsError(f"{path} exists; pass force=True (--force) to replace it")
     parent = path.parent
+    while not parent.exists() and parent != parent.parent:  # folders are made only when writing
+        parent = parent.parent
     try:
-        parent.mkdir(parents=True, exist_ok=True)
+        if not parent.is_dir():
+            raise NotADirectoryError(20, "not a folder")
         with tempfile.TemporaryFile(dir=parent):
             pass
     except OSError as exc:
@@ -105,6 +108,7 @@ def check_output(path: str | os.PathLike[str], force: bool = False) -> Path:
 def write_model(proto: onnx.ModelProto, path: str | os.PathLike[str], force: bool = False) -> Path:
     """Write atomically: a temp file beside ``path`` renamed into place; nothing half-written stays."""
     path = check_output(path, force)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(tmp_name)

@@ -77,7 +77,7 @@ def test_unwritable_output_is_refused_before_any_work(ckpt, tmp_path) -> None:
 
 
 def test_failed_validation_leaves_nothing_behind(ckpt, tmp_path) -> None:
-    out = tmp_path / "m.onnx"
+    out = tmp_path / "new" / "folder" / "m.onnx"
     with pytest.raises(ParityError):
         export_checkpoint(ckpt, out, validate=True, steps=50, tolerance=0.0)  # not bit-identical: must fail
     assert list(tmp_path.iterdir()) == []
