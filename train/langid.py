@@ -50,7 +50,35 @@ def predict_prefixes(model: RecurrentModel, encoded: list[np.ndarray], batch: in
     return out
 
 
-def langid_task(cfg: TrainConfig, data: LangData | None = None) -> Task:
+class LangAugment:
+    """Label-preserving variants of a training string, so that the model sees more than the
+    catalog's string starts: with ``p_suffix`` a suffix from a word start (any character in
+    scripts without spaces), with ``p_join`` the string, a space and another string of the same
+    language; otherwise the string itself."""
+
+    def __init__(
+        self, xs: list[np.ndarray], labels: list[int], space_id: int, p_suffix: float = 0.25, p_join: float = 0.25
+    ) -> None:
+        self.xs, self.labels, self.space = xs, labels, space_id
+        self.p_suffix, self.p_join = p_suffix, p_join
+        self.by_label: dict[int, list[int]] = {}
+        for i, label in enumerate(labels):
+            self.by_label.setdefault(label, []).append(i)
+
+    def __call__(self, j: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        x, label = self.xs[j], self.labels[j]
+        u = rng.random()
+        if u < self.p_suffix and len(x) > 4:
+            starts = np.flatnonzero(x[:-3] == self.space) + 1
+            cut = int(rng.choice(starts)) if len(starts) else int(rng.integers(1, len(x) - 3))
+            x = x[cut:]
+        elif u < self.p_suffix + self.p_join:
+            other = self.xs[int(rng.choice(self.by_label[label]))]
+            x = np.concatenate([x, [self.space], other])
+        return x, np.full(len(x), label, dtype=np.int64)
+
+
+def langid_task(cfg: TrainConfig, data: LangData | None = None, augment: bool = True) -> Task:
     data = data or load_catalog_strings()
     vocab = build_vocab([t for t, _ in data.train])
     xs = [vocab.encode(t) for t, _ in data.train]
@@ -77,7 +105,15 @@ def langid_task(cfg: TrainConfig, data: LangData | None = None) -> Task:
     return Task(
         name="langid",
         config=config,
-        source=ShardedSequenceSource(xs, ys, cfg.batch_size, cfg.seq_len, cfg.seed, pad_x=vocab.unknown_id),
+        source=ShardedSequenceSource(
+            xs,
+            ys,
+            cfg.batch_size,
+            cfg.seq_len,
+            cfg.seed,
+            pad_x=vocab.unknown_id,
+            augment=LangAugment(xs, [label for _, label in data.train], int(vocab.encode(" ")[0])) if augment else None,
+        ),
         loss_sum=label_loss_sum,
         evaluate=evaluate,
         facts=langid_facts(vocab, data.labels),

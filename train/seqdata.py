@@ -8,7 +8,7 @@ depends on the number of ranks.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -42,8 +42,10 @@ class ShardedSequenceSource:
         max_len: int,
         seed: int,
         pad_x: float | int = 0,
+        augment: Callable[[int, np.random.Generator], tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> None:
         self.xs, self.ys = list(xs), list(ys)
+        self.augment = augment  # (row, rng) -> (x, y): a label-preserving variant of row
         self.batch, self.max_len, self.seed, self.pad_x = batch, max_len, seed, pad_x
         self.per_epoch = max(1, len(self.xs) // batch)
         self._epoch, self._order = -1, np.zeros((0, batch), dtype=np.int64)
@@ -67,4 +69,8 @@ class ShardedSequenceSource:
 
     def global_batch(self, step: int) -> Batch:
         idx = self.indices(step)
-        return pad_batch([self.xs[j] for j in idx], [self.ys[j] for j in idx], self.max_len, self.pad_x)
+        if self.augment is None:
+            return pad_batch([self.xs[j] for j in idx], [self.ys[j] for j in idx], self.max_len, self.pad_x)
+        rng = np.random.default_rng([self.seed, 7, step])
+        pairs = [self.augment(int(j), rng) for j in idx]
+        return pad_batch([a for a, _ in pairs], [b for _, b in pairs], self.max_len, self.pad_x)
