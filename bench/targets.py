@@ -128,7 +128,7 @@ def step_overhead(t: Target, f: RunFigures) -> list[Verdict]:
         ratio = r.ratio("engine", "raw ping-pong") or 0.0
         extra = (ratio - 1.0) * raw  # the paired ratio, in µs at the raw loop's median
         ok = extra <= t.params["max_extra_us"] and ratio <= t.params["max_ratio"]
-        measured = f"{e:.1f} vs {raw:.1f} µs: +{extra:.1f} µs, {ratio:.2f}x"
+        measured = f"medians {e:.1f} vs {raw:.1f} µs; paired: {ratio:.2f}x, +{extra:.1f} µs"
         out.append(Verdict(t.id, t.area, row, PASS if ok else FAIL, measured, figure))
     return out
 
