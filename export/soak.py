@@ -14,16 +14,40 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import os
 import resource
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from edgernn.export.reference import Reference
 from edgernn.runtime.engine import Engine
+
+
+def settled_rss_bytes() -> int:
+    """RSS after returning freed heap to the system (glibc ``malloc_trim``), so that a sample shows what
+    is held, not what the allocator keeps cached from the reference's large transient arrays."""
+    gc.collect()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+    return rss_bytes()
+
+
+def _libc() -> Any:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
 
 
 def rss_bytes() -> int:
@@ -84,7 +108,7 @@ def soak_one_stream(engine: Engine, ref: Reference, steps: int, block: int = 500
         tenth = (np.arange(done, done + n) * 10) // steps
         np.maximum.at(errs, tenth, np.abs(got - want).max(axis=1))
         done += n
-        res.rss_curve.append((done, rss_bytes() / 2**20))
+        res.rss_curve.append((done, settled_rss_bytes() / 2**20))
     res.seconds = time.perf_counter() - t0
     res.max_abs_err = float(errs.max())
     res.err_by_tenth = [float(e) for e in errs]
@@ -106,9 +130,9 @@ def _growth(res: SoakResult) -> None:
 
 def soak_many_streams(engine: Engine, ref: Reference, streams: int, steps: int, seed: int = 0) -> SoakResult:
     """``streams`` loose streams, each stepped ``steps`` times, round-robin; see the module docstring."""
-    before = rss_bytes()
+    before = settled_rss_bytes()
     pool = [engine.stream() for _ in range(streams)]
-    created = rss_bytes()
+    created = settled_rss_bytes()
     xs = inputs(ref, (steps, streams), seed)  # (time, streams, ...)
     state = ref.initial_state(streams)
     res = SoakResult("many streams", streams, steps, 0.0, bytes_per_idle_stream=(created - before) / streams)
@@ -118,7 +142,7 @@ def soak_many_streams(engine: Engine, ref: Reference, streams: int, steps: int, 
         got = np.stack([s.step(x) for s, x in zip(pool, xs[t])])  # (streams, output)
         want, state = ref.step(xs[t], state)
         np.maximum.at(errs, (t * 10) // steps, np.abs(got - want).max())
-        res.rss_curve.append(((t + 1) * streams, rss_bytes() / 2**20))
+        res.rss_curve.append(((t + 1) * streams, settled_rss_bytes() / 2**20))
     res.seconds = time.perf_counter() - t0
     res.max_abs_err = float(errs.max())
     res.err_by_tenth = [float(e) for e in errs]
