@@ -274,7 +274,10 @@ def run_snapshots(models: dict[str, tuple[Any, Path]], root: Path) -> dict[str, 
 def collect(sizes: Sizes, skip: list[str], long: bool) -> dict[str, Any]:
     import tempfile
 
+    from edgernn.export.reliability_report import git_commit
+
     results: dict[str, Any] = {"long": long, "sizes": asdict(sizes), "machine": machine()}
+    results["commit"] = git_commit()
     t0 = time.perf_counter()
     with LoadSampler() as load, tempfile.TemporaryDirectory(prefix="edgernn-reliability-") as tmp:
         models = _models(Path(tmp))
