@@ -297,6 +297,7 @@ def collect(sizes: Sizes, skip: list[str], long: bool) -> dict[str, Any]:
             results.setdefault("seconds", {})[name] = time.perf_counter() - t
     results["load"] = {"samples": load.samples, "mean": sum(load.samples) / len(load.samples), "max": max(load.samples)}
     results["total_seconds"] = time.perf_counter() - t0
+    results["finished"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     return results
 
 

@@ -58,9 +58,10 @@ def git_commit() -> str:
         return "unknown"
 
 
-def _spark(values: list[float]) -> str:
+def _spark(values: list[float], floor: float = 1.0) -> str:
+    """A one-line curve; ``floor`` is the smallest span drawn full height (so 4 KiB of jitter looks flat)."""
     lo, hi = min(values), max(values)
-    span = hi - lo or 1.0
+    span = max(hi - lo, floor)
     return "".join(SPARK[min(7, int((v - lo) / span * 8))] for v in values)
 
 
@@ -71,7 +72,7 @@ def _cell(text: str, limit: int = 110) -> str:
 
 def render(r: dict[str, Any]) -> str:
     m, load = r["machine"], r["load"]
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = r.get("finished") or datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     bad = failures(r)
     commit = r.get("commit") or git_commit()
     out = [
@@ -221,7 +222,8 @@ def _soak(s: dict[str, Any]) -> list[str]:
             )
             + f"- RSS from {curve[0][1]:.1f} to {curve[-1][1]:.1f} MiB; growth after the first tenth "
             f"**{x['rss_growth_mib']:+.2f} MiB**. "
-            f"Curve `{_spark([v for _, v in curve])}`",
+            f"Min–max over the run {min(v for _, v in curve):.2f}–{max(v for _, v in curve):.2f} MiB. "
+            f"Curve (full height = 1 MiB) `{_spark([v for _, v in curve])}`",
             "",
             "| calls | " + " | ".join(f"{k:,}" for k, _ in curve[:: max(1, len(curve) // 8)]) + " |",
             "|---|" + "---|" * len(curve[:: max(1, len(curve) // 8)]),
