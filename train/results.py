@@ -23,6 +23,7 @@ TABLE = Path("docs/TRAINING_RESULTS.md")
 RECALL_CELLS = ("rnn", "gru", "lstm")
 RECALL_DELAYS = (5, 10, 20, 40)
 RECALL_STEPS = {5: 1000, 10: 1000, 20: 1000, 40: 3000}
+RECALL_SEEDS = (0, 1, 2)
 
 
 def run_names(only: str | None = None) -> list[tuple[str, dict[str, Any]]]:
@@ -36,7 +37,11 @@ def run_names(only: str | None = None) -> list[tuple[str, dict[str, Any]]]:
         ("weather", {}),
     ]
     for k in RECALL_DELAYS:  # longer delays get more updates: gated cells sit at chance for a while first
-        runs += [(f"recall-{c}-{k}", {"cell": c, "delay": k, "max_steps": RECALL_STEPS[k]}) for c in RECALL_CELLS]
+        for seed in RECALL_SEEDS:
+            runs += [
+                (f"recall-{c}-{k}-s{seed}", {"cell": c, "delay": k, "max_steps": RECALL_STEPS[k], "seed": seed})
+                for c in RECALL_CELLS
+            ]
     return [(n, o) for n, o in runs if only is None or n.split("-")[0] == only]
 
 
@@ -189,20 +194,26 @@ def render() -> str:
             f"Target (beat both baselines on every figure): {'met' if beat else 'not met'}.",
             "",
         ]
-    recall = {(c, k): _load(f"recall-{c}-{k}") for k in RECALL_DELAYS for c in RECALL_CELLS}
+    keys = [(c, d, r) for d in RECALL_DELAYS for c in RECALL_CELLS for r in RECALL_SEEDS]
+    recall = {(c, d, r): _load(f"recall-{c}-{d}-s{r}") for c, d, r in keys}
     if any(recall.values()):
         first = next(v for v in recall.values() if v)
         lines += [
             "## Recall after k distractor steps (synthetic; chance = 0.125)",
             "",
-            f"Each cell: {_model(first[1])} (updates per column), accuracy on 2,000 fresh sequences; {_env(first[2])}.",
+            f"Each cell: hidden {first[1]['model']['hidden_size']}, batch {first[1]['train']['batch_size']},"
+            f" Adam {first[1]['train']['lr']:g} (updates per column), seeds {', '.join(map(str, RECALL_SEEDS))};"
+            f" accuracy on 2,000 fresh sequences, mean over seeds [each seed]; {_env(first[2])}.",
             "",
             "| cell | " + " | ".join(f"k = {k} ({RECALL_STEPS[k]} updates)" for k in RECALL_DELAYS) + " |",
             "|---|" + "---|" * len(RECALL_DELAYS),
         ]
         for cell in RECALL_CELLS:
-            runs = [recall[(cell, k)] for k in RECALL_DELAYS]
-            row = [f"{r[0]['accuracy']:.3f}" if r else "—" for r in runs]
+            row = []
+            for delay in RECALL_DELAYS:
+                accs = [float(v[0]["accuracy"]) for r in RECALL_SEEDS if (v := recall[(cell, delay, r)])]
+                each = " ".join(f"{a:.2f}" for a in accs)
+                row.append(f"{sum(accs) / len(accs):.3f} [{each}]" if accs else "—")
             lines.append(f"| {cell.upper()} | " + " | ".join(row) + " |")
         lines.append("")
     return "\n".join(lines)
