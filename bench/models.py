@@ -59,11 +59,24 @@ def torch_model(key: ModelKey, seed: int = 0) -> Any:
     return build_model(config_of(key)).eval()
 
 
+def code_digest() -> str:
+    """A digest of the code that makes a bench model: a cached file from other code is not reused."""
+    import hashlib
+
+    import edgernn.export.onnx_export as exporter
+    import edgernn.train.model as model_code
+
+    h = hashlib.sha256()
+    for module in (model_code, exporter):
+        h.update(Path(module.__file__ or "").read_bytes())
+    return h.hexdigest()[:10]
+
+
 def fp32_path(key: ModelKey, seed: int = 0) -> Path:
-    """The exported fp32 model for ``key`` (exported once, then read from the cache)."""
+    """The exported fp32 model for ``key`` (exported once per code digest, then read from the cache)."""
     from edgernn.export.onnx_export import export_model
 
-    path = cache_dir() / f"{key.name}-s{seed}.onnx"
+    path = cache_dir() / f"{key.name}-s{seed}-{code_digest()}.onnx"
     if not path.exists():
         export_model(torch_model(key, seed), path, task={"name": "bench"}, force=True)
     return path
@@ -84,7 +97,7 @@ def int8_path(key: ModelKey, seed: int = 0) -> Path | None:
     if quantize is None:
         return None
     src = fp32_path(key, seed)
-    path = cache_dir() / f"{key.name}-s{seed}-int8.onnx"
+    path = src.with_name(src.stem + "-int8.onnx")
     made_by = Path(importlib.import_module("edgernn.export.quantize").__file__ or src)
     if not path.exists() or path.stat().st_mtime < max(src.stat().st_mtime, made_by.stat().st_mtime):
         tmp = path.with_name(path.name + ".part.onnx")
