@@ -30,7 +30,7 @@ import onnxruntime as ort
 from edgernn.runtime.engine import NP_DTYPES, Engine, frame_shape
 from edgernn.runtime.errors import ProfileError
 from edgernn.runtime.safety import read_model
-from edgernn.runtime.session import CpuDefaults, SessionProfile
+from edgernn.runtime.session import CpuDefaults, SessionProfile, safe_options
 from edgernn.runtime.spec import StreamSpec
 
 
@@ -139,9 +139,10 @@ def op_breakdown(
         opts.enable_profiling = True
         opts.profile_file_prefix = os.path.join(tmp, "ort")
         providers = profile.providers()
+        data = read_model(path)
         session = ort.InferenceSession(
-            read_model(path),
-            sess_options=opts,
+            data,
+            sess_options=safe_options(data, opts, [n for n, _ in providers]),
             providers=[n for n, _ in providers],
             provider_options=[o for _, o in providers],
         )

@@ -11,6 +11,10 @@ from typing import Any, Protocol
 
 import onnxruntime as ort
 
+from edgernn.runtime.protowire import BYTES, VARINT, WireError, iter_fields
+
+_ONNX_FLOAT16 = 10  # TensorProto.FLOAT16
+
 
 class SessionProfile(Protocol):
     """What ``Engine.load`` needs from a device profile.
@@ -52,11 +56,46 @@ class CpuDefaults:
         return [("CPUExecutionProvider", {})]
 
 
+def has_float16_weights(model: bytes) -> bool:
+    """True when the main graph holds float16 initializers (an fp16 export)."""
+    try:
+        for top in iter_fields(model):
+            if top.number != 7 or top.wire != BYTES:  # ModelProto.graph
+                continue
+            for g in iter_fields(top.payload):
+                if g.number == 5 and g.wire == BYTES:  # GraphProto.initializer
+                    for t in iter_fields(g.payload):
+                        if t.number == 2 and t.wire == VARINT and t.value == _ONNX_FLOAT16:  # data_type
+                            return True
+    except WireError:
+        return False  # not readable here: onnxruntime reports it when it loads the bytes
+    return False
+
+
+def safe_options(model: bytes, opts: ort.SessionOptions, providers: list[str]) -> ort.SessionOptions:
+    """Cap the optimisation level where onnxruntime is known to crash.
+
+    onnxruntime 1.32 segfaults while optimising an fp16 RNN graph for the CPU provider at
+    ORT_ENABLE_ALL (measured: GRU, LSTM and RNN exports, every time); ORT_ENABLE_EXTENDED
+    loads and matches fp32. A crash would take the caller's process with it, so the level is
+    lowered instead.
+    """
+    cpu_only = all(p == "CPUExecutionProvider" for p in providers)
+    if (
+        cpu_only
+        and opts.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        and has_float16_weights(model)
+    ):
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    return opts
+
+
 def make_session(model: bytes, profile: SessionProfile) -> ort.InferenceSession:
     providers = profile.providers()
+    names = [name for name, _ in providers]
     return ort.InferenceSession(
         model,
-        sess_options=profile.session_options(),
-        providers=[name for name, _ in providers],
+        sess_options=safe_options(model, profile.session_options(), names),
+        providers=names,
         provider_options=[opts for _, opts in providers],
     )
