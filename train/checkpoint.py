@@ -9,10 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -48,6 +50,7 @@ def save_checkpoint(
         "metrics": metrics or {},
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta["weights_sha256"] = weights_digest(tensors)
     tmp = path.with_suffix(path.suffix + ".tmp")
     save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(meta)})
     os.replace(tmp, path)
@@ -108,9 +111,24 @@ def load_checkpoint(
             raise CheckpointError(
                 f"{path}: tensor {name!r} has shape {tuple(value.shape)}, the config needs {tuple(own[name].shape)}"
             )
+    stored = meta.get("weights_sha256")
+    if stored is None:
+        raise CheckpointError(f"{path}: no weights checksum in its metadata; re-save it with this edgernn")
+    if weights_digest(tensors) != stored:
+        raise CheckpointError(f"{path}: the weights do not match their checksum (corrupted or edited after saving)")
     model.load_state_dict(tensors, strict=True)
     model.eval()
     return model, meta
+
+
+def weights_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
