@@ -94,7 +94,7 @@ GOOD = {
     "snapshots": {
         "snapshot truncated by one byte": "SnapshotError: checksum",
         "pickle code ran": "no",
-        "checkpoint with one weight bit flipped": "accepted",
+        "checkpoint with one weight bit flipped": "CheckpointError: sha256",
     },
 }
 
