@@ -109,6 +109,13 @@ class Engine:
         self.tokens = self.frame_shape == () and np.dtype(self.input_dtype).kind in "iu"
         self.run_bound, self.direct_run = runner(session)
         self.out_frame_shapes = self._probe()
+        if spec.model is not None:  # our own contract is exact; a foreign spec's output shapes are advisory
+            for o, got in zip(spec.outputs, self.out_frame_shapes):
+                want = tuple(d for d in o.shape if d not in (BATCH, TIME))
+                if o.fully_known and want != got:
+                    raise SpecError(
+                        f"{source}: output {o.name!r} has frame shape {got} in the graph, {want} in the spec"
+                    )
         # The bound fast path preallocates every output: it needs one streamed input laid out
         # (batch, time, ...), outputs (batch, time, ...) whose declared shapes the probe call
         # confirmed, and no context window. Everything else runs on the generic path.

@@ -60,3 +60,19 @@ def test_unknown_field_and_bad_state_are_named() -> None:
 def test_model_config_rejects_unknown_cell() -> None:
     with pytest.raises(SpecError, match="rnn, gru, lstm"):
         ModelConfig(cell="transformer", input_kind="tokens", input_size=3, hidden_size=4, num_layers=1, output_size=3)
+
+
+def test_own_spec_whose_output_size_disagrees_with_the_graph_is_refused(exported, tmp_path) -> None:
+    """The graph computes 60 logits; a spec that says 7 is refused, naming the output.
+
+    ``Engine.load`` refuses it already from the graph's declared sizes (runtime/safety.py);
+    building the Engine on the session directly reaches the check on what the graph
+    computes, the one that catches graphs whose output sizes are declared symbolic.
+    """
+    _, path = exported["gru"]
+    proto = onnx.load(str(path))
+    spec = StreamSpec.from_metadata({p.key: p.value for p in proto.metadata_props})
+    lying = StreamSpec.from_json(spec.to_json().replace('"shape":["batch","time",60]', '"shape":["batch","time",7]'))
+    assert lying.outputs[0].shape == ("batch", "time", 7)
+    with pytest.raises(SpecError, match=r"output 'y' has frame shape \(60,\) in the graph, \(7,\) in the spec"):
+        Engine(Engine.load(path).session, lying, Engine.load(path).profile, "x", str(path))
