@@ -284,9 +284,9 @@ def _known(r: dict[str, Any]) -> list[str]:
         "`Engine.load` now runs `safety.check_spec` on it (bd2f7ee); before, numpy tried to allocate it |",
         "| external data, model given to onnxruntime as bytes | refused / inlined by `runtime/safety.py` | fixed: "
         "onnxruntime 1.32 resolves it against the working directory, not the model's folder |",
-        "| spec says output `y` is 7 wide, the graph (declared symbolic) computes 60 | loads; `step` returns 60 "
-        "values (case spec-lies-at-run) | **open**, engine design: `Engine._probe` trusts the graph over a fully "
-        "known spec size; a SpecError there would name the disagreement |",
+        "| spec says output `y` is 7 wide, the graph (declared symbolic) computes 60 | SpecError at load "
+        "(case spec-lies-at-run) | fixed: the Engine checks an edgernn spec's output frame shapes against the "
+        "probe call (`runtime/engine.py`); a foreign spec's output shapes stay advisory |",
     ]
     return lines
 
@@ -304,8 +304,7 @@ def _gaps() -> list[str]:
         "processes may do with a model's folder between the checks and the open (symlinks swapped mid-load).",
         "- A flipped bit in a weight of an ONNX file loads (case bitflip-2): ONNX carries no checksum. "
         "`Engine.model_sha256` is the digest to pin against a published one.",
-        "- A spec whose output size disagrees with a graph output declared symbolic loads, and the engine "
-        "returns what the graph computes (case spec-lies-at-run: the spec says 7 values, 60 come back); a "
-        "fixed-size disagreement is refused by `runtime/safety.py`.",
+        "- A hand-written spec for a model not made here (no `ModelConfig`) may declare output sizes the graph "
+        "does not compute: they are advisory, and the engine returns what the graph computes.",
         "- GPU execution providers, `Batch.step` under threads, and soak on quantized graphs are not in this report.",
     ]
