@@ -77,9 +77,9 @@ openvino: $(STAMP) $(OV_STAMP)
 		-m openvino tests/test_devices_openvino.py
 
 # The whole GPU check in one go (CUDA parity, per-step latency vs PyTorch peers); skips cleanly
-# without a GPU. See devices/gpu_check.py for running it on a lent GPU machine.
+# without a GPU. See bench/gpu_check.py for running it on a lent GPU machine.
 gpu-check: $(STAMP)
-	$(PY) devices/gpu_check.py --out build/gpu-check.json
+	$(PY) bench/gpu_check.py --out build/gpu-check.json
 
 clean:
 	rm -rf $(VENV) $(OV_VENV) runs build *.egg-info

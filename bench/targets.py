@@ -187,7 +187,7 @@ def int8_speedup(t: Target, f: RunFigures) -> list[Verdict]:
 def needs_gpu(t: Target, f: RunFigures) -> list[Verdict]:
     figure = f"<= {t.params['max_ratio']}x"
     if not f.gpu:
-        note = "no GPU on this machine; devices/gpu_check.py measures it where there is one"
+        note = "no GPU on this machine; bench/gpu_check.py measures it where there is one"
         return [Verdict(t.id, t.area, "", NOT_MEASURABLE, "", figure, note)]
     return [Verdict(t.id, t.area, "", NOT_RUN, "", figure, "the GPU comparison is not in edgernn bench yet")]
 

@@ -2,7 +2,7 @@
 
 Its logic is tested everywhere on host memory (``memory = "cpu"``: the same bindings, copies
 and ping-pong, with onnxruntime's CPU OrtValues); the real CUDA tests skip without a GPU
-build and run on a GPU machine (``devices/gpu_check.py`` runs this file).
+build and run on a GPU machine (``bench/gpu_check.py`` runs this file).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from edgernn.runtime.errors import InputError, StreamError
 
 HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
 needs_cuda = pytest.mark.skipif(
-    not HAS_CUDA, reason="no CUDAExecutionProvider here (onnxruntime-gpu + NVIDIA GPU): run devices/gpu_check.py there"
+    not HAS_CUDA, reason="no CUDAExecutionProvider here (onnxruntime-gpu + NVIDIA GPU): run bench/gpu_check.py there"
 )
 
 

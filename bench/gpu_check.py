@@ -1,8 +1,11 @@
 """The whole GPU check in one go: placement, parity and per-step latency of the CUDA path vs PyTorch.
 
+It lives in bench/, not devices/: it imports torch for the PyTorch peers, and devices/ (the
+edge install) imports only numpy and onnxruntime.
+
 Run from the repository root (no install needed; it finds the package itself):
 
-    python3 devices/gpu_check.py --out build/gpu-check.json       # or: make gpu-check
+    python3 bench/gpu_check.py --out build/gpu-check.json       # or: make gpu-check
 
 Without a CUDA-capable onnxruntime and a GPU it prints ``SKIP: <reason>``, writes the reason
 to ``--out`` and exits 0, so it is safe anywhere. With one it:
@@ -34,7 +37,7 @@ idle, so make the calls back to back; the tree itself is ~1 MiB):
     # call 4, carrying .whl/ortgpu.part03:
     cat .whl/ortgpu.part0? > /tmp/onnxruntime_gpu-1.31.1-cp312-cp312-manylinux_2_28_x86_64.whl &&
       python3 -m pip install -q --no-index --no-deps --target /tmp/site /tmp/onnxruntime_gpu-*.whl &&
-      PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 python3 devices/gpu_check.py --out $OUT/gpu-check.json
+      PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 python3 bench/gpu_check.py --out $OUT/gpu-check.json
 
 Then commit the figures (docs/ARCHITECTURE.md, "Measured") and close issue 6's GPU part.
 """
@@ -60,8 +63,8 @@ OUTPUTS = 64
 def bootstrap() -> str:
     """Make ``import edgernn`` work from a plain checkout (the repository root is the package).
 
-    The script's own folder leaves ``sys.path`` first: its ``cuda.py`` would shadow the
-    ``cuda`` package (cuda-python) that GPU libraries import. Returns the path to add to
+    The script's own folder leaves ``sys.path`` first, so no module of ours shadows a package
+    that GPU libraries import. Returns the path to add to
     PYTHONPATH for subprocesses ('' when edgernn is installed).
     """
     here = Path(__file__).resolve().parent
