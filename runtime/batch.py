@@ -98,9 +98,7 @@ class Batch:
                 if stream._slot is not None:
                     with self.engine.pool.lock:
                         stream._write_back()
-                home, ctx = stream._home, stream._ctx
-                assert home is not None
-                self._insert(home, ctx)
+                self._insert(stream._own_home(), stream._ctx)
                 stream._batch, stream._lane = self, len(self._members)
                 stream._home = stream._ctx = None
                 self._members.append(stream)
@@ -261,9 +259,8 @@ def step_many(
         xs = [None if _empty(f) else (f if checked else engine.check_many(f)) for f in frames]
     counts = [0 if x is None else engine.frames_count(x) for x in xs]
     batches = {id(s._batch): s._batch for s in streams}
-    if len(batches) == 1 and None not in batches.values():
-        batch = next(iter(batches.values()))
-        assert batch is not None
+    batch = next(iter(batches.values())) if len(batches) == 1 else None
+    if batch is not None:
         with batch._lock:
             for s in streams:
                 batch._member(s)

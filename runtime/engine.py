@@ -196,7 +196,8 @@ class Engine:
 
     def initial_context(self, n: int) -> np.ndarray:
         ctx = self.spec.context
-        assert ctx is not None
+        if ctx is None:
+            raise SpecError(f"{self.source}: the spec declares no context window")
         t = next(t for t in self.spec.inputs if t.name == ctx.input)
         return alloc((n, ctx.frames, *frame_shape(t)), t.dtype)
 

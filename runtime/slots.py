@@ -170,9 +170,7 @@ class SlotPool:
                 slot = Slot(self.engine)
                 self.slots.append(slot)
             slot.owner = stream
-        home = stream._home
-        assert home is not None
-        for pair, value in zip(slot.states, home):
+        for pair, value in zip(slot.states, stream._own_home()):
             pair[slot.parity][...] = value
         stream._slot = slot
         return slot

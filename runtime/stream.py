@@ -217,8 +217,7 @@ class Stream:
     def _advance_general(self, xs: Any, chunk: int) -> np.ndarray:
         """The generic path for a loose stream (lock held): calls of ``chunk`` frames, committed at the end."""
         engine = self.engine
-        assert self._home is not None
-        states, ctx = self._home, self._ctx
+        states, ctx = self._own_home(), self._ctx
         parts: list[np.ndarray] = []
         last: list[np.ndarray] = []
         n = engine.frames_count(xs)
@@ -240,7 +239,12 @@ class Stream:
             return self._slot.current()
         if self._batch is not None:
             return self._batch._lane_views(self._lane)
-        assert self._home is not None
+        return self._own_home()
+
+    def _own_home(self) -> list[np.ndarray]:
+        """The stream's own state arrays; a StreamError where a batch lane holds the state instead."""
+        if self._home is None:
+            raise StreamError("this stream's state is held by a batch (it is a member) or was released by close()")
         return self._home
 
     def _ctx_view(self) -> np.ndarray | None:
@@ -252,8 +256,9 @@ class Stream:
     def _write_back(self) -> None:
         """Copy the state from the slot home and give the slot up (the pool's lock and ours are held)."""
         slot = self._slot
-        assert slot is not None and self._home is not None
-        for home, value in zip(self._home, slot.current()):
+        if slot is None:
+            return
+        for home, value in zip(self._own_home(), slot.current()):
             home[...] = value
         self._slot = None
         slot.owner = None
