@@ -13,7 +13,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgernn.runtime.spec import ModelConfig
 from edgernn.train.data_langid import (
     CharVocab,
     LangData,
@@ -92,16 +91,7 @@ def langid_task(cfg: TrainConfig, data: LangData | None = None, augment: bool = 
     def evaluate(model: RecurrentModel) -> dict[str, Any]:
         return {**accuracy_table(predict_prefixes(model, test_x), test_y), **baselines}
 
-    config = ModelConfig(
-        cell=cfg.cell,
-        input_kind="tokens",
-        input_size=vocab.size,
-        hidden_size=cfg.hidden_size,
-        num_layers=cfg.num_layers,
-        output_size=len(data.labels),
-        dropout=cfg.dropout,
-        embed_size=cfg.embed_size,
-    )
+    config = cfg.model_config("tokens", vocab.size, len(data.labels))
     return Task(
         name="langid",
         config=config,

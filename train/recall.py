@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgernn.runtime.spec import ModelConfig
 from edgernn.train.langid import label_loss_sum
 from edgernn.train.model import RecurrentModel
 from edgernn.train.trainer import Batch, Task, TrainConfig
@@ -55,16 +54,7 @@ def recall_accuracy(model: RecurrentModel, delay: int, n: int = 2000, seed: int 
 
 
 def recall_task(cfg: TrainConfig) -> Task:
-    config = ModelConfig(
-        cell=cfg.cell,
-        input_kind="tokens",
-        input_size=VOCAB,
-        hidden_size=cfg.hidden_size,
-        num_layers=cfg.num_layers,
-        output_size=SYMBOLS,
-        dropout=cfg.dropout,
-        embed_size=cfg.embed_size,
-    )
+    config = cfg.model_config("tokens", VOCAB, SYMBOLS)
 
     def evaluate(model: RecurrentModel) -> dict[str, Any]:
         return {"accuracy": round(recall_accuracy(model, cfg.delay), 4), "delay": cfg.delay, "chance": 1 / SYMBOLS}

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgernn.runtime.spec import ModelConfig
 from edgernn.train.data_text import CharCorpus, char_corpus, load_kjv_text, unigram_bpc
 from edgernn.train.model import RecurrentModel
 from edgernn.train.trainer import Batch, Task, TrainConfig, fit
@@ -52,19 +51,6 @@ class TextTrainResult:
             "seconds": round(self.seconds, 1),
             "chars_per_second": round(self.chars_per_second),
         }
-
-
-def model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
-    return ModelConfig(
-        cell=cfg.cell,
-        input_kind="tokens",
-        input_size=vocab_size,
-        hidden_size=cfg.hidden_size,
-        num_layers=cfg.num_layers,
-        output_size=vocab_size,
-        dropout=cfg.dropout,
-        embed_size=cfg.embed_size,
-    )
 
 
 def lanes(ids: np.ndarray, batch: int) -> torch.Tensor:
@@ -134,7 +120,7 @@ def textgen_task(cfg: TrainConfig, corpus: CharCorpus | None = None, baselines: 
 
     return Task(
         name="textgen",
-        config=model_config(cfg, len(corpus.vocab)),
+        config=cfg.model_config("tokens", len(corpus.vocab), len(corpus.vocab)),
         source=LaneSource(corpus.train, cfg.batch_size, cfg.seq_len),
         loss_sum=token_loss_sum,
         evaluate=evaluate,

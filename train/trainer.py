@@ -73,6 +73,19 @@ class TrainConfig:
     delay: int = 20  # recall: distractor steps between the symbol and the question
     seed: int = 0
 
+    def model_config(self, input_kind: str, input_size: int, output_size: int) -> ModelConfig:
+        """The ModelConfig of this run's model: the task gives the input and output sizes."""
+        return ModelConfig(
+            cell=self.cell,
+            input_kind=input_kind,
+            input_size=input_size,
+            hidden_size=self.hidden_size,
+            num_layers=self.num_layers,
+            output_size=output_size,
+            dropout=self.dropout,
+            embed_size=self.embed_size,
+        )
+
     def progress(self, step: int, elapsed: float) -> float:
         """Fraction of the budget spent: by steps when a step limit is set, else by time."""
         if self.max_steps:

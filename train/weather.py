@@ -15,7 +15,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgernn.runtime.spec import ModelConfig
 from edgernn.train.data_weather import FEATURES, WeatherData, baselines, facts_from_training, load_weather
 from edgernn.train.model import RecurrentModel
 from edgernn.train.trainer import Batch, Task, TrainConfig
@@ -79,16 +78,7 @@ def weather_task(cfg: TrainConfig, data: WeatherData | None = None) -> Task:
     def evaluate(model: RecurrentModel) -> dict[str, Any]:
         return {**evaluate_weather(model, x, y, start, facts), **base}
 
-    config = ModelConfig(
-        cell=cfg.cell,
-        input_kind="frames",
-        input_size=len(FEATURES),
-        hidden_size=cfg.hidden_size,
-        num_layers=cfg.num_layers,
-        output_size=3,
-        dropout=cfg.dropout,
-        embed_size=cfg.embed_size,
-    )
+    config = cfg.model_config("frames", len(FEATURES), 3)
     return Task(
         name="weather",
         config=config,
