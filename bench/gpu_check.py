@@ -252,6 +252,36 @@ def run_tests(extra_path: str) -> dict[str, Any]:
     return {"returncode": proc.returncode, "tail": (proc.stdout + proc.stderr)[-3000:]}
 
 
+def run_case(batch: int, hidden: int, tmp: Path, args: argparse.Namespace, results: dict[str, Any]) -> bool:
+    """Parity and latency of one (batch, hidden) case, appended to ``results``; False if parity failed."""
+    import numpy as np
+
+    from edgernn.export.onnx_export import export_model
+
+    model = gru_model(hidden)
+    path = tmp / f"gru{hidden}.onnx"
+    export_model(model, path, task={"name": "gpu-check", "vocabulary": ""})
+    x = np.random.default_rng(0).standard_normal((batch, FEATURES)).astype(np.float32)
+    case: dict[str, Any] = {"batch": batch, "hidden": hidden}
+    results["cases"].append(case)
+    case["parity"] = parity(model.cpu(), path, batch, args.steps)
+    worst = max(case["parity"].values())
+    case["parity_ok"] = worst <= 1e-4
+    print(f"batch {batch} hidden {hidden}: parity max {worst:.2e}", flush=True)
+    case["latency"] = lat = ort_latency(path, batch, x, args.calls, args.warmup)
+    peers, _ = torch_peers(model.cpu(), batch, x, args.calls, args.warmup)
+    lat.update(peers)
+    ratio = lat["ort-cuda-graph"]["p50_us"] / peers["torch-graph-pinned"]["p50_us"]
+    case["ratio_ort_graph_over_torch_graph"] = ratio
+    case["target_met"] = ratio <= 1.0
+    for k, v in lat.items():
+        if isinstance(v, dict):
+            print(f"  {k:<26} p50 {v['p50_us']:8.1f} µs  p99 {v['p99_us']:8.1f} µs")
+    print(f"  ort cuda-graph / torch graph+pinned = {ratio:.2f} ({'target met' if ratio <= 1.0 else 'target NOT met'})",
+          flush=True)  # fmt: skip
+    return bool(case["parity_ok"])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     p.add_argument("--out", default="build/gpu-check.json", help="where to write the figures (JSON)")
@@ -268,10 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"SKIP: {reason}")
         out.write_text(json.dumps({"skipped": reason}, indent=2) + "\n")
         return 0
-    import numpy as np
     import torch
-
-    from edgernn.export.onnx_export import export_model
 
     torch.backends.cuda.matmul.allow_tf32 = False  # fp32 against fp32 (the cuda profiles set use_tf32 = false)
     torch.backends.cudnn.allow_tf32 = False
@@ -280,29 +307,15 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     with tempfile.TemporaryDirectory() as tmp:
         for batch, hidden in CASES:
-            model = gru_model(hidden)
-            path = Path(tmp) / f"gru{hidden}.onnx"
-            export_model(model, path, task={"name": "gpu-check", "vocabulary": ""})
-            x = np.random.default_rng(0).standard_normal((batch, FEATURES)).astype(np.float32)
-            case: dict[str, Any] = {"batch": batch, "hidden": hidden}
-            case["parity"] = parity(model.cpu(), path, batch, args.steps)
-            case["latency"] = ort_latency(path, batch, x, args.calls, args.warmup)
-            peers, _ = torch_peers(model.cpu(), batch, x, args.calls, args.warmup)
-            case["latency"].update(peers)
-            lat = case["latency"]
-            ratio = lat["ort-cuda-graph"]["p50_us"] / peers["torch-graph-pinned"]["p50_us"]
-            case["ratio_ort_graph_over_torch_graph"] = ratio
-            case["target_met"] = ratio <= 1.0
-            worst = max(case["parity"].values())
-            case["parity_ok"] = worst <= 1e-4
-            failed |= not case["parity_ok"]
-            results["cases"].append(case)
-            print(f"batch {batch} hidden {hidden}: parity max {worst:.2e}")
-            for k, v in lat.items():
-                if isinstance(v, dict):
-                    print(f"  {k:<26} p50 {v['p50_us']:8.1f} µs  p99 {v['p99_us']:8.1f} µs")
-            print(f"  ort cuda-graph / torch graph+pinned = {case['ratio_ort_graph_over_torch_graph']:.2f} "
-                  f"({'target met' if case['target_met'] else 'target NOT met'})")  # fmt: skip
+            try:
+                failed |= not run_case(batch, hidden, Path(tmp), args, results)
+            except Exception:  # noqa: BLE001 - one case failing must not lose the others' figures
+                import traceback
+
+                failed = True
+                results["cases"].append({"batch": batch, "hidden": hidden, "error": traceback.format_exc()})
+                print(f"batch {batch} hidden {hidden}: FAILED\n{traceback.format_exc()}")
+            out.write_text(json.dumps(results, indent=2) + "\n")
     if not args.no_tests:
         results["tests"] = run_tests(extra_path)
         print(results["tests"].get("tail", results["tests"].get("skipped", ""))[-1500:])

@@ -129,7 +129,7 @@ def cuda_runtime() -> CudaRuntime | None:
     preload = getattr(ort, "preload_dlls", None)
     if preload is not None:  # onnxruntime >= 1.21: load the CUDA libraries it was built against
         try:
-            preload(cuda=True, cudnn=False, msvc=False)
+            preload(cuda=True, cudnn=True, msvc=False)  # the CUDA RNN kernels use cuDNN
         except Exception:  # noqa: BLE001 - best effort; the search below still runs
             pass
     for path in _cudart_candidates():
