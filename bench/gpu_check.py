@@ -304,7 +304,8 @@ def spawn_part(extra_path: str, part: tuple[str, str, str, bool], batch: int, hi
     name, what, profile, own = part
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (extra_path, os.environ.get("PYTHONPATH")) if p)}
     cmd = [sys.executable, "-X", "faulthandler", str(Path(__file__).resolve()),
-           "--part", f"{what}:{profile}:{int(own)}", "--batch", str(batch), "--hidden", str(hidden), "--model", str(model), "--calls", str(args.calls),
+           "--part", f"{what}:{profile}:{int(own)}", "--batch", str(batch), "--hidden", str(hidden),
+           "--model", str(model), "--calls", str(args.calls),
            "--warmup", str(args.warmup), "--steps", str(args.steps)]  # fmt: skip
     t = time.time()
     try:
