@@ -34,6 +34,7 @@ from edgernn.runtime.errors import InputError, ProfileError, StreamError
 
 H2D, D2H = 1, 2  # cudaMemcpyKind
 STREAM_NON_BLOCKING = 1
+WARM_RUNS = 4  # runs per direction before its graph is surely captured (onnxruntime captures on the 2nd)
 _graph_ids = itertools.count(1)  # process-wide: every stream captures under its own two ids
 _lock = threading.Lock()
 
@@ -232,7 +233,13 @@ class CudaStream:
             self._y_host = [PinnedArray(self.rt, y.shape, y.dtype) for y in ys0]
             self._cuda_stream = _session_stream(engine.session, self.rt, self.device_id)
         self.transfer = "pinned+stream" if self._cuda_stream else ("pinned" if self.rt else "pageable")
-        self._run_options = [self._options() for _ in (0, 1)]
+        # Each direction: synchronising run options until its graph is captured, then (graph
+        # replays allocate nothing) options that leave the one synchronisation to us.
+        with _lock:
+            gids = [next(_graph_ids), next(_graph_ids)] if self.graphs else [0, 0]
+        self._warm_options = [self._options(g, sync=True) for g in gids]
+        self._run_options = [self._options(g, sync=False) for g in gids]
+        self._runs = [0, 0]
         self._bindings: list[ort.IOBinding] | None = [self._bind(p) for p in (0, 1)]
 
     # -- public API (as Stream) ---------------------------------------------------------
@@ -298,15 +305,24 @@ class CudaStream:
         # A copy each time: on the host an OrtValue would share the array (both state buffers one memory).
         return ort.OrtValue.ortvalue_from_numpy(np.array(arr, order="C", copy=True), self.memory, self.device_id)
 
-    def _options(self) -> ort.RunOptions:
+    def _options(self, graph_id: int, sync: bool) -> ort.RunOptions:
         ro = ort.RunOptions()
         if self.graphs:
-            with _lock:
-                gid = next(_graph_ids)
-            ro.add_run_config_entry("gpu_graph_id", str(gid))
-        if self._cuda_stream:  # one sync after the result's copy instead of one inside run
+            ro.add_run_config_entry("gpu_graph_id", str(graph_id))
+        if self._cuda_stream and not sync:  # one sync after the result's copy instead of one inside run
             ro.add_run_config_entry("disable_synchronize_execution_providers", "1")
         return ro
+
+    def _options_for(self, parity: int) -> ort.RunOptions:
+        """The run options of this call. A run that is not a graph replay can leave pinned host
+        buffers (cuDNN's sequence lengths) for onnxruntime to free at the run's synchronisation;
+        skipping it would let them pile up, and free them in the middle of a later graph capture
+        (CUDA error 800 'operation not permitted', seen on an H200). So every run synchronises
+        until the direction's graph is captured, and a stream without graphs always does."""
+        if not self.graphs or self._runs[parity] < WARM_RUNS:
+            self._runs[parity] += 1
+            return self._warm_options[parity]
+        return self._run_options[parity]
 
     def _bind(self, parity: int) -> ort.IOBinding:
         engine = self.engine
@@ -327,26 +343,26 @@ class CudaStream:
         rt = self.rt
         if rt is None:
             self._x_dev.update_inplace(np.ascontiguousarray(x.reshape(self._x_dev.shape())))
-            session.run_with_iobinding(bindings[parity], self._run_options[parity])
+            session.run_with_iobinding(bindings[parity], self._options_for(parity))
             ys = [y.numpy() for y in self._y_dev]
         else:
             xh, s = self._x_host, self._cuda_stream
             xh.array[:, 0] = x
             if s:
                 rt.copy_async(self._x_dev.data_ptr(), xh.ptr, xh.nbytes, H2D, s)
-                session.run_with_iobinding(bindings[parity], self._run_options[parity])
+                session.run_with_iobinding(bindings[parity], self._options_for(parity))
                 for yd, yh in zip(self._y_dev, self._y_host):
                     rt.copy_async(yh.ptr, yd.data_ptr(), yh.nbytes, D2H, s)
                 rt.synchronize(s)
             else:
                 rt.copy(self._x_dev.data_ptr(), xh.ptr, xh.nbytes, H2D)
-                session.run_with_iobinding(bindings[parity], self._run_options[parity])
+                session.run_with_iobinding(bindings[parity], self._options_for(parity))
                 for yd, yh in zip(self._y_dev, self._y_host):
                     rt.copy(yh.ptr, yd.data_ptr(), yh.nbytes, D2H)
             ys = [yh.array for yh in self._y_host]
         lane = 0 if self.batch == 1 else slice(None)  # (batch, time=1, ...) -> one frame, or one per lane
-        self.last_outputs = {o.name: y[lane, 0].copy() for o, y in zip(self.engine.spec.outputs, ys)}
-        return ys[0][lane, 0].copy()
+        self.last_outputs = outs = {o.name: y[lane, 0].copy() for o, y in zip(self.engine.spec.outputs, ys)}
+        return outs[self.engine.spec.outputs[0].name]
 
     def _push_chunks(self, xs: np.ndarray, chunk: int) -> np.ndarray:
         """Chunks of frames: host input bound as is, outputs copied back per chunk; rolled back on failure."""
