@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
                     failed |= not res["ok"]
                     print(f"   parity max |diff| {worst:.2e} ({'ok' if res['ok'] else 'FAILED'})", flush=True)
                 elif "latency" in res or part[1] == "torch":
-                    for k, v in (res.items() if part[1] == "torch" else [(part[0], res["latency"])]):
+                    for k, v in res.items() if part[1] == "torch" else [(part[0], res["latency"])]:
                         print(f"   {k:<28} p50 {v['p50_us']:8.1f} µs  p99 {v['p99_us']:8.1f} µs", flush=True)
                 out.write_text(json.dumps(results, indent=2) + "\n")
             parts = case["parts"]
