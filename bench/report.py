@@ -56,9 +56,50 @@ def write(run: Run, out: Path, plot: Path | None) -> None:
         _scale(run, plot, out),
         _memory(run),
         _floor(run.floors),
+        gpu_section(),
         _method(run),
     ]
     out.write_text("\n".join(p for p in parts if p))
+
+
+def gpu_section() -> str:
+    """The committed GPU check (bench/gpu_check.py on a GPU machine), or nothing where none is committed."""
+    import json
+
+    from edgernn.bench.targets import GPU_RESULTS
+
+    if not GPU_RESULTS.is_file():
+        return ""
+    res = json.loads(GPU_RESULTS.read_text())
+    lines = [
+        "## GPU: one step, host frame in, host result out (`bench/gpu_check.py`)",
+        "",
+        f"{res.get('device', '?')}, {res.get('measured_at', '?')}; onnxruntime {res.get('onnxruntime', '?')}, "
+        f"torch {res.get('torch', '?')}; GRU, 64 features in, 64 outputs; median (p99) µs over 2,000 calls. "
+        "Parity is the max |diff| of the outputs over 200 carried steps.",
+        "",
+        "| batch / hidden | parity vs CPU EP | ort CUDA | ort CUDA graphs | (its run alone) | ort CPU EP "
+        "| torch eager | torch CUDA graph + pinned | (its replay alone) | ort graphs / torch graph |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def us(v: dict[str, float] | None) -> str:
+        return f"{v['p50_us']:.1f} ({v['p99_us']:.0f})" if v else "—"
+
+    for case in res.get("cases", []):
+        parts = case.get("parts", {})
+        ort = {k: us(parts.get(k, {}).get("latency")) for k in ("ort-cuda", "ort-cuda-graph", "ort-cpu-ep")}
+        run_only = us(parts.get("ort-cuda-graph", {}).get("run_only"))
+        torch = {k: us(v) for k, v in parts.get("torch", {}).items()}
+        par = max((parts.get(k, {}).get("vs_cpu_ep", 0.0) for k in ("parity cuda", "parity cuda-graph")), default=0.0)
+        ratio = case.get("ratio_ort_graph_over_torch_graph")
+        lines.append(
+            f"| {case['batch']} / {case['hidden']} | {par:.1e} | {ort['ort-cuda']} | {ort['ort-cuda-graph']} "
+            f"| {run_only} | {ort['ort-cpu-ep']} | {torch.get('torch-eager', '—')} "
+            f"| {torch.get('torch-graph-pinned', '—')} | {torch.get('torch-graph-replay-only', '—')} "
+            f"| {f'{ratio:.2f}x' if ratio else '—'} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _header(run: Run) -> str:

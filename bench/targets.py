@@ -184,12 +184,34 @@ def int8_speedup(t: Target, f: RunFigures) -> list[Verdict]:
     return out
 
 
+GPU_RESULTS = Path(__file__).with_name("results") / "gpu-check.json"
+
+
 def needs_gpu(t: Target, f: RunFigures) -> list[Verdict]:
+    """The GPU comparison is measured by bench/gpu_check.py on a GPU machine, not by this run:
+    judge the committed result of its last run (device and date in the row), if there is one."""
+    import json
+
     figure = f"<= {t.params['max_ratio']}x"
-    if not f.gpu:
+    if not GPU_RESULTS.is_file():
         note = "no GPU on this machine; bench/gpu_check.py measures it where there is one"
         return [Verdict(t.id, t.area, "", NOT_MEASURABLE, "", figure, note)]
-    return [Verdict(t.id, t.area, "", NOT_RUN, "", figure, "the GPU comparison is not in edgernn bench yet")]
+    res = json.loads(GPU_RESULTS.read_text())
+    out = []
+    for case in res.get("cases", []):
+        row = f"GRU batch {case['batch']} / hidden {case['hidden']}"
+        ratio = case.get("ratio_ort_graph_over_torch_graph")
+        note = f"{res.get('device', '?')}, {res.get('measured_at', '?')}, bench/results/gpu-check.json"
+        if ratio is None:
+            out.append(Verdict(t.id, t.area, row, NOT_RUN, "", figure, f"the GPU check did not finish ({note})"))
+            continue
+        parts = case["parts"]
+        ours = parts["ort-cuda-graph"]["latency"]["p50_us"]
+        peer = parts["torch"]["torch-graph-pinned"]["p50_us"]
+        status = PASS if ratio <= t.params["max_ratio"] else FAIL
+        measured = f"{ratio:.2f}x ({ours:.0f} / {peer:.0f} µs)"
+        out.append(Verdict(t.id, t.area, row, status, measured, figure, note))
+    return out
 
 
 CHECKS: dict[str, Callable[[Target, RunFigures], list[Verdict]]] = {

@@ -77,7 +77,10 @@ def _result(case: Case, **medians: float) -> CaseResult:
     return r
 
 
-def test_targets_judge_made_up_figures() -> None:
+def test_targets_judge_made_up_figures(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from edgernn.bench import targets
+
+    monkeypatch.setattr(targets, "GPU_RESULTS", tmp_path / "none.json")  # no GPU check committed
     cases = [
         _result(Case("gru", 128, 1, 1), engine=9.0, raw_ping_pong=8.0),  # +1.0 µs, 1.125x: PASS
         _result(Case("lstm", 128, 1, 1), engine=12.0, raw_ping_pong=8.0),  # +4 µs, 1.5x: FAIL
@@ -103,6 +106,25 @@ def test_targets_judge_made_up_figures() -> None:
     assert got[("device-gpu-vs-cuda-graph-peer", "")] == NOT_MEASURABLE
     ids = {t.id for t in load_targets()}
     assert {v.target for v in verdicts} == ids
+
+
+def test_gpu_target_judges_the_committed_gpu_check(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from edgernn.bench import targets
+
+    def case(batch: int, ours: float, peer: float) -> dict:
+        parts = {"ort-cuda-graph": {"latency": {"p50_us": ours}}, "torch": {"torch-graph-pinned": {"p50_us": peer}}}
+        return {"batch": batch, "hidden": 256, "parts": parts, "ratio_ort_graph_over_torch_graph": ours / peer}
+
+    res = {"device": "GPU X", "measured_at": "today", "cases": [case(1, 30.0, 25.0), case(256, 90.0, 100.0)]}
+    res["cases"].append({"batch": 8, "hidden": 256, "parts": {}})  # a case that crashed
+    path = tmp_path / "gpu-check.json"
+    path.write_text(json.dumps(res))
+    monkeypatch.setattr(targets, "GPU_RESULTS", path)
+    gpu = [t for t in load_targets() if t.check == "needs_gpu"][0]
+    got = {v.row: (v.status, v.measured) for v in targets.needs_gpu(gpu, RunFigures([]))}
+    assert got["GRU batch 1 / hidden 256"] == (FAIL, "1.20x (30 / 25 µs)")
+    assert got["GRU batch 256 / hidden 256"] == (PASS, "0.90x (90 / 100 µs)")
+    assert got["GRU batch 8 / hidden 256"][0] == NOT_RUN
 
 
 def test_memory_over_budget_and_short_soak_are_not_passed() -> None:
