@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from edgernn.train.langid import label_loss_sum
-from edgernn.train.model import RecurrentModel
+from edgernn.train.model import RecurrentModel, build_model
 from edgernn.train.trainer import Batch, Task, TrainConfig
 
 SYMBOLS = 8
@@ -53,11 +53,42 @@ def recall_accuracy(model: RecurrentModel, delay: int, n: int = 2000, seed: int 
     return float((logits[:, -1].argmax(-1) == b.y[:, -1]).float().mean())
 
 
+def gradient_reach(model: RecurrentModel, delay: int, n: int = 256, seed: int = 54321) -> float:
+    """log10 of how much error signal from the answer reaches the symbol: the median over ``n``
+    sequences of |d loss / d u_0| / |d loss / d u_last|, u_t the cell's input at step t.
+
+    This is the quantity backpropagation through time hands the first step: a plain RNN
+    multiplies it by W_hh^T diag(tanh') once per step, so it shrinks geometrically with the
+    delay unless training finds a regime that keeps it; a gate held open passes it through.
+    """
+    was_training = model.training
+    model.eval()
+    b = recall_batch(n, delay, np.random.default_rng([seed, 3]))
+    with torch.enable_grad():
+        u = model.encoder(b.x).detach().requires_grad_(True)  # (n, time, width)
+        out, _ = model.rnn(u, model.initial_state(n)[0] if model.config.cell != "lstm" else model.initial_state(n))
+        logits = model.head(out[:, -1])
+        torch.nn.functional.cross_entropy(logits, b.y[:, -1], reduction="sum").backward()
+    model.train(was_training)
+    g = u.grad.norm(dim=-1)  # (n, time)
+    ratio = (g[:, 0] / g[:, -1].clamp_min(1e-30)).clamp_min(1e-30)
+    return float(torch.log10(ratio).median())
+
+
 def recall_task(cfg: TrainConfig) -> Task:
     config = cfg.model_config("tokens", VOCAB, SYMBOLS)
 
     def evaluate(model: RecurrentModel) -> dict[str, Any]:
-        return {"accuracy": round(recall_accuracy(model, cfg.delay), 4), "delay": cfg.delay, "chance": 1 / SYMBOLS}
+        with torch.random.fork_rng():  # the same weights fit started from (seeded, then built)
+            torch.manual_seed(cfg.seed)
+            at_init = build_model(config)
+        return {
+            "accuracy": round(recall_accuracy(model, cfg.delay), 4),
+            "grad_reach_log10": round(gradient_reach(model, cfg.delay), 2),
+            "grad_reach_log10_at_init": round(gradient_reach(at_init, cfg.delay), 2),
+            "delay": cfg.delay,
+            "chance": 1 / SYMBOLS,
+        }
 
     facts = {"name": "recall", "symbols": SYMBOLS, "distractors": DISTRACTORS, "query_id": QUERY, "delay": cfg.delay}
     return Task(

@@ -31,8 +31,9 @@ def run_names(only: str | None = None) -> list[tuple[str, dict[str, Any]]]:
     small = {"hidden_size": 256, "batch_size": 32, "max_seconds": 0.0, "max_steps": 800}
     runs: list[tuple[str, dict[str, Any]]] = [
         ("textgen", {}),
-        ("textgen-ab-plain", {**small, "lr": 2e-3, "lr_final": 1.0}),
+        ("textgen-ab-plain", {**small, "lr_final": 1.0}),
         ("textgen-ab-cosine", small),
+        ("textgen-ab-fp32", {**small, "precision": "fp32"}),
         ("langid", {}),
         ("weather", {}),
     ]
@@ -84,7 +85,8 @@ def _load(name: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]] | 
 def _model(cfg: dict[str, Any]) -> str:
     m, t = cfg["model"], cfg["train"]
     budget = f"{t['max_steps']} updates" if t["max_steps"] else f"{t['max_seconds']:.0f} s"
-    return f"{m['cell'].upper()} {m['hidden_size']}x{m['num_layers']}, batch {t['batch_size']}, {budget}"
+    precision = t.get("precision", "fp32")
+    return f"{m['cell'].upper()} {m['hidden_size']}x{m['num_layers']}, batch {t['batch_size']}, {precision}, {budget}"
 
 
 def _env(env: dict[str, Any]) -> str:
@@ -122,20 +124,22 @@ def render() -> str:
             f"Target <= 1.65 bpc from 10 minutes on 2 cores: {'met' if m['valid_bpc'] <= 1.65 else 'not met'}.",
             "",
         ]
-    ab = {k: _load(f"textgen-ab-{k}") for k in ("plain", "cosine")}
-    if ab["plain"] and ab["cosine"]:
+    ab = {k: _load(f"textgen-ab-{k}") for k in ("plain", "cosine", "fp32")}
+    if all(ab.values()):
         lines += [
-            "Same number of updates, schedule only (a smaller model, so that it finishes on a loaded machine):",
+            "The same number of updates on a smaller model, one change at a time (schedule; bfloat16):",
             "",
-            "| recipe | updates | validation bpc |",
-            "|---|---|---|",
+            "| recipe | updates | seconds | training chars/s | validation bpc |",
+            "|---|---|---|---|---|",
         ]
-        for k, label in (
-            ("plain", "Adam 2e-3, constant after warm-up"),
-            ("cosine", "Adam 3e-3, warm-up, cosine to 0 (the preset)"),
-        ):
+        for k in ("plain", "cosine", "fp32"):
             m, c, _ = ab[k]  # type: ignore[misc]
-            lines.append(f"| {_model(c)}: {label} | {m['steps']} | {m['valid_bpc']:.3f} |")
+            t = c["train"]
+            schedule = "constant after warm-up" if t["lr_final"] == 1.0 else f"warm-up, cosine to {t['lr_final']:g}x"
+            label = f"Adam {t['lr']:g}, {schedule}, {t.get('precision', 'fp32')}"
+            label += " (the preset's recipe)" if k == "cosine" else ""
+            row = f"| {_model(c)}: {label} | {m['steps']} | {m['train_seconds']:.0f} | {m['chars_per_s']:,} "
+            lines.append(row + f"| {m['valid_bpc']:.3f} |")
         lines.append("")
     li = _load("langid")
     if li:

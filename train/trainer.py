@@ -167,7 +167,22 @@ def autocast(precision: str) -> Any:
     docs/TRAINING_RESULTS.md); weights, optimizer state, the carried state and the loss stay fp32."""
     if precision not in PRECISIONS:
         raise TrainingError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16" and native_bf16())
+
+
+_warned_bf16 = False
+
+
+def native_bf16() -> bool:
+    """Whether oneDNN has bfloat16 kernels on this CPU (AVX-512 BF16 / AMX). Without them bf16
+    is emulated and slower than fp32, so the trainer says so once and trains in fp32."""
+    global _warned_bf16
+    ok = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    if not ok and not _warned_bf16:
+        _warned_bf16 = True
+        print("edgernn train: this CPU has no native bfloat16 (AVX-512 BF16 / AMX): precision bf16 runs as fp32",
+              file=sys.stderr)  # fmt: skip
+    return ok
 
 
 class Progress:
