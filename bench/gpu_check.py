@@ -33,13 +33,17 @@ idle, so make the calls back to back; the tree itself is ~1 MiB):
     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 -d /tmp/w onnxruntime-gpu==1.31.1
     split -b 61m -d /tmp/w/onnxruntime_gpu-*.whl .whl/ortgpu.part    # part00 .. part03
-    # calls 1-3: run `ls .whl` carrying .whl/ortgpu.part00, then part01, then part02 (one per call)
+    # calls 1-3, back to back, each carrying one part: cp .whl/ortgpu.part0N /root/
     # call 4, carrying .whl/ortgpu.part03:
-    cat .whl/ortgpu.part0? > /tmp/onnxruntime_gpu-1.31.1-cp312-cp312-manylinux_2_28_x86_64.whl &&
-      python3 -m pip install -q --no-index --no-deps --target /tmp/site /tmp/onnxruntime_gpu-*.whl &&
+    W=/tmp/onnxruntime_gpu-1.31.1-cp312-cp312-manylinux_2_28_x86_64.whl
+    cp .whl/ortgpu.part03 /root/ && cat /root/ortgpu.part0? > $W &&
+      python3 -m pip install -q --no-index --no-deps --target /tmp/site $W &&
       PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 python3 bench/gpu_check.py --out $OUT/gpu-check.json
 
-Then commit the figures (docs/ARCHITECTURE.md, "Measured") and close issue 6's GPU part.
+On an H200 (2026-11-26) the four calls cost about 90 s of device time, the check itself 62 s.
+Copy the JSON to ``bench/results/gpu-check.json`` (add ``measured_at``): ``edgernn bench`` judges
+the GPU target from it and writes its table into BENCHMARKS.md.
+
 """
 
 from __future__ import annotations
