@@ -89,6 +89,12 @@ def _model(cfg: dict[str, Any]) -> str:
     return f"{m['cell'].upper()} {m['hidden_size']}x{m['num_layers']}, batch {t['batch_size']}, {precision}, {budget}"
 
 
+def _recipe(cfg: dict[str, Any]) -> str:
+    t = cfg["train"]
+    schedule = "constant" if t["lr_final"] == 1.0 else f"cosine to {t['lr_final']:g}x"
+    return f"Adam {t['lr']:g}, warm-up {t['warmup_steps']} updates, then {schedule}; clip {t['clip']:g}"
+
+
 def _env(env: dict[str, Any]) -> str:
     if not env:
         return ""
@@ -110,7 +116,7 @@ def render() -> str:
         lines += [
             "## Next character (KJV, last 5% held out)",
             "",
-            f"{_model(c)}; {_env(env)}.",
+            f"{_model(c)}; {_recipe(c)}; {_env(env)}.",
             "",
             "| model / baseline | validation bits per character |",
             "|---|---|",
@@ -136,7 +142,7 @@ def render() -> str:
             m, c, _ = ab[k]  # type: ignore[misc]
             t = c["train"]
             schedule = "constant after warm-up" if t["lr_final"] == 1.0 else f"warm-up, cosine to {t['lr_final']:g}x"
-            label = f"Adam {t['lr']:g}, {schedule}, {t.get('precision', 'fp32')}"
+            label = f"Adam {t['lr']:g}, {schedule}"
             label += " (the preset's recipe)" if k == "cosine" else ""
             row = f"| {_model(c)}: {label} | {m['steps']} | {m['train_seconds']:.0f} | {m['chars_per_s']:,} "
             lines.append(row + f"| {m['valid_bpc']:.3f} |")
