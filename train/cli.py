@@ -33,6 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, help="peak learning rate (Adam)")
     p.add_argument("--lr-final", type=float, help="final learning rate as a fraction of --lr (cosine)")
     p.add_argument("--clip", type=float, help="gradient norm clip")
+    p.add_argument("--memory-bias", type=float, help="LSTM forget / GRU update gate bias at init (open gates)")
     p.add_argument("--precision", choices=("fp32", "bf16"), help="forward-pass precision (bf16: autocast, CPU AMX)")
     p.add_argument("--delay", type=int, help="recall: distractor steps")
     p.add_argument("--eval-every", type=int, help="steps between evaluations and checkpoints")
@@ -63,6 +64,7 @@ def main(args: argparse.Namespace) -> int:
         lr_final=args.lr_final,
         clip=args.clip,
         precision=args.precision,
+        memory_bias=args.memory_bias,
         delay=args.delay,
         eval_every=args.eval_every,
         seed=args.seed,

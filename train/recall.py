@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from edgernn.train.langid import label_loss_sum
-from edgernn.train.model import RecurrentModel, build_model
+from edgernn.train.model import RecurrentModel, build_model, set_memory_bias
 from edgernn.train.trainer import Batch, Task, TrainConfig
 
 SYMBOLS = 8
@@ -82,6 +82,8 @@ def recall_task(cfg: TrainConfig) -> Task:
         with torch.random.fork_rng():  # the same weights fit started from (seeded, then built)
             torch.manual_seed(cfg.seed)
             at_init = build_model(config)
+            if cfg.memory_bias is not None:
+                set_memory_bias(at_init, cfg.memory_bias)
         return {
             "accuracy": round(recall_accuracy(model, cfg.delay), 4),
             "grad_reach_log10": round(gradient_reach(model, cfg.delay), 2),

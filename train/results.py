@@ -21,9 +21,10 @@ from typing import Any
 RUNS = Path("runs/results")
 TABLE = Path("docs/TRAINING_RESULTS.md")
 RECALL_CELLS = ("rnn", "gru", "lstm")
-RECALL_DELAYS = (5, 10, 20, 40)
-RECALL_STEPS = {5: 1000, 10: 1000, 20: 1000, 40: 3000}
+RECALL_DELAYS = (5, 10, 20, 40, 80)
+RECALL_STEPS = {5: 1000, 10: 1000, 20: 1000, 40: 3000, 80: 3000}
 RECALL_SEEDS = (0, 1, 2)
+USUAL_BIAS = {"gru": 0.0, "lstm": 1.0}  # update / forget gate bias without memory_bias
 
 
 def run_names(only: str | None = None) -> list[tuple[str, dict[str, Any]]]:
@@ -34,6 +35,7 @@ def run_names(only: str | None = None) -> list[tuple[str, dict[str, Any]]]:
         ("textgen-ab-plain", {**small, "lr_final": 1.0}),
         ("textgen-ab-cosine", small),
         ("textgen-ab-fp32", {**small, "precision": "fp32"}),
+        ("textgen-constant", {"lr_final": 1.0}),  # the full budget with a constant rate
         ("langid", {}),
         ("weather", {}),
     ]
@@ -43,6 +45,10 @@ def run_names(only: str | None = None) -> list[tuple[str, dict[str, Any]]]:
                 (f"recall-{c}-{k}-s{seed}", {"cell": c, "delay": k, "max_steps": RECALL_STEPS[k], "seed": seed})
                 for c in RECALL_CELLS
             ]
+    for seed in RECALL_SEEDS:  # the same at delay 40 with the gates' usual initial biases
+        for c, bias in USUAL_BIAS.items():
+            runs.append((f"recall-{c}-40-usual-s{seed}", {"cell": c, "delay": 40, "max_steps": RECALL_STEPS[40],
+                                                          "seed": seed, "memory_bias": bias}))  # fmt: skip
     return [(n, o) for n, o in runs if only is None or n.split("-")[0] == only]
 
 
@@ -213,7 +219,10 @@ def render() -> str:
             "",
             f"Each cell: hidden {first[1]['model']['hidden_size']}, batch {first[1]['train']['batch_size']},"
             f" Adam {first[1]['train']['lr']:g} (updates per column), seeds {', '.join(map(str, RECALL_SEEDS))};"
-            f" accuracy on 2,000 fresh sequences, mean over seeds [each seed]; {_env(first[2])}.",
+            f" accuracy on 2,000 fresh sequences, mean over seeds [each seed]; {_env(first[2])}."
+            f" The gated cells start with the gate that keeps the state open (memory_bias"
+            f" {first[1]['train'].get('memory_bias')}: LSTM forget gate, GRU update gate); the last rows are the same"
+            " cells with their usual initial biases.",
             "",
             "| cell | " + " | ".join(f"k = {k} ({RECALL_STEPS[k]} updates)" for k in RECALL_DELAYS) + " |",
             "|---|" + "---|" * len(RECALL_DELAYS),
@@ -225,6 +234,15 @@ def render() -> str:
                 each = " ".join(f"{a:.2f}" for a in accs)
                 row.append(f"{sum(accs) / len(accs):.3f} [{each}]" if accs else "—")
             lines.append(f"| {cell.upper()} | " + " | ".join(row) + " |")
+        for cell, bias in USUAL_BIAS.items():
+            runs = [v for r in RECALL_SEEDS if (v := _load(f"recall-{cell}-40-usual-s{r}"))]
+            if runs:
+                accs = [float(v[0]["accuracy"]) for v in runs]
+                gate = "update" if cell == "gru" else "forget"
+                cells = ["—"] * len(RECALL_DELAYS)
+                each = " ".join(f"{a:.2f}" for a in accs)
+                cells[RECALL_DELAYS.index(40)] = f"{sum(accs) / len(accs):.3f} [{each}]"
+                lines.append(f"| {cell.upper()}, {gate} gate bias {bias:g} | " + " | ".join(cells) + " |")
         lines.append("")
         lines += _reach_table(recall)
     return "\n".join(lines)

@@ -70,6 +70,9 @@ PRESETS: dict[str, TrainConfig] = {
         batch_size=64,
         lr=1e-2,  # 3e-3 left every cell at chance at delay 20 after 800 updates
         lr_final=0.1,
+        # Gates open at the start: with the LSTM's usual forget bias of 1 it sat at chance at
+        # delay 40 for 15,000 updates (lr 1e-2 and 3e-3); with 3 it solved it in < 1,000.
+        memory_bias=3.0,
         clip=1.0,
         max_seconds=0.0,
         max_steps=1000,

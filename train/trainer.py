@@ -34,7 +34,7 @@ from edgernn.runtime.errors import EdgeRNNError
 from edgernn.runtime.spec import ModelConfig
 from edgernn.train.checkpoint import load_checkpoint, save_checkpoint
 from edgernn.train.distributed import DistInfo, all_mean, barrier, shard
-from edgernn.train.model import RecurrentModel, State, build_model
+from edgernn.train.model import RecurrentModel, State, build_model, set_memory_bias
 
 CHECKPOINT = "model.safetensors"
 TRAIN_STATE = "train_state.safetensors"
@@ -65,6 +65,7 @@ class TrainConfig:
     warmup_steps: int = 0
     weight_decay: float = 0.0
     clip: float = 1.0  # max global gradient norm
+    memory_bias: float | None = None  # LSTM forget / GRU update gate bias at init (None: 1 for LSTM, 0 for GRU)
     precision: str = "fp32"  # "bf16": bfloat16 autocast for the forward pass (fp32 weights, state, loss)
     max_seconds: float = 120.0  # 0: no time limit
     max_steps: int = 0  # 0: no step limit
@@ -273,6 +274,8 @@ def fit(
         raise TrainingError(f"batch_size {cfg.batch_size} does not split over {info.world} ranks")
     torch.manual_seed(cfg.seed)
     model = build_model(task.config)
+    if cfg.memory_bias is not None:
+        set_memory_bias(model, cfg.memory_bias)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, spent, state = 0, 0.0, None
     if resume is not None:
