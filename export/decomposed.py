@@ -103,8 +103,10 @@ def read_weights(proto: onnx.ModelProto, spec: StreamSpec) -> NetWeights:
 class _Builder:
     """Collects nodes and initializers; ``matmul`` writes fp32 MatMul(+Add) or DynamicQuantizeMatMul."""
 
-    def __init__(self, quantize: bool) -> None:
+    def __init__(self, quantize: bool, per_column: bool = False, residual: bool = False) -> None:
         self.quantize = quantize
+        self.per_column = per_column or residual
+        self.residual = residual
         self.inits: list[TensorProto] = []
         self.count = 0
 
@@ -132,11 +134,15 @@ class _Builder:
         out = out or self.name(stem)
         b = self.const(f"{stem}_b", np.asarray(bias, np.float32)) if bias is not None else ""
         if self.quantize and not fp32:
-            # per-tensor: per-column scales were slower (DESIGN.md) and, measured on the test
-            # models, no more accurate (the int8 activations dominate the error)
-            scale = np.array(max(float(np.abs(w).max()), 1e-12) / 127.0)
+            # per-tensor by default: per-column scales were slower (DESIGN.md)
+            if self.per_column:
+                scale = np.maximum(np.abs(w).max(axis=0), 1e-12) / 127.0  # (out,): one per column
+            else:
+                scale = np.array(max(float(np.abs(w).max()), 1e-12) / 127.0)
             zero = np.array(0, np.int8)
             wq = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
+            if self.residual:
+                return self._residual(nodes, a, w, wq, scale, b, stem, out)
             ins = [a, self.const(f"{stem}_wq", wq), self.const(f"{stem}_ws", scale.astype(np.float32))]
             ins += [self.const(f"{stem}_wz", zero), b]
             nodes.append(helper.make_node("DynamicQuantizeMatMul", ins, [out], domain=MS_DOMAIN))
@@ -145,6 +151,31 @@ class _Builder:
         nodes.append(helper.make_node("MatMul", [a, self.const(f"{stem}_w", w.astype(np.float32))], [prod]))
         if b:
             nodes.append(helper.make_node("Add", [prod, b], [out]))
+        return out
+
+    def _residual(self, nodes: list[onnx.NodeProto], a: str, w: np.ndarray, wq: np.ndarray, scale: np.ndarray,
+                  b: str, stem: str, out: str) -> str:  # fmt: skip
+        """Two int8 parts, w ~ wq * scale + rq * rscale (the second quantizes what the first
+        left), side by side in one DynamicQuantizeMatMul of 2 * out columns with per-column
+        scales; the halves are added. The weight's rounding error falls ~127x; the activation's
+        (one uint8 quantization of ``a``, shared) is what remains."""
+        n = w.shape[1]
+        rest = w - wq.astype(np.float64) * scale
+        rscale = np.maximum(np.abs(rest).max(axis=0), 1e-30) / 127.0
+        rq = np.clip(np.round(rest / rscale), -127, 127).astype(np.int8)
+        both = np.concatenate([wq, rq], axis=1)
+        scales = np.concatenate([scale, rscale]).astype(np.float32)
+        ins = [a, self.const(f"{stem}_wq2", both), self.const(f"{stem}_ws2", scales)]
+        ins += [self.const(f"{stem}_wz2", np.zeros(2 * n, np.int8))]
+        wide = self.name(f"{stem}_wide")
+        nodes.append(helper.make_node("DynamicQuantizeMatMul", ins, [wide], domain=MS_DOMAIN))
+        halves = [self.name(f"{stem}_hi"), self.name(f"{stem}_lo")]
+        nodes.append(helper.make_node("Split", [wide, self.const(f"{stem}_split", np.array([n, n], np.int64))],
+                                      halves, axis=-1))  # fmt: skip
+        summed = self.name(f"{stem}_sum") if b else out
+        nodes.append(helper.make_node("Add", halves, [summed]))
+        if b:
+            nodes.append(helper.make_node("Add", [summed, b], [out]))
         return out
 
 
@@ -245,7 +276,12 @@ def _scan(
     nodes = [helper.make_node("Squeeze", [s, axis0], [f]) for s, f in zip(states, firsts)]
     nodes.append(
         helper.make_node(
-            "Scan", [*firsts, gi], [*ends, seq], body=body, num_scan_inputs=1, scan_input_axes=[1],
+            "Scan",
+            [*firsts, gi],
+            [*ends, seq],
+            body=body,
+            num_scan_inputs=1,
+            scan_input_axes=[1],
             scan_output_axes=[1],
         )
     )
@@ -271,6 +307,9 @@ def build_decomposed(
     opset: int,
     quantize: bool,
     one_frame_branch: bool = True,
+    per_column: bool = False,
+    head_fp32: bool | None = None,
+    residual: bool = False,
 ) -> onnx.ModelProto:
     """The decomposed graph of ``weights`` (fp32 or int8), with the spec's names and shapes.
 
@@ -281,7 +320,7 @@ def build_decomposed(
     if cfg is None:
         raise QuantizeError("the stream spec has no model config: cannot rebuild the cell")
     hidden = cfg.hidden_size
-    bld = _Builder(quantize)
+    bld = _Builder(quantize, per_column, residual)
     nodes: list[onnx.NodeProto] = []
     first = weights.layers[0]
     if cfg.input_kind == "tokens":  # embedding and the first input product folded: one fp32 table
@@ -315,8 +354,10 @@ def build_decomposed(
         if one_frame_branch:  # If(time == 1): the body once, no Scan; else the Scan
             if not is_one:
                 is_one = _is_one_frame(nodes, bld, gi)
-            shapes = (bld.const("row", np.array([1, -1, layer.W.shape[0]], np.int64)),
-                      bld.const("col", np.array([-1, 1, hidden], np.int64)))
+            shapes = (
+                bld.const("row", np.array([1, -1, layer.W.shape[0]], np.int64)),
+                bld.const("col", np.array([-1, 1, hidden], np.int64)),
+            )
             inner = {o: f"{o}_s" for o in [*lasts, seq]}
             for node in scan_nodes:
                 node.output[:] = [inner.get(o, o) for o in node.output]
@@ -332,7 +373,7 @@ def build_decomposed(
             nodes.append(helper.make_node("Concat", kept, [state_out], axis=0))
     # Real-valued outputs keep an fp32 head: its int8 error lands on the output as it is (3-4% of
     # the output's RMS on the test models, 1-2% with an fp32 head); a char model's softmax absorbs it.
-    head_fp32 = cfg.input_kind == "frames"
+    head_fp32 = cfg.input_kind == "frames" if head_fp32 is None else head_fp32
     bld.matmul(nodes, seq, weights.head_w, weights.head_b, "head", out=OUTPUT_Y, fp32=head_fp32)
     return _model(nodes, bld.inits, spec, opset)
 

@@ -42,13 +42,27 @@ def _opset(proto: onnx.ModelProto) -> int:
 
 
 def quantize_int8(
-    proto: onnx.ModelProto, spec: StreamSpec, cell_aware: bool = True, lstm_decomposed: bool = False
+    proto: onnx.ModelProto,
+    spec: StreamSpec,
+    cell_aware: bool = True,
+    lstm_decomposed: bool = False,
+    accurate: bool = False,
 ) -> tuple[onnx.ModelProto, dict]:
-    """The int8 graph of a native fp32 edgernn graph, and a note of how it was made."""
+    """The int8 graph of a native fp32 edgernn graph, and a note of how it was made.
+
+    ``accurate``: every cell decomposed, each weight in two int8 parts (the second quantizes the
+    first one's rounding error) with per-column scales, in one product of twice the columns.
+    Measured on an LSTM 256 char model: max |dp| 0.010 where DynamicQuantizeLSTM gave 0.072
+    (a simulation put the weights' rounding at 0.021-0.024 of that, the activations' at 0.010).
+    Twice the int8 multiply-adds: the fallback when the fast form misses the tolerance.
+    """
     cfg = spec.model
     if cfg is None:
         raise QuantizeError("the stream spec has no model config; only graphs exported by edgernn can be quantized")
-    if cell_aware and (cfg.cell in ("gru", "rnn") or lstm_decomposed):
+    if accurate:
+        out = build_decomposed(read_weights(proto, spec), spec, _opset(proto), quantize=True, residual=True)
+        method = "decomposed cell: DynamicQuantizeMatMul, two-part (residual) per-column int8 weights, Scan over time"
+    elif cell_aware and (cfg.cell in ("gru", "rnn") or lstm_decomposed):
         out = build_decomposed(read_weights(proto, spec), spec, _opset(proto), quantize=True)
         method = "decomposed cell: DynamicQuantizeMatMul, per-tensor symmetric int8 weights, Scan over time"
     else:
@@ -101,13 +115,16 @@ def _toposort(graph: onnx.GraphProto) -> None:
 
 
 def convert_proto(
-    proto: onnx.ModelProto, mode: str, cell_aware: bool = True, lstm_decomposed: bool = False
+    proto: onnx.ModelProto, mode: str, cell_aware: bool = True, lstm_decomposed: bool = False, accurate: bool = False
 ) -> tuple[onnx.ModelProto, StreamSpec]:
     """``mode`` ('int8' or 'fp16') variant of ``proto``, with its spec (provenance records the conversion)."""
     if mode not in QUANTIZE_MODES:
         raise QuantizeError(f"quantize mode {mode!r} is not one of {', '.join(QUANTIZE_MODES)}")
     spec = read_spec(proto)
-    out, note = quantize_int8(proto, spec, cell_aware, lstm_decomposed) if mode == "int8" else convert_fp16(proto)
+    if mode == "int8":
+        out, note = quantize_int8(proto, spec, cell_aware, lstm_decomposed, accurate)
+    else:
+        out, note = convert_fp16(proto)
     kept = {p.key: p.value for p in proto.metadata_props if p.key != METADATA_KEY}
     for key, value in kept.items():
         entry = out.metadata_props.add()
@@ -123,6 +140,7 @@ def quantize_model(
     mode: str = "int8",
     force: bool = False,
     lstm_decomposed: bool = False,
+    accurate: bool = False,
 ) -> StreamSpec:
     """Write the int8 (or fp16) variant of the edgernn graph at ``path_in`` to ``path_out``.
 
@@ -131,13 +149,16 @@ def quantize_model(
     has the same input, output and state names and the same spec, so ``Engine.load`` streams
     it unchanged. Returns the spec written.
 
+    ``accurate=True``: two-part int8 weights for every cell (see ``quantize_int8``); the export
+    pipeline falls back to it by itself when the fast form misses the tolerance.
+
     ``lstm_decomposed=True`` builds an LSTM the GRU / RNN way instead of DynamicQuantizeLSTM.
     Measured at hidden 512 (trained char models, 2 vCPU): more accurate (max |Δp| 0.005 vs
     0.009; 0.028 vs 0.036 at hidden 256), faster one frame per call (5.3x vs 4.4x fp32),
     slower in chunks of 64 (5.1x vs 6.8x).
     """
     proto = onnx.load(os.fspath(path_in))
-    out, spec = convert_proto(proto, mode, cell_aware, lstm_decomposed)
+    out, spec = convert_proto(proto, mode, cell_aware, lstm_decomposed, accurate)
     note: dict[str, Any] = dict(spec.provenance["quantization"])
     note["source_sha256"] = file_sha256(path_in)
     spec = spec.with_provenance(quantization=note)

@@ -112,11 +112,13 @@ def _dims(shape: tuple) -> str:
 def config_pbtxt(spec: StreamSpec, name: str, max_batch_size: int = 64, kind: str = "KIND_CPU") -> str:
     """The ``config.pbtxt`` of the Triton variant of ``spec``'s graph (text protobuf)."""
     lines = [f'name: "{name}"', 'backend: "onnxruntime"', f"max_batch_size: {max_batch_size}", "input ["]
-    lines += [f'  {{ name: "{t.name}" data_type: {TRITON_TYPES[t.dtype]} dims: [ {_dims(t.shape)} ] }}'
-              for t in spec.inputs]
+    lines += [
+        f'  {{ name: "{t.name}" data_type: {TRITON_TYPES[t.dtype]} dims: [ {_dims(t.shape)} ] }}' for t in spec.inputs
+    ]
     lines += ["]", "output ["]
-    lines += [f'  {{ name: "{t.name}" data_type: {TRITON_TYPES[t.dtype]} dims: [ {_dims(t.shape)} ] }}'
-              for t in spec.outputs]
+    lines += [
+        f'  {{ name: "{t.name}" data_type: {TRITON_TYPES[t.dtype]} dims: [ {_dims(t.shape)} ] }}' for t in spec.outputs
+    ]
     lines += ["]", "sequence_batching {", "  max_sequence_idle_microseconds: 60000000"]
     lines += ["  direct { max_queue_delay_microseconds: 1000 }", "  control_input ["]
     for tensor, kind_name in ((START, "CONTROL_SEQUENCE_START"), (READY, "CONTROL_SEQUENCE_READY")):

@@ -145,8 +145,11 @@ def run_modes(
     batch, steps = xs.shape[:2]
     if steps_shape_check is not None:  # step 2 on a short call before the long runs
         probe = xs[:, :3]
-        check_shapes(drive_session(session, spec, probe, [probe.shape[1]]), steps_shape_check(probe), "batch "
-                     f"{batch}, {probe.shape[1]} frames in one call")
+        check_shapes(
+            drive_session(session, spec, probe, [probe.shape[1]]),
+            steps_shape_check(probe),
+            f"batch {batch}, {probe.shape[1]} frames in one call",
+        )
     modes = {
         "step/b1": drive_engine(engine, xs[0], None),
         "chunks/b1": drive_engine(engine, xs[0], random_chunks(steps, rng)),
