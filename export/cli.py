@@ -53,7 +53,10 @@ def main(args: argparse.Namespace) -> int:
     print(f"wrote {args.output}: {what}" + (f", {args.quantize}" if args.quantize else ""))
     if report is not None:
         print(report)
-    quant = spec.provenance.get("quantization", {}).get("parity_vs_fp32")
+    note = spec.provenance.get("quantization", {})
+    if "fast_form_refused" in note:
+        print(f"the fast int8 form missed the tolerance ({note['fast_form_refused']}); wrote: {note['method']}")
+    quant = note.get("parity_vs_fp32")
     if quant is not None:
         print(
             f"{args.quantize} vs fp32 over {quant['steps']} carried steps: max |difference| of "
