@@ -105,7 +105,7 @@ class _Builder:
 
     def __init__(self, quantize: bool, per_column: bool = False, residual: bool = False) -> None:
         self.quantize = quantize
-        self.per_column = per_column or residual
+        self.per_column = per_column
         self.residual = residual
         self.inits: list[TensorProto] = []
         self.count = 0
@@ -139,10 +139,10 @@ class _Builder:
                 scale = np.maximum(np.abs(w).max(axis=0), 1e-12) / 127.0  # (out,): one per column
             else:
                 scale = np.array(max(float(np.abs(w).max()), 1e-12) / 127.0)
+            if self.residual:
+                return self._residual(nodes, a, w, b, stem, out)
             zero = np.array(0, np.int8)
             wq = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
-            if self.residual:
-                return self._residual(nodes, a, w, wq, scale, b, stem, out)
             ins = [a, self.const(f"{stem}_wq", wq), self.const(f"{stem}_ws", scale.astype(np.float32))]
             ins += [self.const(f"{stem}_wz", zero), b]
             nodes.append(helper.make_node("DynamicQuantizeMatMul", ins, [out], domain=MS_DOMAIN))
@@ -153,29 +153,22 @@ class _Builder:
             nodes.append(helper.make_node("Add", [prod, b], [out]))
         return out
 
-    def _residual(self, nodes: list[onnx.NodeProto], a: str, w: np.ndarray, wq: np.ndarray, scale: np.ndarray,
-                  b: str, stem: str, out: str) -> str:  # fmt: skip
-        """Two int8 parts, w ~ wq * scale + rq * rscale (the second quantizes what the first
-        left), side by side in one DynamicQuantizeMatMul of 2 * out columns with per-column
-        scales; the halves are added. The weight's rounding error falls ~127x; the activation's
-        (one uint8 quantization of ``a``, shared) is what remains."""
-        n = w.shape[1]
-        rest = w - wq.astype(np.float64) * scale
-        rscale = np.maximum(np.abs(rest).max(axis=0), 1e-30) / 127.0
-        rq = np.clip(np.round(rest / rscale), -127, 127).astype(np.int8)
-        both = np.concatenate([wq, rq], axis=1)
-        scales = np.concatenate([scale, rscale]).astype(np.float32)
-        ins = [a, self.const(f"{stem}_wq2", both), self.const(f"{stem}_ws2", scales)]
-        ins += [self.const(f"{stem}_wz2", np.zeros(2 * n, np.int8))]
-        wide = self.name(f"{stem}_wide")
-        nodes.append(helper.make_node("DynamicQuantizeMatMul", ins, [wide], domain=MS_DOMAIN))
-        halves = [self.name(f"{stem}_hi"), self.name(f"{stem}_lo")]
-        nodes.append(helper.make_node("Split", [wide, self.const(f"{stem}_split", np.array([n, n], np.int64))],
-                                      halves, axis=-1))  # fmt: skip
-        summed = self.name(f"{stem}_sum") if b else out
-        nodes.append(helper.make_node("Add", halves, [summed]))
-        if b:
-            nodes.append(helper.make_node("Add", [summed, b], [out]))
+    def _residual(self, nodes: list[onnx.NodeProto], a: str, w: np.ndarray, b: str, stem: str, out: str) -> str:
+        """Two int8 parts, w ~ q1 * s1 + q2 * s2, each a per-tensor DynamicQuantizeMatMul of ``a``
+        (the second quantizes the first one's rounding error, |w - q1 s1| <= s1 / 2, so its scale is
+        s1 / 254 and what is left is <= max|w| / 64,516); the two products are added. The weight's
+        rounding error all but vanishes; the activation's (uint8 of ``a``) is what remains."""
+        s1 = max(float(np.abs(w).max()), 1e-12) / 127.0
+        q1 = np.clip(np.round(w / s1), -127, 127).astype(np.int8)
+        s2 = s1 / 254.0
+        q2 = np.clip(np.round((w.astype(np.float64) - q1 * s1) / s2), -127, 127).astype(np.int8)
+        parts = []
+        for i, (q, sc) in enumerate(((q1, s1), (q2, s2))):
+            ins = [a, self.const(f"{stem}_wq{i}", q), self.const(f"{stem}_ws{i}", np.array(sc, np.float32))]
+            ins += [self.const(f"{stem}_wz{i}", np.array(0, np.int8)), b if i == 0 else ""]
+            parts.append(self.name(f"{stem}_part{i}"))
+            nodes.append(helper.make_node("DynamicQuantizeMatMul", ins, [parts[-1]], domain=MS_DOMAIN))
+        nodes.append(helper.make_node("Add", parts, [out]))
         return out
 
 
