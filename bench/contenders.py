@@ -53,6 +53,7 @@ class Subject:
     torch_model: Any  # fp32 PyTorch model with the same weights
     weights: dict[str, np.ndarray]
     x: np.ndarray  # (batch, chunk) int64 tokens
+    int8_accurate_path: Path | None = None  # the two-part-weight int8 form (export's fallback)
 
 
 Call = Callable[[], Any]
@@ -80,6 +81,13 @@ def engine_int8(s: Subject) -> Call:
     if s.int8_path is None:
         raise NotAvailable("no int8 model: edgernn.export.quantize.quantize_model is absent from this tree")
     return engine(s, s.int8_path)
+
+
+def engine_int8_accurate(s: Subject) -> Call:
+    """The engine on the accurate int8 model (two int8 parts per weight), what export falls back to."""
+    if s.int8_accurate_path is None:
+        raise NotAvailable("no accurate int8 model: quantize_model(accurate=True) is absent from this tree")
+    return engine(s, s.int8_accurate_path)
 
 
 def batched_engine_call(eng: Engine, x: np.ndarray) -> Call:
@@ -364,6 +372,7 @@ def _sigmoid(v: np.ndarray) -> np.ndarray:
 CONTENDERS: dict[str, Callable[[Subject], Call]] = {
     "engine": engine,
     "engine int8": engine_int8,
+    "engine int8 accurate": engine_int8_accurate,
     "raw ping-pong": raw_pingpong,
     "session.run": session_run,
     "engine separate": engine_separate,

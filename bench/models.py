@@ -91,17 +91,17 @@ def quantizer() -> Any | None:
     return getattr(module, "quantize_model", None)
 
 
-def int8_path(key: ModelKey, seed: int = 0) -> Path | None:
-    """The int8 model for ``key``, or None when there is no quantizer in this tree."""
+def int8_path(key: ModelKey, seed: int = 0, accurate: bool = False) -> Path | None:
+    """The int8 model for ``key`` (``accurate``: the two-part-weight form), or None without a quantizer."""
     quantize = quantizer()
     if quantize is None:
         return None
     src = fp32_path(key, seed)
-    path = src.with_name(src.stem + "-int8.onnx")
+    path = src.with_name(src.stem + ("-int8acc.onnx" if accurate else "-int8.onnx"))
     made_by = Path(importlib.import_module("edgernn.export.quantize").__file__ or src)
     if not path.exists() or path.stat().st_mtime < max(src.stat().st_mtime, made_by.stat().st_mtime):
         tmp = path.with_name(path.name + ".part.onnx")
-        quantize(str(src), str(tmp))
+        quantize(str(src), str(tmp), **({"accurate": True} if accurate else {}))
         os.replace(tmp, path)
     return path
 

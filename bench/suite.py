@@ -19,7 +19,7 @@ from edgernn.bench import models
 from edgernn.bench.contenders import CONTENDERS, Case, NotAvailable, NumpyModel, Subject
 
 # int8 error is bounded but not small: its first output is reported, not held to fp32 parity.
-APPROXIMATE = ("engine int8",)
+APPROXIMATE = ("engine int8", "engine int8 accurate")
 
 
 @dataclass
@@ -76,9 +76,11 @@ def subject_for(case: Case, seed: int = 0, int8: bool = False) -> Subject:
     key = models.ModelKey(case.cell, case.hidden)
     torch_model = models.torch_model(key, seed)
     int8_path = models.int8_path(key, seed) if int8 else None
+    accurate = models.int8_path(key, seed, accurate=True) if int8 else None
     rng = np.random.default_rng(seed)
     x = rng.integers(0, models.VOCAB, size=(case.batch, case.chunk), dtype=np.int64)
-    return Subject(case, models.fp32_path(key, seed), int8_path, torch_model, models.numpy_weights(torch_model), x)
+    weights = models.numpy_weights(torch_model)
+    return Subject(case, models.fp32_path(key, seed), int8_path, torch_model, weights, x, accurate)
 
 
 def run_case(case: Case, names: list[str], settings: Settings, log: Callable[[str], None] | None = None) -> CaseResult:
@@ -188,7 +190,7 @@ def plan(
     def names(hidden: int, b: int, t: int) -> list[str]:
         out = list(BASE_NAMES)
         if (b, t) in INT8_SHAPES and (not quick or hidden == big):
-            out.insert(1, "engine int8")
+            out[1:1] = ["engine int8", "engine int8 accurate"]
         if compile_peer and (b, t) == (1, 1) and hidden in (small, big):
             out.append("torch.compile")
         return out

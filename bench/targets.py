@@ -174,13 +174,14 @@ def int8_speedup(t: Target, f: RunFigures) -> list[Verdict]:
         for chunk in t.params["chunks"]:
             row = f"{cell} h{t.params['hidden']} b1 c{chunk}"
             r = f.find(cell, t.params["hidden"], 1, chunk)
-            miss = _missing(t, row, figure, r, ("engine", "engine int8"))
+            contender = t.params.get("contender", "engine int8")
+            miss = _missing(t, row, figure, r, ("engine", contender))
             if miss is not None or r is None:
                 out.append(miss or Verdict(t.id, t.area, row, NOT_RUN, "", figure))
                 continue
-            ratio = r.ratio("engine", "engine int8") or 0.0
+            ratio = r.ratio("engine", contender) or 0.0
             status = PASS if ratio >= t.params["min_ratio"] else FAIL
-            out.append(Verdict(t.id, t.area, row, status, f"{ratio:.2f}x (fp32 / int8 engine time)", figure))
+            out.append(Verdict(t.id, t.area, row, status, f"{ratio:.2f}x (fp32 / {contender} time)", figure))
     return out
 
 
