@@ -42,8 +42,8 @@ MODEL_TASKS := textgen langid weather
 MODEL_RUNS ?= runs/models
 MODELS_OUT ?= runtime/models
 # Every flag the CLI takes is pinned here, so a change of a preset does not change the models.
-TRAIN_textgen := --cell gru --hidden 128 --layers 1 --dropout 0 --seq-len 128 --batch 32 --lr 5e-3 --lr-final 0 --steps 800
-TRAIN_langid := --cell gru --hidden 256 --layers 1 --dropout 0 --seq-len 64 --batch 64 --lr 3e-3 --lr-final 0.02 --steps 1500
+TRAIN_textgen := --cell gru --hidden 128 --layers 1 --dropout 0 --seq-len 128 --batch 32 --lr 5e-3 --lr-final 0 --steps 800 --precision fp32
+TRAIN_langid := --cell gru --hidden 256 --layers 1 --dropout 0 --seq-len 64 --batch 64 --lr 3e-3 --lr-final 0.02 --steps 1500 --precision fp32
 TRAIN_weather := --cell gru --hidden 32 --layers 1 --dropout 0 --seq-len 180 --batch 32 --lr 3e-3 --lr-final 0.05 --steps 300
 
 models: $(addprefix models-,$(MODEL_TASKS))

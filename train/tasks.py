@@ -31,10 +31,12 @@ PRESETS: dict[str, TrainConfig] = {
         eval_chars=0,
         log_every=10,
     ),
+    # GRU 512 in bf16: 0.909 on whole strings (naive Bayes 0.897) where GRU 256 in fp32 had 0.899.
     "langid": TrainConfig(
         task="langid",
         cell="gru",
-        hidden_size=256,
+        hidden_size=512,
+        precision="bf16",
         embed_size=64,
         seq_len=64,
         batch_size=64,
