@@ -1,6 +1,6 @@
 """Regenerate docs/TRAINING_RESULTS.md: every task's figures beside its baselines.
 
-    python -m edgernn.train.results               # train every preset (about 20 min on 2 cores), then write
+    python -m edgernn.train.results               # train every run (about 45 min on 2 cores), then write
     python -m edgernn.train.results --only recall --jobs 2 --threads 1  # one task, two runs at once
     python -m edgernn.train.results --render      # only rewrite the table from the runs on disk
 
@@ -136,6 +136,14 @@ def render() -> str:
             f"Target <= 1.65 bpc from 10 minutes on 2 cores: {'met' if m['valid_bpc'] <= 1.65 else 'not met'}.",
             "",
         ]
+        const = _load("textgen-constant")
+        if const:
+            mc, cc, ec = const
+            lines += [
+                f"The same budget with a constant rate ({_recipe(cc)}; {_env(ec)}): {mc['valid_bpc']:.3f} bpc"
+                f" after {mc['steps']} updates at {mc['chars_per_s']:,} chars/s.",
+                "",
+            ]
     ab = {k: _load(f"textgen-ab-{k}") for k in ("plain", "cosine", "fp32")}
     if all(ab.values()):
         lines += [
