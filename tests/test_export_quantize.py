@@ -135,6 +135,23 @@ def test_quantize_refuses_a_foreign_graph(tmp_path) -> None:
     assert not (tmp_path / "x.onnx").exists()
 
 
+def train_quickly(model, ids, lanes: int, steps: int, lr: float) -> None:
+    """Adam on ``lanes`` contiguous lanes of ``ids``, 64-character windows, state carried; then eval mode."""
+    import torch
+
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    data = torch.from_numpy(ids[: lanes * 20_000].reshape(lanes, -1))
+    state = model.initial_state(lanes)
+    for step in range(steps):
+        x, y = data[:, step * 64 : step * 64 + 64], data[:, step * 64 + 1 : step * 64 + 65]
+        logits, state = model(x, tuple(s.detach() for s in state))
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+
+
 @pytest.fixture(scope="module")
 def kjv_model(tmp_path_factory):
     """A small char GRU quickly trained on the KJV text (Adam, 80 steps of 16 x 64 chars, one thread)."""
@@ -157,22 +174,12 @@ def kjv_model(tmp_path_factory):
         embed_size=16,
     )
     model = build_model(cfg)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-2)
-    data = torch.from_numpy(corpus.train[: 16 * 20_000].reshape(16, -1))
-    state = model.initial_state(16)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small matrices: threads only contend on a shared 2-core machine
     try:
-        for step in range(80):
-            x, y = data[:, step * 64 : step * 64 + 64], data[:, step * 64 + 1 : step * 64 + 65]
-            logits, state = model(x, tuple(s.detach() for s in state))
-            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        train_quickly(model, corpus.train, lanes=16, steps=80, lr=2e-2)
     finally:
         torch.set_num_threads(threads)
-    model.eval()
     fp32 = tmp_path_factory.mktemp("kjv") / "kjv.onnx"
     export_model(model, fp32, task={"name": "textgen", "vocabulary": corpus.vocab})
     return model, fp32, corpus.valid[:6000]
@@ -209,17 +216,7 @@ def kjv_lstm(tmp_path_factory):
     cfg = ModelConfig(cell="lstm", input_kind="tokens", input_size=len(corpus.vocab), hidden_size=128,
                       num_layers=1, output_size=len(corpus.vocab), embed_size=16)  # fmt: skip
     model = build_model(cfg)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    data = torch.from_numpy(corpus.train[: 32 * 20_000].reshape(32, -1))
-    state = model.initial_state(32)
-    for step in range(150):
-        x, y = data[:, step * 64 : step * 64 + 64], data[:, step * 64 + 1 : step * 64 + 65]
-        logits, state = model(x, tuple(s.detach() for s in state))
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
+    train_quickly(model, corpus.train, lanes=32, steps=150, lr=1e-2)
     ckpt = tmp_path_factory.mktemp("kjv-lstm") / "lstm.safetensors"
     save_checkpoint(ckpt, model, {"lr": 1e-2}, {"name": "textgen", "vocabulary": corpus.vocab})
     fp32 = ckpt.with_suffix(".onnx")
