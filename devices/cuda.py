@@ -319,10 +319,12 @@ class CudaStream:
         skipping it would let them pile up, and free them in the middle of a later graph capture
         (CUDA error 800 'operation not permitted', seen on an H200). So every run synchronises
         until the direction's graph is captured, and a stream without graphs always does."""
-        if not self.graphs or self._runs[parity] < WARM_RUNS:
-            self._runs[parity] += 1
+        if not self.graphs:
             return self._warm_options[parity]
-        return self._run_options[parity]
+        if self._runs[parity] >= WARM_RUNS:
+            return self._run_options[parity]
+        self._runs[parity] += 1
+        return self._warm_options[parity]
 
     def _bind(self, parity: int) -> ort.IOBinding:
         engine = self.engine

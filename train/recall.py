@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from edgernn.train.langid import label_loss_sum
-from edgernn.train.model import RecurrentModel, build_model, set_memory_bias
-from edgernn.train.trainer import Batch, Task, TrainConfig
+from edgernn.train.model import RecurrentModel
+from edgernn.train.trainer import Batch, Task, TrainConfig, initial_model
 
 SYMBOLS = 8
 DISTRACTORS = 8
@@ -66,7 +66,8 @@ def gradient_reach(model: RecurrentModel, delay: int, n: int = 256, seed: int = 
     b = recall_batch(n, delay, np.random.default_rng([seed, 3]))
     with torch.enable_grad():
         u = model.encoder(b.x).detach().requires_grad_(True)  # (n, time, width)
-        out, _ = model.rnn(u, model.initial_state(n)[0] if model.config.cell != "lstm" else model.initial_state(n))
+        state = model.initial_state(n)  # (h,) or (h, c): nn.LSTM takes the pair, nn.GRU / nn.RNN h alone
+        out, _ = model.rnn(u, state if model.config.cell == "lstm" else state[0])
         logits = model.head(out[:, -1])
         torch.nn.functional.cross_entropy(logits, b.y[:, -1], reduction="sum").backward()
     model.train(was_training)
@@ -79,11 +80,8 @@ def recall_task(cfg: TrainConfig) -> Task:
     config = cfg.model_config("tokens", VOCAB, SYMBOLS)
 
     def evaluate(model: RecurrentModel) -> dict[str, Any]:
-        with torch.random.fork_rng():  # the same weights fit started from (seeded, then built)
-            torch.manual_seed(cfg.seed)
-            at_init = build_model(config)
-            if cfg.memory_bias is not None:
-                set_memory_bias(at_init, cfg.memory_bias)
+        with torch.random.fork_rng():  # the weights fit started from, without moving the RNG
+            at_init = initial_model(config, cfg)
         return {
             "accuracy": round(recall_accuracy(model, cfg.delay), 4),
             "grad_reach_log10": round(gradient_reach(model, cfg.delay), 2),

@@ -18,6 +18,7 @@ edge, so gradients flow back at most ``seq_len`` steps while the forward pass ne
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
@@ -171,19 +172,24 @@ def autocast(precision: str) -> Any:
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16" and native_bf16())
 
 
-_warned_bf16 = False
-
-
+@functools.cache
 def native_bf16() -> bool:
     """Whether oneDNN has bfloat16 kernels on this CPU (AVX-512 BF16 / AMX). Without them bf16
-    is emulated and slower than fp32, so the trainer says so once and trains in fp32."""
-    global _warned_bf16
+    is emulated and slower than fp32, so the trainer says so (once) and trains in fp32."""
     ok = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    if not ok and not _warned_bf16:
-        _warned_bf16 = True
+    if not ok:
         print("edgernn train: this CPU has no native bfloat16 (AVX-512 BF16 / AMX): precision bf16 runs as fp32",
               file=sys.stderr)  # fmt: skip
     return ok
+
+
+def initial_model(config: ModelConfig, cfg: TrainConfig) -> RecurrentModel:
+    """The model a run starts from: seeded with ``cfg.seed``, gates opened by ``cfg.memory_bias``."""
+    torch.manual_seed(cfg.seed)
+    model = build_model(config)
+    if cfg.memory_bias is not None:
+        set_memory_bias(model, cfg.memory_bias)
+    return model
 
 
 class Progress:
@@ -272,10 +278,7 @@ def fit(
     info = info or DistInfo()
     if cfg.batch_size % info.world:
         raise TrainingError(f"batch_size {cfg.batch_size} does not split over {info.world} ranks")
-    torch.manual_seed(cfg.seed)
-    model = build_model(task.config)
-    if cfg.memory_bias is not None:
-        set_memory_bias(model, cfg.memory_bias)
+    model = initial_model(task.config, cfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, spent, state = 0, 0.0, None
     if resume is not None:
