@@ -12,7 +12,7 @@ EXAMPLE = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", help="a .safetensors checkpoint written by edgernn train")
+    p.add_argument("checkpoint", help="a run directory of edgernn train, or its .safetensors checkpoint")
     p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--quantize", choices=("int8", "fp16"), help="write an int8 (CPU) or fp16 (GPU) graph, not fp32")

@@ -17,7 +17,7 @@ from edgernn.export.errors import ExportError, OutputExistsError
 from edgernn.export.onnx_export import DEFAULT_OPSET, attach_spec, check_output, to_onnx_proto, write_model
 from edgernn.export.parity import ParityReport, check_parity, sample_batch
 from edgernn.runtime.spec import StreamSpec
-from edgernn.train.checkpoint import config_digest, file_sha256, load_checkpoint
+from edgernn.train.checkpoint import checkpoint_file, config_digest, file_sha256, load_checkpoint
 
 INT8_TOLERANCE = 2e-2  # max |int8 - fp32| on normalised outputs (log-softmax for tokens)
 
@@ -38,9 +38,11 @@ def export_checkpoint(
 
     ``quantize`` ('int8' or 'fp16') writes that variant to ``output`` instead of fp32; with
     ``validate`` it is compared with the fp32 graph (``spec.provenance['quantization']``).
-    ``triton`` writes a Triton model repository of the same graph there.
+    ``triton`` writes a Triton model repository of the same graph there. ``checkpoint`` may be
+    a run directory (its model.safetensors).
     """
     out_path = check_output(output, force)
+    checkpoint = checkpoint_file(checkpoint)
     if quantize not in (None, "int8", "fp16"):
         raise ExportError(f"--quantize {quantize!r}: expected 'int8' or 'fp16'")
     if triton is not None:

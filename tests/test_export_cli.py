@@ -122,3 +122,17 @@ def test_fp16_export_validates_against_fp32(ckpt, tmp_path) -> None:
     assert 0 < quant["parity_vs_fp32"]["max_abs_normalised"] <= 1e-2  # softmax probabilities, 300 steps
     weights = {i.data_type for i in onnx.load(str(out)).graph.initializer if len(i.dims) >= 2}
     assert weights == {onnx.TensorProto.FLOAT16}
+
+
+def test_a_run_directory_exports_its_checkpoint(ckpt, tmp_path, capsys) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.safetensors").write_bytes(ckpt.read_bytes())
+    out = tmp_path / "m.onnx"
+    from_run, _ = export_checkpoint(run, out, validate=False)
+    from_file, _ = export_checkpoint(ckpt, out, validate=False, force=True)
+    assert from_run.provenance["checkpoint_sha256"] == from_file.provenance["checkpoint_sha256"]
+    (tmp_path / "empty").mkdir()
+    assert main(["export", str(tmp_path / "empty"), "-o", str(tmp_path / "e.onnx")]) == 1
+    err = capsys.readouterr().err
+    assert "CheckpointError" in err and "without model.safetensors" in err and not (tmp_path / "e.onnx").exists()

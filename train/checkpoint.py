@@ -23,7 +23,18 @@ from edgernn.runtime.spec import ModelConfig
 from edgernn.train.model import RecurrentModel, build_model
 
 CHECKPOINT_FORMAT = 1
+CHECKPOINT = "model.safetensors"  # the checkpoint's name inside a run directory
 _META_KEY = "edgernn"
+
+
+def checkpoint_file(path: str | os.PathLike[str]) -> Path:
+    """``path`` itself, or the checkpoint inside it when it is a run directory."""
+    p = Path(path)
+    if not p.is_dir():
+        return p
+    if not (p / CHECKPOINT).is_file():
+        raise CheckpointError(f"{p}: a directory without {CHECKPOINT}: expected a run directory or a checkpoint file")
+    return p / CHECKPOINT
 
 
 def config_digest(train_config: dict[str, Any]) -> str:
@@ -60,6 +71,7 @@ def save_checkpoint(
 def read_checkpoint_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     from safetensors import safe_open
 
+    path = checkpoint_file(path)
     try:
         with safe_open(str(path), framework="pt") as fh:
             raw = (fh.metadata() or {}).get(_META_KEY)
@@ -84,7 +96,9 @@ def load_checkpoint(
     """Rebuild the model from ``path`` with strict weight loading.
 
     ``expect``, when given, must equal the stored config; a mismatch names the field.
+    ``path`` may be a run directory (its model.safetensors).
     """
+    path = checkpoint_file(path)
     meta = read_checkpoint_meta(path)
     try:
         config = ModelConfig.from_dict(meta["model"])

@@ -33,11 +33,10 @@ from torch import nn
 
 from edgernn.runtime.errors import EdgeRNNError
 from edgernn.runtime.spec import ModelConfig
-from edgernn.train.checkpoint import load_checkpoint, save_checkpoint
+from edgernn.train.checkpoint import CHECKPOINT, checkpoint_file, load_checkpoint, save_checkpoint
 from edgernn.train.distributed import DistInfo, all_mean, barrier, shard
 from edgernn.train.model import RecurrentModel, State, build_model, set_memory_bias
 
-CHECKPOINT = "model.safetensors"
 TRAIN_STATE = "train_state.safetensors"
 
 
@@ -373,7 +372,7 @@ def _resume(
     path: Path, expect: ModelConfig, opt: torch.optim.Optimizer, fresh: RecurrentModel
 ) -> tuple[RecurrentModel, int, float, State | None]:
     """Load weights (refusing another config, naming the field) and, if present, the train state."""
-    ckpt = path / CHECKPOINT if path.is_dir() else path
+    ckpt = checkpoint_file(path)
     model, _ = load_checkpoint(ckpt, expect=expect)
     fresh.load_state_dict(model.state_dict())
     tpath = ckpt.parent / TRAIN_STATE
