@@ -98,8 +98,11 @@ def int8_path(key: ModelKey, seed: int = 0, accurate: bool = False) -> Path | No
         return None
     src = fp32_path(key, seed)
     path = src.with_name(src.stem + ("-int8acc.onnx" if accurate else "-int8.onnx"))
-    made_by = Path(importlib.import_module("edgernn.export.quantize").__file__ or src)
-    if not path.exists() or path.stat().st_mtime < max(src.stat().st_mtime, made_by.stat().st_mtime):
+    made_by = [
+        Path(importlib.import_module(m).__file__ or src)
+        for m in ("edgernn.export.quantize", "edgernn.export.decomposed")
+    ]
+    if not path.exists() or path.stat().st_mtime < max(p.stat().st_mtime for p in [src, *made_by]):
         tmp = path.with_name(path.name + ".part.onnx")
         quantize(str(src), str(tmp), **({"accurate": True} if accurate else {}))
         os.replace(tmp, path)

@@ -51,11 +51,14 @@ def quantize_int8(
     """The int8 graph of a native fp32 edgernn graph, and a note of how it was made.
 
     ``accurate``: every cell decomposed, each weight in two int8 parts (the second quantizes
-    the first one's rounding error), two per-tensor products added. Measured on char models
-    trained 150 s - 10 min (max |dp| over 1000 steps, speed vs fp32 at one frame / chunks of 64):
-    LSTM 256 0.011 where DynamicQuantizeLSTM gave 0.072; LSTM 512 0.015 (fast 0.091) at 2.05x /
-    2.39x; GRU 768 0.009 (fast 0.046) at 1.94x / 1.82x. The fallback when the fast form misses
-    the tolerance.
+    the first one's rounding error), two per-tensor products added; for GRU and RNN the products
+    quantize (h + 1) / 2, not h (``edgernn.export.decomposed`` says why). Measured on char models
+    trained 150 s - 10 min (max |dp| over 1000 steps, batch 1 and 3, three input samples):
+    Elman RNN 512 0.011-0.014 (fast 0.09-0.11; two parts without the offset 0.028-0.037); GRU 768
+    0.008 (fast 0.046); LSTM 512 0.015-0.026 (fast 0.075-0.091): at the tolerance's edge; LSTM
+    256 0.011-0.016 (fast 0.053-0.072). Speed vs fp32 (engine, chunks of 64 / one frame): RNN 512
+    1.33x / 1.42x, LSTM 512 2.15x / 2.00x, GRU 768 1.77x / 1.81x. The fallback when the fast form
+    misses the tolerance.
     """
     cfg = spec.model
     if cfg is None:

