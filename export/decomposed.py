@@ -20,7 +20,9 @@ state in (-1, 1); DynamicQuantizeMatMul rounds it to uint8 over [min, max] with 
 zero point, which for a state saturated at both ends (a trained tanh RNN's is) lands at
 127.5 -> 128 and clips +1 to 127/127.5 of itself: the same error on every saturated unit,
 which the recurrence adds up step after step. So those products quantize u = (h + 1) / 2 in
-[0, 1] instead (zero point 0, nothing clipped) and take the offset back in their bias.
+[0, 1] instead (zero point 0, nothing clipped) and take the offset back in their bias. (u is a
+HardSigmoid, so a state set from outside to |h| > 1, which these cells never reach from a zero
+or reset state, would be clipped to +-1 there.)
 
 Gate order follows ONNX (GRU: z, r, h with ``linear_before_reset=1`` as PyTorch computes it;
 LSTM: i, o, f, c). The LSTM path is optional (``quantize_model(..., lstm_decomposed=True)``).
