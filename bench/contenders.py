@@ -54,6 +54,7 @@ class Subject:
     weights: dict[str, np.ndarray]
     x: np.ndarray  # (batch, chunk) int64 tokens
     int8_accurate_path: Path | None = None  # the two-part-weight int8 form (export's fallback)
+    decomposed_path: Path | None = None  # the fp32 graph with the cell decomposed (export --decompose)
 
 
 Call = Callable[[], Any]
@@ -88,6 +89,13 @@ def engine_int8_accurate(s: Subject) -> Call:
     if s.int8_accurate_path is None:
         raise NotAvailable("no accurate int8 model: quantize_model(accurate=True) is absent from this tree")
     return engine(s, s.int8_accurate_path)
+
+
+def engine_decomposed(s: Subject) -> Call:
+    """The engine on the fp32 graph whose cell is written as MatMuls + gate math (``--decompose``)."""
+    if s.decomposed_path is None:
+        raise NotAvailable("no decomposed model: edgernn.export.decomposed is absent from this tree")
+    return engine(s, s.decomposed_path)
 
 
 def batched_engine_call(eng: Engine, x: np.ndarray) -> Call:
@@ -373,6 +381,7 @@ CONTENDERS: dict[str, Callable[[Subject], Call]] = {
     "engine": engine,
     "engine int8": engine_int8,
     "engine int8 accurate": engine_int8_accurate,
+    "engine decomposed": engine_decomposed,
     "raw ping-pong": raw_pingpong,
     "session.run": session_run,
     "engine separate": engine_separate,

@@ -112,3 +112,27 @@ def int8_path(key: ModelKey, seed: int = 0, accurate: bool = False) -> Path | No
 def numpy_weights(model: Any) -> dict[str, Any]:
     """The model's parameters as float32 numpy arrays, keyed by their PyTorch names."""
     return {k: v.detach().cpu().numpy().astype("float32") for k, v in model.state_dict().items()}
+
+
+def decomposed_path(key: ModelKey, seed: int = 0) -> Path | None:
+    """The fp32 model for ``key`` with its cell decomposed (``edgernn export --decompose``), or None
+    without ``edgernn.export.decomposed`` in this tree."""
+    try:
+        module = importlib.import_module("edgernn.export.decomposed")
+        from edgernn.export.onnx_export import write_model
+        from edgernn.export.quantize import read_spec
+    except ImportError:
+        return None
+    src = fp32_path(key, seed)
+    path = src.with_name(src.stem + "-dec.onnx")
+    made_by = Path(module.__file__ or src)
+    if not path.exists() or path.stat().st_mtime < max(src.stat().st_mtime, made_by.stat().st_mtime):
+        import onnx
+
+        proto = onnx.load(str(src))
+        spec = read_spec(proto)
+        opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+        out = module.build_decomposed(module.read_weights(proto, spec), spec, opset, quantize=False)
+        out.metadata_props.extend(proto.metadata_props)
+        write_model(out, path, force=True)
+    return path

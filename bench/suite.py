@@ -77,10 +77,11 @@ def subject_for(case: Case, seed: int = 0, int8: bool = False) -> Subject:
     torch_model = models.torch_model(key, seed)
     int8_path = models.int8_path(key, seed) if int8 else None
     accurate = models.int8_path(key, seed, accurate=True) if int8 else None
+    decomposed = models.decomposed_path(key, seed) if int8 else None
     rng = np.random.default_rng(seed)
     x = rng.integers(0, models.VOCAB, size=(case.batch, case.chunk), dtype=np.int64)
     weights = models.numpy_weights(torch_model)
-    return Subject(case, models.fp32_path(key, seed), int8_path, torch_model, weights, x, accurate)
+    return Subject(case, models.fp32_path(key, seed), int8_path, torch_model, weights, x, accurate, decomposed)
 
 
 def run_case(case: Case, names: list[str], settings: Settings, log: Callable[[str], None] | None = None) -> CaseResult:
@@ -190,7 +191,7 @@ def plan(
     def names(hidden: int, b: int, t: int) -> list[str]:
         out = list(BASE_NAMES)
         if (b, t) in INT8_SHAPES and (not quick or hidden == big):
-            out[1:1] = ["engine int8", "engine int8 accurate"]
+            out[1:1] = ["engine int8", "engine int8 accurate", "engine decomposed"]
         if compile_peer and (b, t) == (1, 1) and hidden in (small, big):
             out.append("torch.compile")
         return out

@@ -29,6 +29,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=2e-2,
         help="max |int8 - fp32| on normalised outputs (softmax probabilities for char models) for --validate",
     )
+    p.add_argument(
+        "--decompose",
+        action="store_true",
+        help="fp32 cell as MatMuls + gate math in a Scan (faster on the CPU provider; native ops elsewhere)",
+    )
     p.add_argument("--triton", metavar="DIR", help="also write a Triton model repository (sequence batcher) to DIR")
     p.add_argument("--force", action="store_true", help="replace an existing output file / Triton model")
 
@@ -47,10 +52,12 @@ def main(args: argparse.Namespace) -> int:
         quantize=args.quantize,
         triton=args.triton,
         quant_tolerance=args.quant_tolerance,
+        decompose=args.decompose,
     )
     model = spec.model
     what = f"{model.cell} hidden {model.hidden_size} x {model.num_layers}" if model is not None else "model"
-    print(f"wrote {args.output}: {what}" + (f", {args.quantize}" if args.quantize else ""))
+    form = f", {args.quantize}" if args.quantize else (", fp32 decomposed" if args.decompose else "")
+    print(f"wrote {args.output}: {what}{form}")
     if report is not None:
         print(report)
     note = spec.provenance.get("quantization", {})

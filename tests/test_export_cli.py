@@ -136,3 +136,24 @@ def test_a_run_directory_exports_its_checkpoint(ckpt, tmp_path, capsys) -> None:
     assert main(["export", str(tmp_path / "empty"), "-o", str(tmp_path / "e.onnx")]) == 1
     err = capsys.readouterr().err
     assert "CheckpointError" in err and "without model.safetensors" in err and not (tmp_path / "e.onnx").exists()
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_decompose_writes_the_cell_as_matmuls_and_passes_the_same_parity_suite(cell, tmp_path, capsys) -> None:
+    """--decompose: no native cell op, the same spec, validated against PyTorch like the native graph."""
+    ckpt = tmp_path / f"{cell}.safetensors"
+    save_checkpoint(ckpt, tiny_model(cell, layers=2), {"lr": 0.01}, {"name": "textgen", "vocabulary": "ab"})
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(ckpt), "-o", str(out), "--validate", "--steps", "1000", "--decompose"]) == 0
+    assert "fp32 decomposed" in capsys.readouterr().out
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert not ops & {"RNN", "GRU", "LSTM"} and "If" in ops  # If(time == 1): the step once, else a Scan
+    engine = Engine.load(out)
+    native = tmp_path / "native.onnx"
+    export_checkpoint(ckpt, native, validate=False)
+    reference = Engine.load(native).spec
+    assert engine.spec.states == reference.states and engine.spec.outputs == reference.outputs
+    parity = engine.spec.provenance["parity"]
+    assert parity["steps"] == 1000 and parity["max_abs"] <= 1e-5 and "decomposed" in engine.spec.provenance["exporter"]
+    with pytest.raises(ExportError, match="--decompose"):
+        export_checkpoint(ckpt, tmp_path / "q.onnx", quantize="int8", decompose=True)
