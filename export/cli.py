@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--decompose",
         action="store_true",
-        help="fp32 cell as MatMuls + gate math in a Scan (faster on the CPU provider; native ops elsewhere)",
+        help="fp32 cell as MatMuls + gate math in a Scan (CPU: faster for RNNs and wide input products)",
     )
     p.add_argument("--triton", metavar="DIR", help="also write a Triton model repository (sequence batcher) to DIR")
     p.add_argument("--force", action="store_true", help="replace an existing output file / Triton model")

@@ -44,8 +44,9 @@ def export_checkpoint(
 
     ``decompose`` writes the fp32 cell as plain MatMuls and gate math with a Scan over time
     (``edgernn.export.decomposed``) instead of the native RNN / GRU / LSTM op: the same names,
-    shapes, spec and parity suite, and on the CPU provider faster one frame per call (hidden
-    512, session.run: RNN 2.7x, GRU 1.9x, LSTM 1.8x) and for the RNN in chunks (1.7x); GPU and
+    shapes, spec and parity suite. On the CPU provider it is faster for Elman RNNs and, one frame
+    per call, where the input product is wide (it folds into the embedding table); level or
+    slower for small models and GRU / LSTM chunks (docs/ARCHITECTURE.md has the figures). GPU and
     NPU providers run the native ops better than a Scan, so it is opt-in.
     """
     out_path = check_output(output, force)
