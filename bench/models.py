@@ -98,15 +98,17 @@ def int8_path(key: ModelKey, seed: int = 0, accurate: bool = False) -> Path | No
         return None
     src = fp32_path(key, seed)
     path = src.with_name(src.stem + ("-int8acc.onnx" if accurate else "-int8.onnx"))
-    made_by = [
-        Path(importlib.import_module(m).__file__ or src)
-        for m in ("edgernn.export.quantize", "edgernn.export.decomposed")
-    ]
-    if not path.exists() or path.stat().st_mtime < max(p.stat().st_mtime for p in [src, *made_by]):
+    if _stale(path, src, "edgernn.export.quantize", "edgernn.export.decomposed"):
         tmp = path.with_name(path.name + ".part.onnx")
         quantize(str(src), str(tmp), **({"accurate": True} if accurate else {}))
         os.replace(tmp, path)
     return path
+
+
+def _stale(path: Path, src: Path, *modules: str) -> bool:
+    """Is the derived model at ``path`` missing or older than its source or the code that makes it?"""
+    made_by = [Path(importlib.import_module(m).__file__ or src) for m in modules]
+    return not path.exists() or path.stat().st_mtime < max(p.stat().st_mtime for p in [src, *made_by])
 
 
 def numpy_weights(model: Any) -> dict[str, Any]:
@@ -125,8 +127,7 @@ def decomposed_path(key: ModelKey, seed: int = 0) -> Path | None:
         return None
     src = fp32_path(key, seed)
     path = src.with_name(src.stem + "-dec.onnx")
-    made_by = Path(module.__file__ or src)
-    if not path.exists() or path.stat().st_mtime < max(src.stat().st_mtime, made_by.stat().st_mtime):
+    if _stale(path, src, "edgernn.export.decomposed"):
         import onnx
 
         proto = onnx.load(str(src))

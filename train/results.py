@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -232,16 +233,14 @@ def render() -> str:
             f" {first[1]['train'].get('memory_bias')}: LSTM forget gate, GRU update gate); the last rows are the same"
             " cells with their usual initial biases.",
             "",
-            "| cell | " + " | ".join(f"k = {k} ({RECALL_STEPS[k]} updates)" for k in RECALL_DELAYS) + " |",
-            "|---|" + "---|" * len(RECALL_DELAYS),
         ]
-        for cell in RECALL_CELLS:
-            row = []
-            for delay in RECALL_DELAYS:
-                accs = [float(v[0]["accuracy"]) for r in RECALL_SEEDS if (v := recall[(cell, delay, r)])]
-                each = " ".join(f"{a:.2f}" for a in accs)
-                row.append(f"{sum(accs) / len(accs):.3f} [{each}]" if accs else "—")
-            lines.append(f"| {cell.upper()} | " + " | ".join(row) + " |")
+
+        def accuracy(cell: str, delay: int) -> str:
+            accs = [float(v[0]["accuracy"]) for r in RECALL_SEEDS if (v := recall[(cell, delay, r)])]
+            each = " ".join(f"{a:.2f}" for a in accs)
+            return f"{sum(accs) / len(accs):.3f} [{each}]" if accs else "—"
+
+        lines += _cell_by_delay(lambda k: f"k = {k} ({RECALL_STEPS[k]} updates)", accuracy)
         for cell, bias in USUAL_BIAS.items():
             runs = [v for r in RECALL_SEEDS if (v := _load(f"recall-{cell}-40-usual-s{r}"))]
             if runs:
@@ -254,6 +253,14 @@ def render() -> str:
         lines.append("")
         lines += _reach_table(recall)
     return "\n".join(lines)
+
+
+def _cell_by_delay(head: Callable[[int], str], value: Callable[[str, int], str]) -> list[str]:
+    """A markdown table: a row per recall cell, a column per delay (``head(k)``), ``value(cell, k)``."""
+    lines = ["| cell | " + " | ".join(head(k) for k in RECALL_DELAYS) + " |", "|---|" + "---|" * len(RECALL_DELAYS)]
+    for cell in RECALL_CELLS:
+        lines.append(f"| {cell.upper()} | " + " | ".join(value(cell, k) for k in RECALL_DELAYS) + " |")
+    return lines
 
 
 def _reach_table(recall: dict[tuple[str, int, int], Any]) -> list[str]:
@@ -269,20 +276,17 @@ def _reach_table(recall: dict[tuple[str, int, int], Any]) -> list[str]:
         " training succeeds the signal still arrives; where a gated cell fails it has collapsed: the cell"
         " learned to forget before it found the symbol.",
         "",
-        "| cell | " + " | ".join(f"k = {k}" for k in RECALL_DELAYS) + " |",
-        "|---|" + "---|" * len(RECALL_DELAYS),
     ]
-    for cell in RECALL_CELLS:
-        row = []
-        for delay in RECALL_DELAYS:
-            runs = [v[0] for r in RECALL_SEEDS if (v := recall[(cell, delay, r)]) and "grad_reach_log10" in v[0]]
-            if not runs:
-                row.append("—")
-                continue
-            init = sum(float(m["grad_reach_log10_at_init"]) for m in runs) / len(runs)
-            after = sum(float(m["grad_reach_log10"]) for m in runs) / len(runs)
-            row.append(f"{init:.1f} → {after:.1f}")
-        lines.append(f"| {cell.upper()} | " + " | ".join(row) + " |")
+
+    def reach(cell: str, delay: int) -> str:
+        runs = [v[0] for r in RECALL_SEEDS if (v := recall[(cell, delay, r)]) and "grad_reach_log10" in v[0]]
+        if not runs:
+            return "—"
+        init = sum(float(m["grad_reach_log10_at_init"]) for m in runs) / len(runs)
+        after = sum(float(m["grad_reach_log10"]) for m in runs) / len(runs)
+        return f"{init:.1f} → {after:.1f}"
+
+    lines += _cell_by_delay(lambda k: f"k = {k}", reach)
     return lines + [""]
 
 
