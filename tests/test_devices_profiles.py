@@ -8,7 +8,7 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 
-from edgernn.devices import cli as devices_cli
+from edgernn.cli import devices as devices_cli
 from edgernn.devices.profiles import load_profile, parse_profile, profile_names
 from edgernn.runtime.errors import ProfileError
 

@@ -14,7 +14,7 @@ import torch
 from conftest import tiny_model
 from safetensors.torch import save_file
 
-from edgernn.export.faults import pickle_bomb
+from edgernn.reliability.faults import pickle_bomb
 from edgernn.runtime import Engine
 from edgernn.runtime.errors import CheckpointError, SnapshotError, StreamError
 from edgernn.train.checkpoint import load_checkpoint, save_checkpoint

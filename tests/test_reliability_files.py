@@ -10,8 +10,8 @@ import onnx
 import pytest
 from conftest import tiny_model
 
-from edgernn.export.faults import ANY_TYPED, Case, cases, pickle_bomb, prepare, run_all, run_group, run_mutants
 from edgernn.export.onnx_export import attach_spec, to_onnx_proto
+from edgernn.reliability.faults import ANY_TYPED, Case, cases, pickle_bomb, prepare, run_all, run_group, run_mutants
 from edgernn.runtime import Engine
 from edgernn.runtime.errors import ModelLoadError, SpecError
 from edgernn.runtime.protowire import WireError, field_bytes, field_varint, iter_fields, read_varint

@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from edgernn.export.fuzz import OVERFLOW, RAGGED, foreign_snapshot_refused, run_fuzz
-from edgernn.export.reference import Reference, weights_of
+from edgernn.reliability.fuzz import OVERFLOW, RAGGED, foreign_snapshot_refused, run_fuzz
+from edgernn.reliability.reference import Reference, weights_of
 from edgernn.runtime import Engine
 from edgernn.runtime.errors import InputError
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from edgernn.export import reliability
-from edgernn.export.reliability_report import failures, render
+from edgernn.cli import reliability as reliability_cli
+from edgernn.reliability import suite as reliability
+from edgernn.reliability.report import failures, render
 
 GOOD = {
     "command": "edgernn reliability",
@@ -148,7 +149,7 @@ def test_the_command_writes_the_report(tmp_path: Path, monkeypatch: pytest.Monke
     out = tmp_path / "R.md"
     raw = tmp_path / "runs" / "r.json"
     args = argparse.Namespace(output=str(out), long=False, json=str(raw), skip=["files", "fuzz"])
-    assert reliability.main(args) == 0
+    assert reliability_cli.main(args) == 0
     text = out.read_text()
     assert "soak 200 steps on one stream" in text and "20 streams x 3 steps" in text
     assert "| gru-tokens | 2 x 3 x 2 | yes | yes |" in text

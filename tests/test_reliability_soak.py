@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgernn.export.reference import Reference, weights_of
-from edgernn.export.soak import concurrency, contention, inputs, rss_bytes, soak_many_streams, soak_one_stream
+from edgernn.reliability.reference import Reference, weights_of
+from edgernn.reliability.soak import concurrency, contention, inputs, rss_bytes, soak_many_streams, soak_one_stream
 from edgernn.runtime import Engine
 
 TOL = 1e-5  # fp32 engine vs float64 reference

@@ -13,15 +13,15 @@ import sys
 from types import ModuleType
 
 COMMANDS: dict[str, str] = {
-    "train": "edgernn.train.cli",
-    "export": "edgernn.export.cli",
-    "inspect": "edgernn.export.inspect_cli",
-    "run": "edgernn.runtime.cli_run",
-    "profile": "edgernn.runtime.cli_profile",
-    "bench": "edgernn.bench.cli",
-    "devices": "edgernn.devices.cli",
-    "demo": "edgernn.demo",
-    "reliability": "edgernn.export.reliability",
+    "train": "edgernn.cli.train",
+    "export": "edgernn.cli.export",
+    "inspect": "edgernn.cli.inspect",
+    "run": "edgernn.cli.run",
+    "profile": "edgernn.cli.profile",
+    "bench": "edgernn.cli.bench",
+    "devices": "edgernn.cli.devices",
+    "demo": "edgernn.cli.demo",
+    "reliability": "edgernn.cli.reliability",
 }
 
 

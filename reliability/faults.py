@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from edgernn.export.fault_files import ANY_TYPED, Case, cases, mutants, pickle_bomb
+from edgernn.reliability.fault_files import ANY_TYPED, Case, cases, mutants, pickle_bomb
 
 __all__ = ["ANY_TYPED", "Case", "CaseResult", "cases", "pickle_bomb", "prepare", "run_all", "run_group", "run_mutants"]
 

@@ -1,9 +1,9 @@
-"""``edgernn reliability``: inject faults, fuzz, soak and race the runtime; write RELIABILITY.md.
+"""The reliability suite behind ``edgernn reliability`` (flags in ``edgernn.cli.reliability``).
 
 The runs themselves live in ``faults.py`` (untrusted model files), ``fuzz.py`` (hypothesis
 on the public API), ``soak.py`` (long runs, many streams, threads); this module sizes them,
 records the machine and its load while they run, and renders the report
-(``reliability_report.py``). ``--long`` runs the full sizes (10^6 steps on one stream,
+(``report.py``). ``--long`` runs the full sizes (10^6 steps on one stream,
 10^4 streams x 100 steps, 8 threads x 100 streams x 100 steps); the default is a quick
 scaled-down pass. Exit status 1 if any check failed (known engine findings are listed
 apart and do not fail the run).
@@ -11,7 +11,6 @@ apart and do not fail the run).
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import threading
@@ -19,12 +18,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-
-HELP = "Inject faults, fuzz, soak and race the runtime against a float64 reference; write RELIABILITY.md."
-EXAMPLE = (
-    "edgernn reliability -o RELIABILITY.md          # quick pass (about a minute)\n"
-    "  edgernn reliability --long -o RELIABILITY.md   # 10^6 steps, 10^4 streams (minutes)"
-)
 
 
 @dataclass(frozen=True)
@@ -44,18 +37,6 @@ class Sizes:
             return cls(5000, 200, 1_000_000, 10_000, 100, 8, 100, 100)
         return cls(300, 25, 20_000, 1_000, 20, 8, 100, 10)
 
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-o", "--output", default="RELIABILITY.md", help="the report to write (default RELIABILITY.md)")
-    p.add_argument("--long", action="store_true", help="full sizes: 10^6 steps, 10^4 streams x 100 steps")
-    p.add_argument("--json", metavar="FILE", help="also write the raw results as JSON")
-    p.add_argument(
-        "--skip",
-        nargs="*",
-        default=[],
-        choices=("files", "fuzz", "soak", "threads", "snapshots"),
-        help="sections to leave out",
-    )
 
 
 class LoadSampler:
@@ -128,8 +109,8 @@ def _models(root: Path) -> dict[str, tuple[Any, Path]]:
 
 
 def run_files(mutant_count: int) -> dict[str, Any]:
-    from edgernn.export.faults import run_all, run_mutants
     from edgernn.export.onnx_export import attach_spec, to_onnx_proto
+    from edgernn.reliability.faults import run_all, run_mutants
     from edgernn.runtime.spec import ModelConfig, StreamSpec
     from edgernn.train.model import build_model
 
@@ -145,8 +126,8 @@ def run_files(mutant_count: int) -> dict[str, Any]:
 def run_fuzz_all(models: dict[str, tuple[Any, Path]], examples: int) -> dict[str, Any]:
     import numpy as np
 
-    from edgernn.export.fuzz import OVERFLOW, RAGGED, FuzzFailure, run_fuzz
-    from edgernn.export.reference import Reference, weights_of
+    from edgernn.reliability.fuzz import OVERFLOW, RAGGED, FuzzFailure, run_fuzz
+    from edgernn.reliability.reference import Reference, weights_of
     from edgernn.runtime.engine import Engine
     from edgernn.runtime.errors import EdgeRNNError
 
@@ -201,8 +182,8 @@ def _generic_engine(path: Path) -> Any:
 
 
 def run_soak(models: dict[str, tuple[Any, Path]], sizes: Sizes) -> dict[str, Any]:
-    from edgernn.export.reference import Reference, weights_of
-    from edgernn.export.soak import soak_many_streams, soak_one_stream
+    from edgernn.reliability.reference import Reference, weights_of
+    from edgernn.reliability.soak import soak_many_streams, soak_one_stream
     from edgernn.runtime.engine import Engine
 
     model, path = models["gru-frames"]
@@ -215,8 +196,8 @@ def run_soak(models: dict[str, tuple[Any, Path]], sizes: Sizes) -> dict[str, Any
 
 
 def run_threads(models: dict[str, tuple[Any, Path]], sizes: Sizes) -> dict[str, Any]:
-    from edgernn.export.reference import Reference, weights_of
-    from edgernn.export.soak import concurrency, contention
+    from edgernn.reliability.reference import Reference, weights_of
+    from edgernn.reliability.soak import concurrency, contention
     from edgernn.runtime.engine import Engine
 
     out: dict[str, Any] = {}
@@ -231,7 +212,7 @@ def run_threads(models: dict[str, tuple[Any, Path]], sizes: Sizes) -> dict[str, 
 
 def run_snapshots(models: dict[str, tuple[Any, Path]], root: Path) -> dict[str, str]:
     """Damaged, foreign, forged and pickle-bearing snapshots and checkpoints: what each load says."""
-    from edgernn.export.faults import pickle_bomb
+    from edgernn.reliability.faults import pickle_bomb
     from edgernn.runtime.engine import Engine
     from edgernn.runtime.errors import EdgeRNNError
     from edgernn.train.checkpoint import load_checkpoint, save_checkpoint
@@ -274,7 +255,7 @@ def run_snapshots(models: dict[str, tuple[Any, Path]], root: Path) -> dict[str, 
 def collect(sizes: Sizes, skip: list[str], long: bool) -> dict[str, Any]:
     import tempfile
 
-    from edgernn.export.reliability_report import git_commit
+    from edgernn.reliability.report import git_commit
 
     results: dict[str, Any] = {"long": long, "sizes": asdict(sizes), "machine": machine()}
     results["commit"] = git_commit()
@@ -299,21 +280,3 @@ def collect(sizes: Sizes, skip: list[str], long: bool) -> dict[str, Any]:
     results["total_seconds"] = time.perf_counter() - t0
     results["finished"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     return results
-
-
-def main(args: argparse.Namespace) -> int:
-    import json
-
-    from edgernn.export.reliability_report import failures, render
-
-    sizes = Sizes.pick(args.long)
-    results = collect(sizes, args.skip, args.long)
-    results["command"] = "edgernn reliability" + (" --long" if args.long else "")
-    for target in filter(None, (args.output, args.json)):
-        Path(target).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(render(results))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
-    bad = failures(results)
-    print(f"wrote {args.output}: " + ("all checks passed" if not bad else f"{len(bad)} failed: {', '.join(bad)}"))
-    return 1 if bad else 0

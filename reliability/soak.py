@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from edgernn.export.reference import Reference
+from edgernn.reliability.reference import Reference
 from edgernn.runtime.engine import Engine
 
 

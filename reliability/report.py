@@ -89,7 +89,7 @@ def render(r: dict[str, Any]) -> str:
         f"max {load['max']:.2f} on {m['cores']} cores — the machine was shared, so timings are upper bounds.",
         f"- Sizes: {_sizes(r['sizes'])}.",
         "- Every engine ran with the default CPU profile (one intra-op thread). Reference: float64 numpy "
-        "(`export/reference.py`), written from the cell equations and the PyTorch weights, not from the graph.",
+        "(`reliability/reference.py`), written from the cell equations and the PyTorch weights, not from the graph.",
         "",
     ]
     for name, part in (

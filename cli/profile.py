@@ -7,7 +7,6 @@ Exit codes: 0 within budget (or no budget), 1 an error, 2 p99 over ``--budget-ms
 from __future__ import annotations
 
 import argparse
-import importlib
 import importlib.util
 import json
 import os
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from edgernn.devices import load_profile
 from edgernn.runtime.engine import Engine
 from edgernn.runtime.errors import ProfileError
 from edgernn.runtime.latency import LatencyStats, time_calls
@@ -60,19 +60,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def resolve_profile(name: str, threads: int = 1) -> SessionProfile:
-    """'cpu' is the built-in default; other names go to ``edgernn.devices`` (imported only then)."""
+    """'cpu' is the built-in default; other names are ``edgernn.devices`` profiles."""
     if name == "cpu":
         return CpuDefaults(threads=threads)
-    try:
-        devices = importlib.import_module("edgernn.devices")
-    except ImportError as exc:
-        raise ProfileError(f"--device {name!r}: edgernn.devices cannot be imported ({exc})") from None
-    for loader in ("load_profile", "get_profile", "profile"):
-        fn = getattr(devices, loader, None)
-        if callable(fn):
-            result: SessionProfile = fn(name)
-            return result
-    raise ProfileError(f"--device {name!r}: edgernn.devices has no profile loader; use --device cpu")
+    return load_profile(name)
 
 
 def workload(engine: Engine, batch: int, chunk: int) -> tuple[Callable[[], object], str]:

@@ -21,7 +21,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from edgernn.export.reference import Reference, State
+from edgernn.reliability.reference import Reference, State
 from edgernn.runtime.engine import Engine
 from edgernn.runtime.errors import EdgeRNNError, SnapshotError
 from edgernn.runtime.stream import Stream

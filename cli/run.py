@@ -9,17 +9,18 @@ weather   the next day's forecast (max, min, chance of rain) after each daily ro
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import time
 from typing import TextIO
 
 import numpy as np
 
+from edgernn.devices import load_engine
+from edgernn.devices.auto import choose_device
 from edgernn.runtime.apps import check_app, load_app, shipped_model
 from edgernn.runtime.apps.console import BACKSPACE, is_tty, keystrokes
 from edgernn.runtime.engine import Engine, Stream
-from edgernn.runtime.errors import InputError, ProfileError
+from edgernn.runtime.errors import InputError
 
 HELP = "Stream an app: textgen, suggest (next words), langid, weather; example models ship inside."
 EXAMPLE = (
@@ -69,20 +70,16 @@ def main(args: argparse.Namespace) -> int:
 
 
 def app_engine(task: str, model: str | None, device: str | None) -> Engine:
-    """The app's engine: CPU defaults with no device, else through ``edgernn.devices`` (imported only then)."""
+    """The app's engine: CPU defaults with no device, else through ``edgernn.devices``."""
     if device is None:
         return load_app(task, model)
     path = model if model is not None else shipped_model(task)
-    try:
-        devices = importlib.import_module("edgernn.devices")
-    except ImportError as exc:
-        raise ProfileError(f"--device {device!r}: edgernn.devices cannot be imported ({exc})") from None
     if device == "auto":  # measured now, not recorded: the shipped models' folder may be read-only
-        choice = importlib.import_module("edgernn.devices.auto").choose_device(path)
+        choice = choose_device(path)
         print(choice, file=sys.stderr)
-        engine, _ = devices.load_engine(path, choice.chosen)
+        engine, _ = load_engine(path, choice.chosen)
     else:
-        engine, _ = devices.load_engine(path, device)
+        engine, _ = load_engine(path, device)
     return check_app(engine, task)
 
 

@@ -1,7 +1,7 @@
 """The injected faults: one builder per untrusted model file, and ``cases()``, the list in report order.
 
 Each builder takes the case's folder and a sound exported model (``base``) and writes the
-damaged, foreign or hostile file; ``edgernn.export.faults`` loads each in a child process.
+damaged, foreign or hostile file; ``edgernn.reliability.faults`` loads each in a child process.
 """
 
 from __future__ import annotations

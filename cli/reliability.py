@@ -1,0 +1,44 @@
+"""``edgernn reliability``: parse the flags, run ``edgernn.reliability.suite``, write RELIABILITY.md."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "Inject faults, fuzz, soak and race the runtime against a float64 reference; write RELIABILITY.md."
+EXAMPLE = (
+    "edgernn reliability -o RELIABILITY.md          # quick pass (about a minute)\n"
+    "  edgernn reliability --long -o RELIABILITY.md   # 10^6 steps, 10^4 streams (minutes)"
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", default="RELIABILITY.md", help="the report to write (default RELIABILITY.md)")
+    p.add_argument("--long", action="store_true", help="full sizes: 10^6 steps, 10^4 streams x 100 steps")
+    p.add_argument("--json", metavar="FILE", help="also write the raw results as JSON")
+    p.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=("files", "fuzz", "soak", "threads", "snapshots"),
+        help="sections to leave out",
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    import json
+
+    from edgernn.reliability.report import failures, render
+    from edgernn.reliability.suite import Sizes, collect
+
+    sizes = Sizes.pick(args.long)
+    results = collect(sizes, args.skip, args.long)
+    results["command"] = "edgernn reliability" + (" --long" if args.long else "")
+    for target in filter(None, (args.output, args.json)):
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(render(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+    bad = failures(results)
+    print(f"wrote {args.output}: " + ("all checks passed" if not bad else f"{len(bad)} failed: {', '.join(bad)}"))
+    return 1 if bad else 0
