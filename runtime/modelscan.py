@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import stat
+from collections import ChainMap
 from dataclasses import dataclass
 
+from edgernn.runtime.constfold import Known, fold_graph, parse_node, tensor_known
 from edgernn.runtime.errors import ModelLoadError
 from edgernn.runtime.protowire import (
     BYTES,
@@ -67,6 +69,7 @@ class Scan:
         self.tensors = 0
         self.largest = 0
         self.inlined: list[str] = []
+        self.scopes: list[ChainMap[str, Known]] = []  # constants known in each enclosing graph
 
     def fail(self, message: str) -> ModelLoadError:
         return ModelLoadError(f"{self.source}: {message}")
@@ -87,13 +90,17 @@ class Scan:
             self.constant_shapes(fields)
         children = _CHILDREN.get(kind, {})
         changed: dict[int, bytes] = {}
-        for i, f in enumerate(fields):
-            child = children.get(f.number)
-            if child is None:
-                continue
-            new = self.walk(f.payload, child, depth)
-            if new is not None:
-                changed[i] = field_bytes(f.number, new)
+        try:
+            for i, f in enumerate(fields):
+                child = children.get(f.number)
+                if child is None:
+                    continue
+                new = self.walk(f.payload, child, depth)
+                if new is not None:
+                    changed[i] = field_bytes(f.number, new)
+        finally:
+            if kind == "graph":
+                self.scopes.pop()
         if not changed:
             return None
         return b"".join(changed.get(i) or encode_field(f) for i, f in enumerate(fields))
@@ -186,32 +193,20 @@ class Scan:
         return raw
 
     def constant_shapes(self, graph: list[Field]) -> None:
-        """ConstantOfShape / Expand whose shape is a constant of this graph: the result must fit the limit."""
-        consts: dict[str, list[int]] = {}
+        """Fold this graph's constant shape expressions (``runtime/constfold.py``): every
+        ConstantOfShape / Expand / Tile / Range / Pad that onnxruntime would fold at load must fit
+        the limit. Names of the enclosing graphs stay visible (subgraphs read outer constants)."""
+        known: ChainMap[str, Known] = ChainMap({}, *self.scopes[-1:])
         nodes = []
         for f in graph:
             if f.number == 5:
-                name, values = int_constant(list(iter_fields(f.payload)))
+                name, value = tensor_known(list(iter_fields(f.payload)))
                 if name:
-                    consts[name] = values
+                    known[name] = value
             elif f.number == 1:
-                node = list(iter_fields(f.payload))
-                op = last_text(node, 4)
-                ins = [text(g) for g in node if g.number == 1]
-                outs = [text(g) for g in node if g.number == 2]
-                nodes.append((op, ins, outs))
-                if op == "Constant" and outs:
-                    for g in node:
-                        if g.number == 5:
-                            attr = list(iter_fields(g.payload))
-                            t = next((a for a in reversed(attr) if a.number == 5), None)
-                            if t is not None:
-                                consts[outs[0]] = int_constant(list(iter_fields(t.payload)))[1]
-        for op, ins, outs in nodes:
-            shape_input = {"ConstantOfShape": 0, "Expand": 1}.get(op)
-            if shape_input is None or len(ins) <= shape_input or ins[shape_input] not in consts:
-                continue
-            self.check_size(consts[ins[shape_input]], 4, f"{op} node output {outs[:1]}")
+                nodes.append(parse_node(list(iter_fields(f.payload))))
+        fold_graph(nodes, known, self.check_size)
+        self.scopes.append(known)
 
 
 def last_int(fields: list[Field], number: int) -> int | None:
@@ -221,20 +216,6 @@ def last_int(fields: list[Field], number: int) -> int | None:
 
 def last_text(fields: list[Field], number: int, default: str = "") -> str:
     return next((text(f) for f in reversed(fields) if f.number == number), default)
-
-
-def int_constant(tensor: list[Field]) -> tuple[str, list[int]]:
-    """(name, values) of a small int64 tensor; empty values for anything else."""
-    name = last_text(tensor, 8)
-    dtype = last_int(tensor, 2) or 0
-    dims = repeated_ints(tensor, 1)
-    if dtype != 7 or len(dims) > 1 or (dims and dims[0] > 16):
-        return name, []
-    values = repeated_ints(tensor, 7)
-    raw = next((bytes(f.payload) for f in reversed(tensor) if f.number == 9), None)
-    if raw is not None and len(raw) % 8 == 0:
-        values = [int.from_bytes(raw[i : i + 8], "little", signed=True) for i in range(0, len(raw), 8)]
-    return name, values
 
 
 def graph_io(top: list[Field]) -> dict[str, tuple[int, list[int | str] | None]]:

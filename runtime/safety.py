@@ -198,16 +198,23 @@ def _spec_against_graph(
                 raise SpecError(f"{source}: tensor {name!r} axis {axis} is {g} in the graph, {w} in the spec")
     sized: list[tuple[tuple[Dim, ...], str, int]] = [(t.shape, t.dtype, 1) for t in spec.inputs + spec.outputs]
     sized += [(s.shape, s.dtype, 2) for s in spec.states]  # two buffers per state (ping-pong)
-    per_stream = 0
-    for shape, dtype, copies in sized:
-        dims = [d for d in shape if d not in (BATCH, TIME)]
-        if all(isinstance(d, int) for d in dims):  # other symbols: sized by the graph at run time
-            per_stream += copies * _elements(tuple(int(d) for d in dims)) * ITEM_BYTES[_onnx_code(dtype)]
+    if spec.context is not None:  # the carried window: frames x one frame of its input
+        carried = next((t for t in spec.inputs if t.name == spec.context.input), None)
+        if carried is not None:
+            sized.append(((spec.context.frames, *carried.shape), carried.dtype, 1))
+    per_stream = sum(_stream_bytes(shape, dtype, copies) for shape, dtype, copies in sized)
     if per_stream > limits.max_stream_bytes:
         raise SpecError(
-            f"{source}: the spec asks for {per_stream} bytes per stream (state, frame, output), above "
+            f"{source}: the spec asks for {per_stream} bytes per stream (state, frame, context, output), above "
             f"Limits.max_stream_bytes = {limits.max_stream_bytes}: refused as a memory bomb"
         )
+
+
+def _stream_bytes(shape: tuple[Dim, ...], dtype: str, copies: int) -> int:
+    dims = [d for d in shape if d not in (BATCH, TIME)]
+    if not all(isinstance(d, int) for d in dims):  # other symbols: sized by the graph at run time
+        return 0
+    return copies * _elements(tuple(int(d) for d in dims)) * ITEM_BYTES[_onnx_code(dtype)]
 
 
 def _elements(shape: tuple[int, ...]) -> int:

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from edgernn.runtime.errors import SpecError
+from edgernn.runtime.specschema import load_json, validate
 
 SPEC_VERSION = 1
 METADATA_KEY = "edgernn.stream_spec"
@@ -160,8 +161,8 @@ class ContextSpec:
     frames: int
 
     def __post_init__(self) -> None:
-        if self.frames < 1:
-            raise SpecError(f"context of {self.input!r}: frames must be >= 1, got {self.frames}")
+        if isinstance(self.frames, bool) or not isinstance(self.frames, int) or self.frames < 1:
+            raise SpecError(f"context of {self.input!r}: frames must be an int >= 1, got {self.frames!r}")
 
 
 @dataclass(frozen=True)
@@ -203,10 +204,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise SpecError(f"model config: unknown field(s) {unknown}; valid: {sorted(known)}")
+        validate(raw, "model", "model config")
         try:
             return cls(**raw)
         except TypeError as exc:
@@ -234,6 +232,8 @@ class StreamSpec:
             )
         if not self.inputs:
             raise SpecError("stream spec: no streamed input")
+        if not self.outputs:
+            raise SpecError("stream spec: no output; fix: list at least one graph output under 'outputs'")
         seen: set[str] = set()
         for name in [t.name for t in self.inputs] + [s.input for s in self.states] + [c.name for c in self.constants]:
             if name in seen:
@@ -302,18 +302,14 @@ class StreamSpec:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> StreamSpec:
+        """Build a spec from parsed JSON, after checking every field's type and bounds
+        (``runtime/specschema.py``): one SpecError lists every wrong field with its fix."""
         if not isinstance(raw, Mapping):
             raise SpecError(f"stream spec must be a JSON object, got {type(raw).__name__}")
         version = raw.get("version")
-        if version != SPEC_VERSION:
+        if version != SPEC_VERSION or isinstance(version, bool):
             raise SpecError(f"stream spec version {version!r} is not supported (this edgernn reads {SPEC_VERSION})")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise SpecError(f"stream spec: unknown field(s) {unknown}; valid: {sorted(known)}")
-        for required in ("inputs", "outputs", "states"):
-            if required not in raw:
-                raise SpecError(f"stream spec: field {required!r} is missing")
+        validate(raw)
         try:
             model = raw.get("model")
             context = raw.get("context")
@@ -333,11 +329,7 @@ class StreamSpec:
 
     @classmethod
     def from_json(cls, text: str) -> StreamSpec:
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SpecError(f"stream spec: metadata {METADATA_KEY!r} is not valid JSON: {exc}") from None
-        return cls.from_dict(raw)
+        return cls.from_dict(load_json(text, f"stream spec: metadata {METADATA_KEY!r}"))
 
     @classmethod
     def from_metadata(cls, custom: Mapping[str, str], source: str = "model") -> StreamSpec:
