@@ -26,6 +26,7 @@ import onnx
 from edgernn.export.decomposed import build_decomposed, read_weights
 from edgernn.export.errors import QuantizeError
 from edgernn.export.onnx_export import attach_spec, write_model
+from edgernn.runtime.safety import read_model
 from edgernn.runtime.spec import METADATA_KEY, StreamSpec
 from edgernn.train.checkpoint import file_sha256
 
@@ -161,7 +162,7 @@ def quantize_model(
     0.009; 0.028 vs 0.036 at hidden 256), faster one frame per call (5.3x vs 4.4x fp32),
     slower in chunks of 64 (5.1x vs 6.8x).
     """
-    proto = onnx.load(os.fspath(path_in))
+    proto = onnx.load_from_string(read_model(path_in))  # the runtime's safe reader: no FIFO, device, bomb
     out, spec = convert_proto(proto, mode, cell_aware, lstm_decomposed, accurate)
     note: dict[str, Any] = dict(spec.provenance["quantization"])
     note["source_sha256"] = file_sha256(path_in)
