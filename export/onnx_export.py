@@ -20,6 +20,7 @@ from torch import nn
 
 from edgernn.export.errors import ExportError, OutputExistsError
 from edgernn.runtime.spec import BATCH, INPUT_X, METADATA_KEY, OUTPUT_Y, TIME, StreamSpec
+from edgernn.train.checkpoint import publish
 from edgernn.train.model import RecurrentModel
 
 DEFAULT_OPSET = 17
@@ -92,6 +93,8 @@ def check_output(path: str | os.PathLike[str], force: bool = False) -> Path:
         raise ExportError(f"{path} is a folder; give a file name for the model")
     if path.exists() and not force:
         raise OutputExistsError(f"{path} exists; pass force=True (--force) to replace it")
+    if path.exists() and not path.is_file():  # --force replaces a file, never a device node, FIFO or socket
+        raise ExportError(f"{path} is not a regular file (a device, FIFO or socket): --force replaces only files")
     parent = path.parent
     while not parent.exists() and parent != parent.parent:  # folders are made only when writing
         parent = parent.parent
@@ -114,7 +117,8 @@ def write_model(proto: onnx.ModelProto, path: str | os.PathLike[str], force: boo
     tmp = Path(tmp_name)
     try:
         onnx.save(proto, str(tmp))
-        os.replace(tmp, path)
+        check_output(path, force)  # again: the path may have changed while the model was written
+        publish(tmp, path)  # the umask's mode (mkstemp made it 0600), then renamed into place
     except OSError as exc:
         raise ExportError(f"{path}: cannot write the model: {exc.strerror or exc}") from None
     finally:

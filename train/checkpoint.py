@@ -1,7 +1,16 @@
 """Checkpoints: weights in safetensors plus JSON metadata. Never pickled code.
 
 The metadata holds the ModelConfig (which rebuilds the model), the training config, the
-task's facts (vocabulary, labels, normalisation statistics) and a format version.
+task's facts (vocabulary, labels, normalisation statistics), the step, a checksum of the
+weights and a format version.
+
+The resume state (``train_state.safetensors``: optimizer moments, carried state, RNG) is
+saved beside its checkpoint and tied to it: it holds the checkpoint's step and weights
+digest, and a checksum of its own tensors and metadata. ``load_train_state`` refuses, with
+CheckpointError, a state older or newer than its checkpoint, a byte-flipped or truncated one.
+
+Every file is written to a temp file and renamed into place, with the mode the user's umask
+gives a new file (0644 under the usual 022; safetensors itself writes 0600).
 """
 
 from __future__ import annotations
@@ -49,8 +58,9 @@ def save_checkpoint(
     train_config: dict[str, Any],
     task: dict[str, Any],
     metrics: dict[str, Any] | None = None,
+    step: int | None = None,
 ) -> Path:
-    """Write ``model`` to ``path`` atomically (temp file, then rename)."""
+    """Write ``model`` to ``path`` atomically (temp file, then rename); ``step`` ties a train state to it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -59,13 +69,34 @@ def save_checkpoint(
         "train": train_config,
         "task": task,
         "metrics": metrics or {},
+        "step": step,
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta["weights_sha256"] = weights_digest(tensors)
     tmp = path.with_suffix(path.suffix + ".tmp")
     save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(meta)})
-    os.replace(tmp, path)
+    publish(tmp, path)
     return path
+
+
+def umask_mode() -> int:
+    """The mode a new file gets under the user's umask (0o644 under the usual 022)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # no /proc: read it by setting it, then put it back at once
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def publish(tmp: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
+    """Give ``tmp`` the umask's mode (temp files are 0600) and rename it onto ``path``."""
+    os.chmod(tmp, umask_mode())
+    os.replace(tmp, path)
 
 
 def read_checkpoint_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -141,7 +172,7 @@ def weights_digest(tensors: Mapping[str, torch.Tensor]) -> str:
     for name in sorted(tensors):
         t = tensors[name].detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # 0-d too
     return h.hexdigest()
 
 
@@ -151,3 +182,85 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+TRAIN_STATE_KEY = "edgernn.train_state"
+
+
+def save_train_state(
+    path: Path, checkpoint: Path, opt: torch.optim.Optimizer, step: int, seconds: float, state: Any
+) -> None:
+    """Optimizer moments, carried state and RNG beside ``checkpoint`` (just saved), for ``--resume``.
+
+    The metadata names the checkpoint's step and weights digest, and a sha256 over every tensor
+    and the rest of the metadata (``state_digest``), so a resume can refuse a state that does
+    not belong to its checkpoint or was damaged.
+    """
+    ckpt = read_checkpoint_meta(checkpoint)
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    for idx, slots in sd["state"].items():
+        for key, value in slots.items():
+            tensors[f"opt.{idx}.{key}"] = torch.as_tensor(value).detach().clone().contiguous()
+    for i, s in enumerate(state or ()):
+        tensors[f"carry.{i}"] = s.detach().contiguous()
+    tensors["rng"] = torch.get_rng_state()
+    meta = {
+        "step": step,
+        "seconds": seconds,
+        "param_groups": sd["param_groups"],
+        "checkpoint_step": ckpt.get("step"),
+        "checkpoint_weights_sha256": ckpt.get("weights_sha256"),
+    }
+    meta["state_digest"] = _state_digest(tensors, meta)
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={TRAIN_STATE_KEY: json.dumps(meta)})
+    publish(tmp, path)
+
+
+def _state_digest(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> str:
+    rest = {k: v for k, v in meta.items() if k != "state_digest"}
+    h = hashlib.sha256(weights_digest(tensors).encode())
+    h.update(json.dumps(rest, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def load_train_state(
+    path: Path, checkpoint_meta: Mapping[str, Any], opt: torch.optim.Optimizer
+) -> tuple[int, float, Any]:
+    """(step, seconds, carried state) from ``path``, after checking it belongs to the checkpoint
+    whose metadata is ``checkpoint_meta``; the optimizer and the RNG are restored from it.
+
+    CheckpointError: unreadable or truncated, checksum mismatch (a byte flipped), or made for
+    another checkpoint (another step or other weights: an older state beside a newer checkpoint).
+    """
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = json.loads((fh.metadata() or {})[TRAIN_STATE_KEY])
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: not a readable train state: {type(exc).__name__}: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("state_digest") != _state_digest(tensors, meta):
+        raise CheckpointError(f"{path}: the train state does not match its checksum (corrupted or edited)")
+    want = (checkpoint_meta.get("step"), checkpoint_meta.get("weights_sha256"))
+    got = (meta.get("checkpoint_step"), meta.get("checkpoint_weights_sha256"))
+    if got != want or meta.get("step") != want[0]:
+        raise CheckpointError(
+            f"{path}: the train state belongs to another checkpoint (its step {meta.get('step')}, "
+            f"checkpoint step {want[0]}; weights {str(got[1])[:12]} vs {str(want[1])[:12]}): "
+            "resume from the checkpoint it was saved with, or delete it to resume the weights alone"
+        )
+    slots: dict[int, dict[str, torch.Tensor]] = {}
+    try:
+        for name, value in tensors.items():
+            if name.startswith("opt."):
+                _, idx, key = name.split(".", 2)
+                slots.setdefault(int(idx), {})[key] = value
+        opt.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
+        torch.set_rng_state(tensors["rng"])
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: the train state does not fit this optimizer: {exc}") from None
+    carry = tuple(tensors[f"carry.{i}"] for i in range(2) if f"carry.{i}" in tensors)
+    return int(meta["step"]), float(meta["seconds"]), carry or None

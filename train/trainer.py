@@ -19,7 +19,6 @@ edge, so gradients flow back at most ``seq_len`` steps while the forward pass ne
 from __future__ import annotations
 
 import functools
-import json
 import math
 import sys
 import time
@@ -33,7 +32,14 @@ from torch import nn
 
 from edgernn.runtime.errors import EdgeRNNError
 from edgernn.runtime.spec import ModelConfig
-from edgernn.train.checkpoint import CHECKPOINT, checkpoint_file, load_checkpoint, save_checkpoint
+from edgernn.train.checkpoint import (
+    CHECKPOINT,
+    checkpoint_file,
+    load_checkpoint,
+    load_train_state,
+    save_checkpoint,
+    save_train_state,
+)
 from edgernn.train.distributed import DistInfo, all_mean, barrier, shard
 from edgernn.train.model import RecurrentModel, State, build_model, set_memory_bias
 
@@ -213,42 +219,6 @@ class Progress:
             print(file=sys.stderr)
 
 
-def save_train_state(path: Path, opt: torch.optim.Optimizer, step: int, seconds: float, state: State | None) -> None:
-    """Optimizer moments, carried state and RNG next to the checkpoint, for ``--resume``."""
-    from safetensors.torch import save_file
-
-    sd = opt.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    for idx, slots in sd["state"].items():
-        for key, value in slots.items():
-            tensors[f"opt.{idx}.{key}"] = torch.as_tensor(value).detach().clone().contiguous()
-    for i, s in enumerate(state or ()):
-        tensors[f"carry.{i}"] = s.detach().contiguous()
-    tensors["rng"] = torch.get_rng_state()
-    meta = {"step": step, "seconds": seconds, "param_groups": sd["param_groups"]}
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata={"edgernn.train_state": json.dumps(meta)})
-    tmp.replace(path)
-
-
-def load_train_state(path: Path, opt: torch.optim.Optimizer) -> tuple[int, float, State | None]:
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    with safe_open(str(path), framework="pt") as fh:
-        meta = json.loads((fh.metadata() or {})["edgernn.train_state"])
-    tensors = load_file(str(path))
-    slots: dict[int, dict[str, torch.Tensor]] = {}
-    for name, value in tensors.items():
-        if name.startswith("opt."):
-            _, idx, key = name.split(".", 2)
-            slots.setdefault(int(idx), {})[key] = value
-    opt.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
-    torch.set_rng_state(tensors["rng"])
-    carry = tuple(tensors[f"carry.{i}"] for i in range(2) if f"carry.{i}" in tensors)
-    return int(meta["step"]), float(meta["seconds"]), carry or None
-
-
 def _run_paths(out: Path | None) -> tuple[Path | None, Path | None]:
     return (out / CHECKPOINT, out / TRAIN_STATE) if out is not None else (None, None)
 
@@ -338,8 +308,8 @@ def fit(
         if cfg.eval_every and step % cfg.eval_every == 0:
             metrics = _evaluate(task, model, run, step, elapsed, info)
             if ckpt is not None and tstate is not None and info.is_main:
-                save_checkpoint(ckpt, model, asdict(cfg), task.facts, metrics)
-                save_train_state(tstate, opt, step, elapsed, state if not info.active else None)
+                save_checkpoint(ckpt, model, asdict(cfg), task.facts, metrics, step=step)
+                save_train_state(tstate, ckpt, opt, step, elapsed, state if not info.active else None)
                 last_good = ckpt
             barrier(info)
     bar.close()
@@ -348,8 +318,8 @@ def fit(
     rate = frames / max(seconds - spent, 1e-9)
     metrics |= {"steps": step, "train_seconds": round(seconds, 1), f"{task.unit}_per_s": round(rate)}
     if ckpt is not None and tstate is not None and info.is_main:
-        save_checkpoint(ckpt, model, asdict(cfg), task.facts, metrics)
-        save_train_state(tstate, opt, step, seconds, state if not info.active else None)
+        save_checkpoint(ckpt, model, asdict(cfg), task.facts, metrics, step=step)
+        save_train_state(tstate, ckpt, opt, step, seconds, state if not info.active else None)
     if run:
         run.finish(metrics, history)
     barrier(info)
@@ -373,12 +343,12 @@ def _resume(
 ) -> tuple[RecurrentModel, int, float, State | None]:
     """Load weights (refusing another config, naming the field) and, if present, the train state."""
     ckpt = checkpoint_file(path)
-    model, _ = load_checkpoint(ckpt, expect=expect)
+    model, meta = load_checkpoint(ckpt, expect=expect)
     fresh.load_state_dict(model.state_dict())
     tpath = ckpt.parent / TRAIN_STATE
     if not tpath.exists():
         return fresh, 0, 0.0, None
-    step, seconds, carry = load_train_state(tpath, opt)
+    step, seconds, carry = load_train_state(tpath, meta, opt)
     return fresh, step, seconds, carry
 
 
