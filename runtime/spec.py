@@ -245,6 +245,11 @@ class StreamSpec:
         for t in self.inputs:
             if t.batch_axis is None:
                 raise SpecError(f"stream spec: input {t.name!r} has no 'batch' axis in {list(t.shape)}")
+            if not t.fully_known or t.shape.count(BATCH) != 1 or t.shape.count(TIME) > 1:
+                raise SpecError(
+                    f"stream spec: input {t.name!r} has shape {list(t.shape)}; a streamed input holds 'batch' "
+                    "once, 'time' at most once and ints (the runtime sizes its frames from them)"
+                )
         if self.context is not None:
             names = [t.name for t in self.inputs]
             if self.context.input not in names:

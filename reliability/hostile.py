@@ -1,0 +1,202 @@
+"""Hostile-input surfaces run in child processes under limits: the runner and the outcome counts.
+
+Each surface (``SURFACES``) is a module with ``setup(root, seed) -> ctx`` and
+``run_case(ctx, i) -> str``, run inside a child process (``python -m
+edgernn.reliability.hostile``) under an address-space limit. The child runs cases in order
+and prints one JSON line per case: the outcome (``accepted``, a typed error's name, or
+``untyped: ...`` when anything else escaped) and the RSS held after the case (after
+``gc.collect()`` and glibc's ``malloc_trim(0)``) relative to the level before it. The parent
+gives each case a timeout: a child that dies on a signal is an *abort* of the case it was
+running, one that stops answering is a *hang*; either way the child is restarted at the next
+case, so one bad case costs one case, not the surface.
+
+Example:
+    >>> res = run_surface("snapshot", cases=3, seed=0)  # doctest: +SKIP
+    >>> res["untyped"], res["aborts"], res["hangs"]     # doctest: +SKIP
+    (0, 0, 0)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import importlib
+import json
+import os
+import resource
+import selectors
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+SURFACES = {
+    "spec": "edgernn.reliability.specfuzz",
+    "snapshot": "edgernn.reliability.snapfuzz",
+    "bombs": "edgernn.reliability.bombfuzz",
+    "churn": "edgernn.reliability.churn",
+    "cli": "edgernn.reliability.clifuzz",
+}
+ADDRESS_SPACE = 4 << 30  # each child's limit: a missed memory bomb fails here instead of taking the machine
+RSS_TARGET_MIB = 10.0
+
+
+def rss_mib() -> float:
+    """This process's resident set after a full collection and ``malloc_trim(0)``."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    with open("/proc/self/statm") as fh:
+        pages = int(fh.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def classify(exc: BaseException) -> str:
+    """A typed error's class name; ``untyped: Type: message`` for anything else."""
+    from edgernn.runtime.errors import EdgeRNNError
+
+    if isinstance(exc, EdgeRNNError):
+        return type(exc).__name__
+    return f"untyped: {type(exc).__name__}: {str(exc)[:160]}"
+
+
+def child_main(surface: str, root: str, seed: int, start: int, stop: int) -> None:
+    """The child's loop: one JSON line per case on stdout ("begin" first, so the parent knows which case hung)."""
+    import warnings
+
+    warnings.simplefilter("error")  # a warning a caller turned into an error must not escape untyped
+    mod = importlib.import_module(SURFACES[surface])
+    out = sys.__stdout__
+    ctx = mod.setup(Path(root), seed)
+    rss_mib()
+    for i in range(start, stop):
+        before = rss_mib()
+        print(json.dumps({"begin": i}), file=out, flush=True)
+        t0 = time.perf_counter()
+        try:
+            outcome = mod.run_case(ctx, i)
+        except Exception as exc:  # the finding itself: counted, never raised
+            outcome = classify(exc)
+        held = rss_mib() - before
+        line = {"i": i, "outcome": outcome, "held_mib": round(held, 2), "s": round(time.perf_counter() - t0, 3)}
+        print(json.dumps(line), file=out, flush=True)
+
+
+def _limits(address_space: int) -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def run_surface(
+    surface: str,
+    cases: int,
+    seed: int = 0,
+    timeout: float = 60.0,
+    address_space: int = ADDRESS_SPACE,
+    root: Path | None = None,
+) -> dict[str, Any]:
+    """Run ``cases`` cases of ``surface`` in children (restarted after an abort or a hang); the counts."""
+    mod = importlib.import_module(SURFACES[surface])
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix=f"edgernn-{surface}-") as tmp:
+        work = root or Path(tmp)
+        if hasattr(mod, "prepare"):
+            mod.prepare(work, seed)  # in the parent: may need torch / onnx to build inputs
+        results: dict[int, dict[str, Any]] = {}
+        start, restarts = 0, 0
+        while start < cases:
+            done = _one_child(surface, work, seed, start, cases, timeout, address_space, results)
+            start = done
+            restarts += 1
+    outcomes = Counter(r["outcome"] for r in results.values())
+    untyped = [f"case {i}: {r['outcome']}" for i, r in sorted(results.items()) if r["outcome"].startswith("untyped")]
+    died = [f"case {i}: {r['outcome']} ({r.get('detail', '')})" for i, r in results.items() if "detail" in r]
+    held = [r.get("held_mib", 0.0) for r in results.values()]
+    worst = max(results.items(), key=lambda kv: kv[1].get("held_mib", 0.0), default=(None, {}))
+    return {
+        "cases": cases,
+        "outcomes": dict(outcomes.most_common()),
+        "untyped": sum(v for k, v in outcomes.items() if k.startswith("untyped")),
+        "aborts": outcomes.get("abort", 0),
+        "hangs": outcomes.get("hang", 0),
+        "examples": untyped[:8] + died[:8],
+        "max_held_mib": round(max(held, default=0.0), 2),
+        "worst_case": worst[0],
+        "children": restarts,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "timeout_s": timeout,
+        "address_space_gib": address_space / 2**30,
+    }
+
+
+def _one_child(
+    surface: str,
+    root: Path,
+    seed: int,
+    start: int,
+    stop: int,
+    timeout: float,
+    address_space: int,
+    results: dict[int, dict[str, Any]],
+) -> int:
+    """Run cases from ``start`` in one child until it ends; return the next case to run."""
+    cmd = [sys.executable, "-m", "edgernn.reliability.hostile", surface, str(root), str(seed), str(start), str(stop)]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        cwd=root,
+        preexec_fn=lambda: _limits(address_space),
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    current, buf, begun = start, b"", False
+    deadline = time.monotonic() + timeout * 3  # the first case also pays for imports and setup
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            proc.kill()
+            proc.wait()
+            results[current] = {"outcome": "hang", "detail": f"no answer in {timeout:g} s"}
+            return current + 1
+        if not sel.select(timeout=min(left, 1.0)):
+            if proc.poll() is None:
+                continue
+        chunk = os.read(proc.stdout.fileno(), 65536)
+        if not chunk:
+            break
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            msg = json.loads(line)
+            if "begin" in msg:
+                current, begun = msg["begin"], True
+                deadline = time.monotonic() + timeout
+            else:
+                results[msg["i"]] = msg
+                current = msg["i"] + 1
+    code = proc.wait()
+    err = proc.stderr.read().decode("utf-8", "replace")
+    if current >= stop and code == 0:
+        return stop
+    if not begun:  # the surface's setup failed: every case would fail the same way
+        for i in range(start, stop):
+            results[i] = {"outcome": "untyped: setup failed", "detail": err.strip()[-300:]}
+        return stop
+    if code < 0 or current < stop:
+        what = f"signal {-code}" if code < 0 else f"exit {code}: {err.strip()[-300:]}"
+        results[current] = {"outcome": "abort" if code < 0 else "untyped: child died", "detail": what}
+        return current + 1
+    return stop
+
+
+if __name__ == "__main__":
+    name, root_arg, seed_arg, start_arg, stop_arg = sys.argv[1:6]
+    child_main(name, root_arg, int(seed_arg), int(start_arg), int(stop_arg))
