@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "Inject faults, fuzz, soak and race the runtime against a float64 reference; write RELIABILITY.md."
+from edgernn.reliability.suite import SECTIONS
+
+HELP = (
+    "Inject faults, fuzz (spec, snapshots, CLI flags, constant-folded bombs), soak and race the runtime "
+    "in child processes under limits; write RELIABILITY.md."
+)
 EXAMPLE = (
     "edgernn reliability -o RELIABILITY.md          # quick pass (about a minute)\n"
     "  edgernn reliability --long -o RELIABILITY.md   # 10^6 steps, 10^4 streams (minutes)"
@@ -20,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--skip",
         nargs="*",
         default=[],
-        choices=("files", "fuzz", "soak", "threads", "snapshots"),
+        choices=SECTIONS,
         help="sections to leave out",
     )
 

@@ -33,13 +33,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-SURFACES = {
-    "spec": "edgernn.reliability.specfuzz",
-    "snapshot": "edgernn.reliability.snapfuzz",
+SURFACES = {  # section name in the report and --skip -> module
+    "spec-fuzz": "edgernn.reliability.specfuzz",
+    "snapshot-fuzz": "edgernn.reliability.snapfuzz",
     "bombs": "edgernn.reliability.bombfuzz",
     "churn": "edgernn.reliability.churn",
-    "cli": "edgernn.reliability.clifuzz",
+    "cli-fuzz": "edgernn.reliability.clifuzz",
 }
+TIMEOUTS = {"churn": 60.0, "cli-fuzz": 90.0}  # per case, seconds (default 30)
 ADDRESS_SPACE = 4 << 30  # each child's limit: a missed memory bomb fails here instead of taking the machine
 RSS_TARGET_MIB = 10.0
 
@@ -69,20 +70,22 @@ def child_main(surface: str, root: str, seed: int, start: int, stop: int) -> Non
     """The child's loop: one JSON line per case on stdout ("begin" first, so the parent knows which case hung)."""
     import warnings
 
+    import edgernn.runtime.errors  # noqa: F401  (imported before the first measurement, not inside a case)
+
     warnings.simplefilter("error")  # a warning a caller turned into an error must not escape untyped
-    mod = importlib.import_module(SURFACES[surface])
+    mod = importlib.import_module(SURFACES.get(surface, surface))  # or a module in the work folder (tests)
     out = sys.__stdout__
     ctx = mod.setup(Path(root), seed)
-    rss_mib()
+    before = rss_mib()
     for i in range(start, stop):
-        before = rss_mib()
         print(json.dumps({"begin": i}), file=out, flush=True)
         t0 = time.perf_counter()
         try:
             outcome = mod.run_case(ctx, i)
         except Exception as exc:  # the finding itself: counted, never raised
             outcome = classify(exc)
-        held = rss_mib() - before
+        after = rss_mib()  # also the level before the next case: one measurement per case
+        held, before = after - before, after
         line = {"i": i, "outcome": outcome, "held_mib": round(held, 2), "s": round(time.perf_counter() - t0, 3)}
         print(json.dumps(line), file=out, flush=True)
 
@@ -96,16 +99,17 @@ def run_surface(
     surface: str,
     cases: int,
     seed: int = 0,
-    timeout: float = 60.0,
+    timeout: float | None = None,
     address_space: int = ADDRESS_SPACE,
     root: Path | None = None,
 ) -> dict[str, Any]:
     """Run ``cases`` cases of ``surface`` in children (restarted after an abort or a hang); the counts."""
-    mod = importlib.import_module(SURFACES[surface])
+    mod = importlib.import_module(SURFACES[surface]) if surface in SURFACES else None
+    timeout = timeout or TIMEOUTS.get(surface, 30.0)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"edgernn-{surface}-") as tmp:
         work = root or Path(tmp)
-        if hasattr(mod, "prepare"):
+        if mod is not None and hasattr(mod, "prepare"):
             mod.prepare(work, seed)  # in the parent: may need torch / onnx to build inputs
         results: dict[int, dict[str, Any]] = {}
         start, restarts = 0, 0
@@ -113,17 +117,23 @@ def run_surface(
             done = _one_child(surface, work, seed, start, cases, timeout, address_space, results)
             start = done
             restarts += 1
-    outcomes = Counter(r["outcome"] for r in results.values())
-    untyped = [f"case {i}: {r['outcome']}" for i, r in sorted(results.items()) if r["outcome"].startswith("untyped")]
+    bad = ("untyped", "wrong", "hang")
+    untyped = [
+        f"case {i}: {r['outcome']}"
+        for i, r in sorted(results.items())
+        if r["outcome"].startswith(bad) and "detail" not in r
+    ]
     died = [f"case {i}: {r['outcome']} ({r.get('detail', '')})" for i, r in results.items() if "detail" in r]
+    outcomes = Counter(_group(r["outcome"]) for r in results.values())
     held = [r.get("held_mib", 0.0) for r in results.values()]
     worst = max(results.items(), key=lambda kv: kv[1].get("held_mib", 0.0), default=(None, {}))
     return {
         "cases": cases,
         "outcomes": dict(outcomes.most_common()),
         "untyped": sum(v for k, v in outcomes.items() if k.startswith("untyped")),
+        "wrong": sum(v for k, v in outcomes.items() if k.startswith("wrong")),
         "aborts": outcomes.get("abort", 0),
-        "hangs": outcomes.get("hang", 0),
+        "hangs": sum(v for k, v in outcomes.items() if k.startswith("hang")),
         "examples": untyped[:8] + died[:8],
         "max_held_mib": round(max(held, default=0.0), 2),
         "worst_case": worst[0],
@@ -132,6 +142,14 @@ def run_surface(
         "timeout_s": timeout,
         "address_space_gib": address_space / 2**30,
     }
+
+
+def _group(outcome: str) -> str:
+    """Outcomes counted by kind: a finding's details stay in the examples, not in the table's keys."""
+    for kind in ("untyped", "wrong", "hang", "typed: "):
+        if outcome.startswith(kind):
+            return kind.rstrip(": ") if kind != "untyped" else outcome.split(" <- ")[0][:90]
+    return outcome
 
 
 def _one_child(

@@ -6,6 +6,8 @@ import datetime
 import subprocess
 from typing import Any
 
+from edgernn.reliability.report_hostile import hostile_failures, render_hostile
+
 TOL = 1e-4  # fp32 engine vs float64 reference
 RSS_FLAT_MIB = 4.0  # RSS growth past warm-up that still counts as flat
 KNOWN: dict[str, str] = {}  # open findings, reported to their owners: listed, not failed
@@ -47,7 +49,7 @@ def failures(r: dict[str, Any]) -> list[str]:
                 bad.append("pickle code ran")
         elif name not in KNOWN and not outcome.startswith(("SnapshotError", "CheckpointError")):
             bad.append(name)
-    return bad
+    return bad + hostile_failures(r)
 
 
 def git_commit() -> str:
@@ -101,16 +103,19 @@ def render(r: dict[str, Any]) -> str:
     ):
         if name in r:
             out += part(r[name]) + [""]
+    hostile = render_hostile(r)
+    out += hostile + ([""] if hostile else [])
     out += _known(r) + [""] + _gaps()
     return "\n".join(out) + "\n"
 
 
-def _sizes(s: dict[str, int]) -> str:
+def _sizes(s: dict[str, Any]) -> str:
+    hostile = "; ".join(f"{name} {n:,} cases" for name, n in s.get("hostile", {}).items())
     return (
         f"{s['mutants']:,} random model-file mutants; "
         f"fuzz {s['fuzz_examples']} hypothesis examples per model; soak {s['soak_steps']:,} steps on one stream "
         f"and {s['many_streams']:,} streams x {s['many_steps']} steps; {s['threads']} threads x "
-        f"{s['per_thread']} streams x {s['thread_steps']} steps"
+        f"{s['per_thread']} streams x {s['thread_steps']} steps" + (f"; {hostile}" if hostile else "")
     )
 
 

@@ -19,6 +19,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+SECTIONS = ("files", "fuzz", "soak", "threads", "snapshots", "spec-fuzz", "snapshot-fuzz", "bombs", "churn", "cli-fuzz")
+HOSTILE_LONG = {"spec-fuzz": 1500, "snapshot-fuzz": 1000, "bombs": 200, "churn": 30, "cli-fuzz": 250}
+HOSTILE_QUICK = {"spec-fuzz": 150, "snapshot-fuzz": 150, "bombs": 30, "churn": 3, "cli-fuzz": 40}
+
 
 @dataclass(frozen=True)
 class Sizes:
@@ -30,13 +34,13 @@ class Sizes:
     threads: int
     per_thread: int
     thread_steps: int
+    hostile: dict[str, int]
 
     @classmethod
     def pick(cls, long: bool) -> Sizes:
         if long:
-            return cls(5000, 200, 1_000_000, 10_000, 100, 8, 100, 100)
-        return cls(300, 25, 20_000, 1_000, 20, 8, 100, 10)
-
+            return cls(5000, 200, 1_000_000, 10_000, 100, 8, 100, 100, dict(HOSTILE_LONG))
+        return cls(300, 25, 20_000, 1_000, 20, 8, 100, 10, dict(HOSTILE_QUICK))
 
 
 class LoadSampler:
@@ -252,6 +256,15 @@ def run_snapshots(models: dict[str, tuple[Any, Path]], root: Path) -> dict[str, 
     return out
 
 
+def _hostile(name: str, count: int) -> Any:
+    def run() -> dict[str, Any]:
+        from edgernn.reliability.hostile import run_surface
+
+        return run_surface(name, count)
+
+    return run
+
+
 def collect(sizes: Sizes, skip: list[str], long: bool) -> dict[str, Any]:
     import tempfile
 
@@ -269,6 +282,7 @@ def collect(sizes: Sizes, skip: list[str], long: bool) -> dict[str, Any]:
             ("threads", lambda: run_threads(models, sizes)),
             ("snapshots", lambda: run_snapshots(models, Path(tmp))),
         ]
+        steps += [(name, _hostile(name, count)) for name, count in sizes.hostile.items()]
         for name, step in steps:
             if name in skip:
                 continue

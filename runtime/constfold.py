@@ -3,8 +3,8 @@
 onnxruntime folds constant subgraphs at load: ``ConstantOfShape`` of ``Concat`` of constants,
 ``Tile`` of an initializer, ``Range`` of scalar constants are all allocated while the session
 is built, before any input is seen. ``fold_graph`` evaluates the small set of ops that build
-shapes (Identity, Concat, Reshape, (Un)Squeeze, Cast, Shape, Gather, Slice, arithmetic) over
-initializers and ``Constant`` nodes, and computes the output shape of the ops that allocate
+shapes (Identity, Concat, Reshape, (Un)Squeeze, Cast, Shape, Gather, arithmetic, reductions)
+over initializers and ``Constant`` nodes, and computes the output shape of the ops that allocate
 from a shape (ConstantOfShape, Expand, Tile, Range, Pad): each is checked against
 ``Limits.max_tensor_bytes`` by the caller's ``check`` before anything is allocated.
 Values are tracked only for small tensors (shape vectors); an op it does not know yields
@@ -219,6 +219,13 @@ def evaluate(node: Node, ins: list[Known | None], check: Check) -> Known | None:
         return None
     if op in ("Add", "Sub", "Mul", "Div", "Max", "Min") and len(ins) == 2:
         return _arith(op, _vec(ins[0]), _vec(ins[1]))
+    if op in ("ReduceProd", "ReduceSum", "ReduceMax", "ReduceMin") and first is not None:
+        vec = _vec(first)
+        if vec is None or not vec or (first.dims is not None and len(first.dims) > 1):
+            return None
+        fn = {"ReduceProd": math.prod, "ReduceSum": sum, "ReduceMax": max, "ReduceMin": min}[op]
+        keep = node.int_attr("keepdims", 1)
+        return Known(first.dtype, [1] if keep else [], [fn(vec)])
     if op == "ConstantOfShape":
         dims = _vec(first)
         if dims is None:
