@@ -70,7 +70,8 @@ def run_case(ctx: dict[str, Any], i: int) -> str:
             victim = pick(rng)[0]
             victim.close()
             with lock:
-                pool[pool.index(victim)] = engine.stream()
+                if victim in pool:  # another thread may have replaced it already
+                    pool[pool.index(victim)] = engine.stream()
 
     def worker(seed: int) -> None:
         rng = random.Random(seed)

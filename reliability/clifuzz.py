@@ -115,11 +115,8 @@ def setup(root: Path, seed: int) -> dict[str, Any]:
     cases = enumerate_cases(root)
     ctx = {"root": root, "seed": seed, "cases": cases, "base": _baselines(root)}
     for cmd in ("train", "export", "inspect", "run", "profile"):  # warm: imports and first-call caches
-        action = next(a for c, a, _ in cases if c == cmd and a.option_strings)
-        ctx["cases"] = [(cmd, action, ctx["base"][cmd][1].get(action.option_strings[-1]))]
-        with contextlib.suppress(Exception):
-            run_case(ctx, 0)
-    ctx["cases"] = cases
+        positionals, options = ctx["base"][cmd]
+        invoke(cmd, [cmd, *positionals, *_flags(options)])
     return ctx
 
 
@@ -167,10 +164,14 @@ def argv_for(ctx: dict[str, Any], i: int) -> tuple[str, list[str]]:
         while len(positionals) <= index:
             positionals.append("")
         positionals[index] = value or ""
-    argv = [cmd, *positionals]
+    return cmd, [cmd, *positionals, *_flags(options)]
+
+
+def _flags(options: dict[str, str | None]) -> list[str]:
+    argv: list[str] = []
     for flag, v in options.items():
         argv += [flag] if v is None else ([flag, *v.split(" ")] if flag == "--skip" else [flag, v])
-    return cmd, argv
+    return argv
 
 
 class _Bounded(io.StringIO):
@@ -192,9 +193,14 @@ def _alarm(signum: int, frame: Any) -> None:
 
 
 def run_case(ctx: dict[str, Any], i: int) -> str:
+    cmd, argv = argv_for(ctx, i)
+    return invoke(cmd, argv)
+
+
+def invoke(cmd: str, argv: list[str]) -> str:
+    """Run ``edgernn ARGV`` in this process under the case's time budget; the outcome (see the module doc)."""
     from edgernn.cli import main
 
-    cmd, argv = argv_for(ctx, i)
     out, err = _Bounded(), _Bounded()
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.setitimer(signal.ITIMER_REAL, LONG_BUDGET_S if cmd in LONG else BUDGET_S)
