@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean openvino gpu-check models bench bench-quick reliability thirdparty
+.PHONY: demo test lint clean openvino gpu-check models bench bench-quick reliability reliability-quick thirdparty
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,10 +29,15 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(VENV)/bin/edgernn bench --quick --out /tmp/BENCHMARKS-quick.md
 
-# Faults injected into model files, API fuzzing, soak and threads vs a float64 reference → RELIABILITY.md.
-# The full sizes (10^6 steps on one stream, 10^4 streams x 100 steps) take about 15 minutes on 2 cores.
+# Faults injected into model files, API fuzzing, soak and threads vs a float64 reference, and the hostile
+# surfaces in child processes (spec, forged snapshots, CLI flags, constant-folded bombs, thread churn)
+# → RELIABILITY.md. The full sizes take under 20 minutes on 2 cores; reliability-quick (every surface,
+# fewer cases; what CI runs) a few minutes, written to /tmp.
 reliability: $(STAMP)
 	$(VENV)/bin/edgernn reliability --long -o RELIABILITY.md --json runs/reliability.json
+
+reliability-quick: $(STAMP)
+	$(VENV)/bin/edgernn reliability -o /tmp/RELIABILITY-quick.md --json /tmp/reliability-quick.json
 
 # The example models that ship in the package (runtime/models/*.onnx), rebuilt by one command.
 # Fixed seed, a fixed number of updates and one thread, so the run is the same every time;

@@ -15,7 +15,8 @@ import os
 import platform
 import threading
 import time
-from dataclasses import asdict, dataclass
+import warnings
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ class Sizes:
     threads: int
     per_thread: int
     thread_steps: int
-    hostile: dict[str, int]
+    hostile: dict[str, int] = field(default_factory=dict)  # surface -> cases (reliability/hostile.py)
 
     @classmethod
     def pick(cls, long: bool) -> Sizes:
@@ -160,15 +161,21 @@ def run_fuzz_all(models: dict[str, tuple[Any, Path]], examples: int) -> dict[str
     for name, call in (
         ("ragged nested list to push", lambda: engine.stream().push(RAGGED)),
         ("float64 frame of 1e39 (inf in float32)", lambda: frames_engine.stream().step(np.full(6, OVERFLOW))),
+        (LARGE_FRAME, lambda: frames_engine.stream().step(np.full(6, 1e30, np.float32))),
     ):
         try:
-            call()
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # as a caller who treats warnings as errors runs it
+                call()
             probes[name] = "accepted"
         except EdgeRNNError as exc:
             probes[name] = f"typed: {type(exc).__name__}"
         except Exception as exc:  # the finding itself
             probes[name] = f"untyped: {type(exc).__name__}: {str(exc)[:90]}"
     return {"models": per_model, "probes": probes}
+
+
+LARGE_FRAME = "float32 frame of 1e30 (finite) with warnings as errors"
 
 
 def _generic_engine(path: Path) -> Any:
