@@ -15,6 +15,7 @@ from typing import TextIO
 
 import numpy as np
 
+from edgernn.cli import run_forecast
 from edgernn.devices import load_engine
 from edgernn.devices.auto import choose_device
 from edgernn.runtime.apps import check_app, load_app, shipped_model
@@ -28,8 +29,9 @@ EXAMPLE = (
     "  echo 'Das ist ein kleines Haus' | edgernn run langid\n"
     "  edgernn run weather --input seattle-weather.csv"
 )
-APPS = ("textgen", "suggest", "langid", "weather")
-MODEL_OF_APP = {"textgen": "textgen", "suggest": "textgen", "langid": "langid", "weather": "weather"}
+APPS = ("textgen", "suggest", "langid", "weather", "forecast")
+MODEL_OF_APP = {"textgen": "textgen", "suggest": "textgen", "langid": "langid", "weather": "weather",
+                "forecast": "forecast"}  # fmt: skip
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,12 +48,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("suggest, langid")
     g.add_argument("--top", type=int, default=3, help="how many suggestions or languages to show")
     g.add_argument("--final", action="store_true", help="print once per line instead of after every character")
+    run_forecast.add_arguments(p)
 
 
 def main(args: argparse.Namespace) -> int:
     if args.top < 1 or args.chars < 0:
         raise InputError(f"--top must be >= 1 (got {args.top}) and --chars >= 0 (got {args.chars})")
     engine = app_engine(MODEL_OF_APP[args.app], args.model, args.device)
+    if args.app == "forecast":
+        return run_forecast.run_forecast(engine, args)
     try:
         source = open(args.input, encoding="utf-8") if args.input else sys.stdin
     except OSError as exc:

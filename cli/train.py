@@ -16,7 +16,7 @@ EXAMPLE = (
     "edgernn train textgen --cell gru --hidden 512 --seconds 600 --out runs/textgen\n"
     "  torchrun --nproc_per_node=2 -m edgernn train langid --out runs/langid-ddp"
 )
-TASKS = ("textgen", "langid", "weather", "recall")
+TASKS = ("textgen", "langid", "weather", "recall", "forecast")
 CELLS = ("rnn", "gru", "lstm")
 
 
@@ -41,6 +41,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
     p.add_argument("--resume", help="a run directory or checkpoint to continue from")
     p.add_argument("--out", help="run directory (default runs/<task>)")
+    f = p.add_argument_group("forecast (any regular time series)")
+    f.add_argument("--dataset", help="a series shipped in a package: co2, elnino, seattle, sunspots")
+    f.add_argument("--csv", help="or your own CSV file, columns read by header name")
+    f.add_argument("--time", dest="time_col", help="the CSV's time column (ISO date / date-time, YYYY-MM or YYYY)")
+    f.add_argument("--target", dest="target_col", help="the CSV's column to forecast")
+    f.add_argument("--covariates", nargs="*", help="other numeric columns fed as inputs")
+    f.add_argument("--horizon", type=int, help="steps ahead to forecast")
+    f.add_argument("--season", type=int, help="seasonal period of the baselines and MASE (default: from the step)")
+    f.add_argument("--holdout", type=float, help="share of rows held out at the end (default 0.2)")
+    f.add_argument("--fill", dest="fill_missing", action="store_true", default=None,
+                   help="interpolate missing steps (refused by default)")  # fmt: skip
 
 
 def main(args: argparse.Namespace) -> int:
@@ -68,6 +79,15 @@ def main(args: argparse.Namespace) -> int:
         delay=args.delay,
         eval_every=args.eval_every,
         seed=args.seed,
+        dataset=args.dataset,
+        csv=args.csv,
+        time_col=args.time_col,
+        target_col=args.target_col,
+        covariates=tuple(args.covariates) if args.covariates else None,
+        horizon=args.horizon,
+        season=args.season,
+        holdout=args.holdout,
+        fill_missing=args.fill_missing,
     )
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -50,7 +50,11 @@ def run_names(only: str | None = None) -> list[tuple[str, dict[str, Any]]]:
         for c, bias in USUAL_BIAS.items():
             runs.append((f"recall-{c}-40-usual-s{seed}", {"cell": c, "delay": 40, "max_steps": RECALL_STEPS[40],
                                                           "seed": seed, "memory_bias": bias}))  # fmt: skip
-    return [(n, o) for n, o in runs if only is None or n.split("-")[0] == only]
+    from edgernn.train.results_forecast import RUNS as FORECAST_RUNS
+
+    runs += FORECAST_RUNS
+    wanted = None if only is None else set(only.split(","))
+    return [(n, o) for n, o in runs if wanted is None or n.split("-")[0] in wanted]
 
 
 def train_one(name: str, overrides: dict[str, Any], threads: int) -> None:
@@ -78,6 +82,10 @@ def train_one(name: str, overrides: dict[str, Any], threads: int) -> None:
         "machine": platform.processor() or platform.machine(),
     }
     (out / "environment.json").write_text(json.dumps(env, indent=2) + "\n")
+    if cfg.task == "forecast":
+        from edgernn.train.results_forecast import write_baselines
+
+        write_baselines(cfg, out)
     print(f"{name}: {res.metrics}")
 
 
@@ -252,7 +260,26 @@ def render() -> str:
                 lines.append(f"| {cell.upper()}, {gate} gate bias {bias:g} | " + " | ".join(cells) + " |")
         lines.append("")
         lines += _reach_table(recall)
+    for name, part in spliced_sections().items():
+        lines += [f"<!-- section:{name} -->", *part, f"<!-- /section:{name} -->", ""]
     return "\n".join(lines)
+
+
+def spliced_sections() -> dict[str, list[str]]:
+    """Sections that ``--only`` can regenerate alone, spliced into the table between markers."""
+    from edgernn.train.results_forecast import section as forecast_section
+
+    return {"forecast": forecast_section(_load, RUNS)}
+
+
+def splice(text: str, name: str, part: list[str]) -> str:
+    """``text`` with section ``name`` replaced by ``part`` (appended when it is not there yet)."""
+    start, end = f"<!-- section:{name} -->", f"<!-- /section:{name} -->"
+    block = "\n".join([start, *part, end])
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        return head + block + rest.split(end, 1)[1]
+    return text.rstrip("\n") + "\n\n" + block + "\n"
 
 
 def _cell_by_delay(head: Callable[[int], str], value: Callable[[str, int], str]) -> list[str]:
@@ -292,7 +319,7 @@ def _reach_table(recall: dict[tuple[str, int, int], Any]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", help="retrain only this task (textgen, langid, weather, recall)")
+    p.add_argument("--only", help="retrain only these tasks, comma-separated (textgen, ..., forecast)")
     p.add_argument("--render", action="store_true", help="do not train; rewrite the table from runs/results")
     p.add_argument("--threads", type=int, default=2, help="torch threads per run")
     p.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process (recall: 2 x 1 thread)")
@@ -309,7 +336,15 @@ def main(argv: list[str] | None = None) -> int:
         else:
             for name, overrides in runs:
                 train_one(name, overrides, args.threads)
-    Path(args.out).write_text(render())
+    only = set(args.only.split(",")) if args.only else set()
+    sections = spliced_sections() if only else {}
+    if only and only <= set(sections) and Path(args.out).exists():  # the other tasks' runs may not be on disk
+        text = Path(args.out).read_text()
+        for name in sorted(only):
+            text = splice(text, name, sections[name])
+        Path(args.out).write_text(text)
+    else:
+        Path(args.out).write_text(render())
     print(f"wrote {args.out}")
     return 0
 

@@ -81,6 +81,22 @@ PRESETS: dict[str, TrainConfig] = {
         delay=20,
         log_every=50,
     ),
+    # Any regular series: a small GRU over normalised changes, quantile outputs (see forecast.py).
+    "forecast": TrainConfig(
+        task="forecast",
+        cell="gru",
+        hidden_size=32,
+        seq_len=96,
+        batch_size=32,
+        lr=3e-3,
+        lr_final=0.05,
+        clip=1.0,
+        weight_decay=1e-4,
+        max_seconds=0.0,
+        max_steps=300,
+        horizon=12,
+        log_every=50,
+    ),
 }
 TASK_NAMES = tuple(PRESETS)
 
@@ -109,6 +125,7 @@ def build_task(cfg: TrainConfig) -> Task:
         "langid": _langid,
         "weather": _weather,
         "recall": _recall,
+        "forecast": _forecast,
     }
     return builders[cfg.task](cfg)
 
@@ -135,3 +152,9 @@ def _recall(cfg: TrainConfig) -> Task:
     from edgernn.train.recall import recall_task
 
     return recall_task(cfg)
+
+
+def _forecast(cfg: TrainConfig) -> Task:
+    from edgernn.train.forecast import forecast_task
+
+    return forecast_task(cfg)

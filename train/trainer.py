@@ -79,6 +79,15 @@ class TrainConfig:
     log_every: int = 20  # steps between metrics lines
     eval_chars: int = 40_000  # textgen: validation characters scored
     delay: int = 20  # recall: distractor steps between the symbol and the question
+    dataset: str = ""  # forecast: a series shipped in a package (train/forecast_data.py)
+    csv: str = ""  # forecast: or a CSV file read by column name
+    time_col: str = ""
+    target_col: str = ""
+    covariates: tuple[str, ...] = ()
+    horizon: int = 0  # forecast: steps ahead
+    season: int = 0  # forecast: the seasonal period of the baselines and MASE (0: from the step)
+    holdout: float = 0.2  # forecast: the share of rows held out at the end
+    fill_missing: bool = False  # forecast: interpolate missing steps instead of refusing
     seed: int = 0
 
     def model_config(self, input_kind: str, input_size: int, output_size: int) -> ModelConfig:
