@@ -73,9 +73,11 @@ def test_infer_spec_opens_no_session(monkeypatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("infer_spec opened an onnxruntime session")
 
+    session = ort.InferenceSession(str(model_path("flashvad")), providers=["CPUExecutionProvider"])
     monkeypatch.setattr(ort, "InferenceSession", refuse)
     for m in MODELS:
         infer_spec(model_path(m.key), **m.hints)
+    assert infer_spec(session) == infer_spec(model_path("flashvad"))  # a session the caller already has works too
 
 
 @pytest.mark.parametrize("key", [m.key for m in MODELS])
