@@ -36,6 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--time-axis", action="append", default=[], metavar="NAME=AXIS", help="its time axis; -1: none")
     g.add_argument("--shape", action="append", default=[], metavar="NAME=D,D,..", help="sizes: ints, 'batch', 'time'")
     g.add_argument("--context", action="append", default=[], metavar="NAME=K", help="prepend K frames of the last call")
+    g.add_argument("--window", type=int, metavar="N", help="N items of the time axis per call (audio: samples)")
     p.add_argument("-o", "--out", help="write the spec as JSON to this file (default: print it)")
     p.add_argument("--python", action="store_true", help="print the spec as Python source to paste and edit")
     p.add_argument("--embed", metavar="COPY.onnx", help="write a copy of the model with the spec in its metadata")
@@ -47,7 +48,11 @@ def main(args: argparse.Namespace) -> int:
     from edgernn.runtime.safety import read_model
     from edgernn.runtime.specfile import embed_spec, spec_json, spec_python
 
-    hints = {kw: dict(_item(flag, raw, kind) for raw in getattr(args, flag)) for flag, (kw, kind) in FLAGS.items()}
+    hints: dict[str, Any] = {
+        kw: dict(_item(flag, raw, kind) for raw in getattr(args, flag)) for flag, (kw, kind) in FLAGS.items()
+    }
+    if args.window is not None:
+        hints["window"] = args.window
     for path in (args.out, args.embed):
         if path and os.path.exists(path) and not args.force:
             raise InputError(f"{path} exists: pass --force to overwrite it")
@@ -72,7 +77,7 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def cli_call(model: str, hints: dict[str, dict[str, Any]]) -> str:
+def cli_call(model: str, hints: dict[str, Any]) -> str:
     """The ``edgernn spec`` command line that passes ``hints`` (infer_spec keywords)."""
     parts = ["edgernn spec", model]
     for flag, (kw, kind) in FLAGS.items():
@@ -80,6 +85,8 @@ def cli_call(model: str, hints: dict[str, dict[str, Any]]) -> str:
             shown = ",".join(str(d) for d in value) if kind == "dims" else value
             shown = json.dumps(shown) if kind == "value" and not isinstance(shown, str) else shown
             parts.append(f"--{flag.replace('_', '-')} {name}={shown}")
+    if hints.get("window") is not None:
+        parts.append(f"--window {hints['window']}")
     return " ".join(parts)
 
 

@@ -19,7 +19,8 @@ the model's bytes: no onnxruntime session is opened, so ``Engine.load`` loads th
 * **hints**: ``batch_axes`` / ``time_axes`` (``{tensor: axis}``, ``-1`` for no time axis),
   ``shapes`` (``{tensor: [dims]}`` with ints for fixed frame sizes and ``"batch"`` /
   ``"time"`` for the axes), ``context`` (``{input: K}``: K frames of the previous call
-  prepended), for any input, output or state by name.
+  prepended), for any input, output or state by name; ``window=N``: N items of the time
+  axis per call (audio: samples per frame), buffered by the stream (``push`` / ``flush``).
 
 Nothing is left unresolved: every axis of the spec is an int, ``batch`` or ``time``.
 Whatever cannot be told is reported at once, in one ``HintError`` (a ``SpecError``) that
@@ -91,6 +92,7 @@ def infer_spec(
     time_axes: Mapping[str, int] | None = None,
     shapes: Mapping[str, Sequence[int | str]] | None = None,
     context: Mapping[str, int] | None = None,
+    window: int | None = None,
 ) -> StreamSpec:
     """A StreamSpec for ``model`` (a path, the model's bytes, or an onnxruntime session); see the module doc.
 
@@ -134,19 +136,22 @@ def infer_spec(
         ConstantSpec(n, io.inputs[n][0], _plain(v), _const_shape(n, io.inputs[n][1], v)) for n, v in constants.items()
     )
     if asks.lines:
-        raise _hint_error(source, asks, hints)
+        raise _hint_error(source, asks, hints, window)
     ctx = None
     if hints["context"]:
         if len(hints["context"]) != 1:
             raise SpecError(f"{source}: context: one input only, got {sorted(hints['context'])}")
         ((c_name, frames),) = hints["context"].items()
         ctx = ContextSpec(c_name, int(frames))
+    extra = {} if window is None else {"window": window}
     try:
         return StreamSpec(
-            inputs=tuple(inputs), outputs=tuple(outputs), states=tuple(states), constants=consts, context=ctx
+            inputs=tuple(inputs), outputs=tuple(outputs), states=tuple(states), constants=consts, context=ctx, **extra
         )
     except SpecError as exc:
         raise SpecError(f"{source}: {exc}") from None
+    except TypeError:  # a StreamSpec without the field
+        raise SpecError(f"{source}: window={window}: this edgernn's StreamSpec has no window field") from None
 
 
 # -- hints ------------------------------------------------------------------------------
@@ -197,11 +202,16 @@ def _check_names(io: GraphIO, hints: Mapping[str, Mapping[str, Any]]) -> None:
             )
 
 
-def _hint_error(source: str, asks: _Asks, hints: Mapping[str, Mapping[str, Any]]) -> HintError:
-    merged = {k: dict(v) for k, v in hints.items() if v}
+def _hint_error(
+    source: str, asks: _Asks, hints: Mapping[str, Mapping[str, Any]], window: int | None = None
+) -> HintError:
+    merged: dict[str, Any] = {k: dict(v) for k, v in hints.items() if v}
     for kind, table in asks.hints.items():
         merged.setdefault(kind, {}).update(table)
     call = ", ".join(f"{k}={_py(v)}" for k, v in merged.items())
+    if window is not None:
+        merged["window"] = window
+        call += f", window={window}"
     n = len(asks.lines)
     lines = "\n".join(f"  - {line}" for line in asks.lines)
     message = (
