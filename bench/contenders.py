@@ -55,6 +55,7 @@ class Subject:
     x: np.ndarray  # (batch, chunk) int64 tokens
     int8_accurate_path: Path | None = None  # the two-part-weight int8 form (export's fallback)
     decomposed_path: Path | None = None  # the fp32 graph with the cell decomposed (export --decompose)
+    native_path: Path | None = None  # the traced graph with the native RNN / GRU / LSTM op (export --form native)
 
 
 Call = Callable[[], Any]
@@ -96,6 +97,13 @@ def engine_decomposed(s: Subject) -> Call:
     if s.decomposed_path is None:
         raise NotAvailable("no decomposed model: edgernn.export.decomposed is absent from this tree")
     return engine(s, s.decomposed_path)
+
+
+def engine_native(s: Subject) -> Call:
+    """The engine on the traced graph with onnxruntime's native cell op (``--form native``)."""
+    if s.native_path is None or s.native_path == s.path:
+        raise NotAvailable("no other form: edgernn.export.forms is absent from this tree")
+    return engine(s, s.native_path)
 
 
 def batched_engine_call(eng: Engine, x: np.ndarray) -> Call:
@@ -379,6 +387,7 @@ def _sigmoid(v: np.ndarray) -> np.ndarray:
 # The suite, in column order. "torch.compile" is opt-in (compiling costs tens of seconds).
 CONTENDERS: dict[str, Callable[[Subject], Call]] = {
     "engine": engine,
+    "engine native": engine_native,
     "engine int8": engine_int8,
     "engine int8 accurate": engine_int8_accurate,
     "engine decomposed": engine_decomposed,

@@ -135,10 +135,11 @@ _MATVEC_CHILD = """
 import json, sys, time
 import numpy as np
 rows, cols, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+batch = int(sys.argv[4]) if len(sys.argv) > 4 else 0
 rng = np.random.default_rng(0)
 w = rng.standard_normal((rows, cols)).astype(np.float32)
-v = rng.standard_normal(cols).astype(np.float32)
-out = np.empty(rows, np.float32)
+v = rng.standard_normal((cols, batch) if batch else cols).astype(np.float32)
+out = np.empty((rows, batch) if batch else rows, np.float32)
 best = float("inf")
 end = time.perf_counter() + seconds
 while time.perf_counter() < end:
@@ -146,19 +147,21 @@ while time.perf_counter() < end:
     for _ in range(20):
         np.dot(w, v, out=out)
     best = min(best, (time.perf_counter_ns() - t) / 20)
-print(json.dumps({"rows": rows, "cols": cols, "best_ns": best, "gflops": 2 * rows * cols / best}))
+print(json.dumps({"rows": rows, "cols": cols, "batch": max(batch, 1), "best_ns": best,
+                  "gflops": 2 * rows * cols * max(batch, 1) / best}))
 """
 
 
-def matvec_rate(rows: int, cols: int, seconds: float = 1.0) -> dict[str, Any]:
-    """Best single-core float32 matrix-vector rate (GFLOP/s) for a (rows, cols) matrix, in a child process.
+def matvec_rate(rows: int, cols: int, seconds: float = 1.0, batch: int = 0) -> dict[str, Any]:
+    """Best single-core float32 matrix-vector rate (GFLOP/s) for a (rows, cols) matrix, in a child process
+    (``batch`` > 0: the matrix-matrix rate with that many columns on the right).
 
     The child runs with OPENBLAS_NUM_THREADS=1 (and OMP/MKL likewise); the best of many
     20-call batches is kept, which is the machine's rate when the core is not shared.
     """
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     proc = subprocess.run(
-        [sys.executable, "-c", _MATVEC_CHILD, str(rows), str(cols), str(seconds)],
+        [sys.executable, "-c", _MATVEC_CHILD, str(rows), str(cols), str(seconds), str(batch)],
         capture_output=True,
         text=True,
         timeout=120,

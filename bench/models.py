@@ -82,6 +82,29 @@ def fp32_path(key: ModelKey, seed: int = 0) -> Path:
     return path
 
 
+def auto_path(key: ModelKey, seed: int = 0) -> Path:
+    """What ``edgernn export`` writes for ``key`` by default: the auto form (``edgernn.export.forms``),
+    or the native graph in a tree without it."""
+    src = fp32_path(key, seed)
+    try:
+        forms = importlib.import_module("edgernn.export.forms")
+    except ImportError:
+        return src
+    path = src.with_name(src.stem + "-auto.onnx")
+    if _stale(path, src, "edgernn.export.forms", "edgernn.export.decomposed"):
+        import onnx
+
+        from edgernn.export.onnx_export import write_model
+        from edgernn.export.quantize import read_spec
+
+        proto = onnx.load(str(src))
+        opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+        out = forms.build_form(proto, read_spec(proto), "auto", opset)
+        out.metadata_props.extend(proto.metadata_props)
+        write_model(out, path, force=True)
+    return path
+
+
 def quantizer() -> Any | None:
     """``edgernn.export.quantize.quantize_model`` if it exists in this tree, else None."""
     try:

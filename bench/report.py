@@ -11,7 +11,7 @@ from typing import Any
 from edgernn.bench.contenders import CONTENDERS
 from edgernn.bench.scale import Floor
 from edgernn.bench.suite import APPROXIMATE, CaseResult
-from edgernn.bench.targets import Verdict
+from edgernn.bench.targets import RECORDED, Verdict
 
 MISSING = "—"
 
@@ -31,6 +31,7 @@ class Run:
     memory: dict[str, Any] | None = None
     soak: dict[str, Any] | None = None
     floors: list[Floor] = field(default_factory=list)
+    case_floors: dict[str, float] = field(default_factory=dict)  # case label -> arithmetic floor, µs
     note: str = ""
     seconds: float = 0.0
 
@@ -51,7 +52,7 @@ def write(run: Run, out: Path, plot: Path | None) -> None:
         _summary(run.cases),
         _machine(run),
         _targets(run.verdicts),
-        _comparison(run.cases),
+        _comparison(run.cases, run.case_floors),
         _int8(run.cases),
         _scale(run, plot, out),
         _memory(run),
@@ -114,13 +115,16 @@ def _header(run: Run) -> str:
     mode = "`edgernn bench --quick`" if run.quick else "`edgernn bench` (full run)"
     passed = sum(v.status == "PASS" for v in run.verdicts)
     failed = sum(v.status == "FAIL" for v in run.verdicts)
-    other = len(run.verdicts) - passed - failed
+    recorded = sum(v.status.endswith(RECORDED) for v in run.verdicts)
+    other = len(run.verdicts) - passed - failed - recorded
     return (
         "# edgernn benchmarks\n\n"
         f"Written by {mode} in {run.seconds:.0f} s on {run.machine_start.get('date_utc')}; regenerate with "
         "`make bench`. Every figure below was measured in this one run; the targets are ratios between "
         "figures of the same run (`bench/targets.toml`), never absolute times.\n\n"
-        f"**Targets: {passed} PASS, {failed} FAIL, {other} not run / not measurable.**\n"
+        f"**Targets: {passed} PASS, {failed} FAIL, {other} not run / not measurable"
+        + (f"; {recorded} recorded on another machine (GPU check, not re-judged here)" if recorded else "")
+        + ".**\n"
     )
 
 
@@ -135,6 +139,7 @@ def _summary(cases: list[CaseResult]) -> str:
     rows = []
     pairs = [
         ("strongest PyTorch peer / engine (above 1: the engine is faster)", "peer"),
+        ("native-op graph / engine (the auto form export writes vs --form native)", "native"),
         ("`session.run` with numpy state / engine", "session.run"),
         ("numpy reference / engine", "numpy"),
         ("engine / raw ping-pong loop (1.0: no overhead over hand-written onnxruntime)", "raw"),
@@ -144,8 +149,9 @@ def _summary(cases: list[CaseResult]) -> str:
         vals: list[float] = []
         for r in cases:
             if key == "peer":
-                peer, e = r.peer(), r.median("engine")
-                v = peer[1] / e if peer and e else None
+                v = r.peer_ratio()
+            elif key == "native":
+                v = r.ratio("engine native", "engine")
             elif key == "raw":
                 v = r.ratio("engine", "raw ping-pong")
             elif key == "int8":
@@ -206,17 +212,23 @@ def _targets(verdicts: list[Verdict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _comparison(cases: list[CaseResult]) -> str:
+def _comparison(cases: list[CaseResult], floors: dict[str, float] | None = None) -> str:
     fp32 = cases
     if not fp32:
         return ""
     names = [n for n in CONTENDERS if n not in APPROXIMATE and any(n in r.timings for r in fp32)]
+    floors = floors or {}
     head = ["case (cell hidden batch chunk)", *names, "engine / raw", "session.run / engine", "peer / engine"]
+    head += ["floor µs", "engine / floor"] if floors else []
     lines = [
         "## Comparison: median µs per call (a call advances `batch` streams by `chunk` frames)",
         "",
-        "*peer* is the fastest PyTorch contender in the row (eager, TorchScript-frozen, torch.compile); "
-        "ratios above 1 in the last two columns mean the engine is faster. "
+        "*engine* runs what `edgernn export` writes (the auto form: decomposed cell or native op by call "
+        "shape), *engine native* the traced graph (`--form native`). *peer* is the fastest PyTorch contender "
+        "in the row (eager, TorchScript-frozen, torch.compile); *peer / engine* is the median over rounds of "
+        "each round's paired ratio, above 1 the engine is faster. *floor*: the arithmetic floor at the "
+        "largest hidden size (the recurrent product at this machine's best 1-core sgemv / sgemm rate for "
+        "that batch, plus the head; the section at the end says how). "
         f"`{MISSING}`: not run (reasons below the table).",
         "",
         "| " + " | ".join(head) + " |",
@@ -226,13 +238,15 @@ def _comparison(cases: list[CaseResult]) -> str:
     for r in fp32:
         cells = [f"{r.case.cell} {r.case.hidden} {r.case.batch} {r.case.chunk}"]
         cells += [_us(r.median(n)) for n in names]
-        peer = r.peer()
         engine = r.median("engine")
         cells += [
             _x(r.ratio("engine", "raw ping-pong")),
             _x(r.ratio("session.run", "engine")),
-            _x(peer[1] / engine if peer and engine else None),
+            _x(r.peer_ratio()),
         ]
+        if floors:
+            fl = floors.get(r.case.label)
+            cells += [_us(fl), _x(engine / fl if fl and engine else None)]
         lines.append("| " + " | ".join(cells) + " |")
         for n, why in r.not_run.items():
             if n in names:
@@ -262,22 +276,27 @@ def _int8(cases: list[CaseResult]) -> str:
         "int8: the fast form (DynamicQuantizeLSTM; GRU / RNN decomposed, per-tensor weights). Accurate:"
         " two int8 parts per weight, what `edgernn export --validate` falls back to when the fast form"
         " misses the 2e-2 tolerance (long-trained models do: docs/ARCHITECTURE.md). fp32 decomposed:"
-        " `edgernn export --decompose`, the fp32 cell as MatMuls + gate math (held to fp32 parity).",
+        " `edgernn export --decompose`, the fp32 cell as MatMuls + gate math (held to fp32 parity)."
+        " *fp32*: the native-op graph (`--form native`), what the int8 targets are judged against;"
+        " *auto*: the fp32 auto form `edgernn export` writes by default.",
         "",
         "| case (cell hidden batch chunk) | fp32 | int8 | fp32 / int8 | int8 accurate | fp32 / accurate "
-        "| fp32 decomposed | fp32 / decomposed | first output: max abs diff vs fp32 reference, int8 / accurate |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| fp32 decomposed | fp32 / decomposed | fp32 auto | auto / int8 | auto / accurate "
+        "| first output: max abs diff vs fp32 reference, int8 / accurate |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     notes: set[str] = set()
     for r in rows:
         c = r.case
-        e8, e32, ea, ed = r.median("engine int8"), r.median("engine"), r.median(acc), r.median(dec)
+        base = "engine native" if "engine native" in r.timings else "engine"
+        e8, e32, ea, ed = r.median("engine int8"), r.median(base), r.median(acc), r.median(dec)
         diffs = [r.timings.get(n) for n in ("engine int8", acc)]
         diff = " / ".join(f"{t.max_abs_diff:.1e}" if t else MISSING for t in diffs)
         lines.append(
             f"| {c.cell} {c.hidden} {c.batch} {c.chunk} | {_us(e32)} | {_us(e8)} | "
-            f"{_x(r.ratio('engine', 'engine int8'))} | {_us(ea)} | {_x(r.ratio('engine', acc))} | "
-            f"{_us(ed)} | {_x(r.ratio('engine', dec))} | {diff} |"
+            f"{_x(r.ratio(base, 'engine int8'))} | {_us(ea)} | {_x(r.ratio(base, acc))} | "
+            f"{_us(ed)} | {_x(r.ratio(base, dec))} | {_us(r.median('engine'))} | "
+            f"{_x(r.ratio('engine', 'engine int8'))} | {_x(r.ratio('engine', acc))} | {diff} |"
         )
         for n in ("engine int8", acc, dec):
             if n in r.not_run:

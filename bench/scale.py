@@ -179,3 +179,30 @@ def floors(cells: list[str], hidden: int, results: list[CaseResult], seconds: fl
         raw_us = hit.median("raw ping-pong") if hit else None
         out.append(Floor(cell, hidden, flops, rate, flops / (rate * 1e3), engine_us, raw_us, cache_rate))
     return out
+
+
+def case_floors(results: list[CaseResult], hidden: int, seconds: float = 0.5) -> dict[str, float]:
+    """The arithmetic floor in µs of every timed case at ``hidden``, keyed by case label.
+
+    The recurrent product (batch x hidden by hidden x gates*hidden, once per frame) at the machine's
+    best single-core float32 rate for that batch (sgemv at batch 1, sgemm at 8 / 64; numpy / OpenBLAS,
+    one thread, best of many) plus the head at the best of those rates. The input product is not
+    counted: for token inputs it folds into the embedding table (the auto form does), so nothing
+    has to compute it per frame; PyTorch computes it anyway.
+    """
+    cases = [r.case for r in results if r.case.hidden == hidden]
+    rates: dict[tuple[str, int], float] = {}
+    for c in cases:
+        key = (c.cell, c.batch)
+        if key not in rates:
+            g = GATES[c.cell]
+            rates[key] = machine.matvec_rate(g * hidden, hidden, seconds, batch=0 if c.batch == 1 else c.batch)[
+                "gflops"
+            ]
+    out = {}
+    for c in cases:
+        best = max(v for (cell, _), v in rates.items() if cell == c.cell)
+        rec = 2.0 * GATES[c.cell] * hidden * hidden * c.batch * c.chunk
+        head = 2.0 * 64 * hidden * c.batch * c.chunk  # the bench models' 64-symbol vocabulary
+        out[c.label] = (rec / rates[(c.cell, c.batch)] + head / best) / 1e3
+    return out

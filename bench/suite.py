@@ -55,6 +55,11 @@ class CaseResult:
             return float(np.median(np.asarray(a.rounds) / np.asarray(b.rounds)))
         return a.median_us / b.median_us
 
+    def peer_ratio(self) -> float | None:
+        """time(strongest PyTorch peer) / time(engine), paired by round: above 1 the engine is faster."""
+        peer = self.peer()
+        return self.ratio(peer[0], "engine") if peer is not None and "engine" in self.timings else None
+
     def peer(self) -> tuple[str, float] | None:
         """The strongest PyTorch contender that ran: (name, median µs)."""
         ran = [(n, t.median_us) for n, t in self.timings.items() if n.startswith("torch")]
@@ -81,7 +86,9 @@ def subject_for(case: Case, seed: int = 0, int8: bool = False) -> Subject:
     rng = np.random.default_rng(seed)
     x = rng.integers(0, models.VOCAB, size=(case.batch, case.chunk), dtype=np.int64)
     weights = models.numpy_weights(torch_model)
-    return Subject(case, models.fp32_path(key, seed), int8_path, torch_model, weights, x, accurate, decomposed)
+    native = models.fp32_path(key, seed)
+    path = models.auto_path(key, seed)  # what `edgernn export` writes: the engine, raw and session.run run it
+    return Subject(case, path, int8_path, torch_model, weights, x, accurate, decomposed, native)
 
 
 def run_case(case: Case, names: list[str], settings: Settings, log: Callable[[str], None] | None = None) -> CaseResult:
@@ -168,7 +175,16 @@ def summary_line(r: CaseResult) -> str:
 # -- the plan -----------------------------------------------------------------------------
 
 
-BASE_NAMES = ["engine", "raw ping-pong", "session.run", "engine separate", "torch eager", "torchscript", "numpy"]
+BASE_NAMES = [
+    "engine",
+    "engine native",
+    "raw ping-pong",
+    "session.run",
+    "engine separate",
+    "torch eager",
+    "torchscript",
+    "numpy",
+]
 INT8_SHAPES = ((1, 1), (1, 64), (64, 1))  # (batch, chunk) where int8 is timed beside fp32
 
 
@@ -191,7 +207,7 @@ def plan(
     def names(hidden: int, b: int, t: int) -> list[str]:
         out = list(BASE_NAMES)
         if (b, t) in INT8_SHAPES and (not quick or hidden == big):
-            out[1:1] = ["engine int8", "engine int8 accurate", "engine decomposed"]
+            out[2:2] = ["engine int8", "engine int8 accurate", "engine decomposed"]
         if compile_peer and (b, t) == (1, 1) and hidden in (small, big):
             out.append("torch.compile")
         return out

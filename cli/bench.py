@@ -52,6 +52,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--block-ms", type=float, default=None, help="target length of one timed block (default 15; quick 4)"
     )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 when a target FAILs in this run (for CI); verdicts recorded on another machine do not count",
+    )
     p.add_argument("--note", default="", help="conditions to record in the report (e.g. machine load)")
 
 
@@ -59,7 +64,7 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     from edgernn.bench import machine, report, scale, suite
-    from edgernn.bench.targets import RunFigures, evaluate, load_targets
+    from edgernn.bench.targets import RunFigures, evaluate, failed, load_targets
 
     torch.set_num_threads(1)
     pinned = machine.pin_blas_threads(1)
@@ -82,7 +87,7 @@ def main(args: argparse.Namespace) -> int:
     results = [suite.run_case(c, names, settings, _numbered(log, i, len(cases))) for i, (c, names) in enumerate(cases)]
 
     run_cells = sorted({c.cell for c, _ in cases}, key=["rnn", "gru", "lstm"].index)
-    streams_res, hidden_res, memory, floors = [], [], None, []
+    streams_res, hidden_res, memory, floors, case_floors = [], [], None, [], {}
     if not args.no_scale:
         streams = args.streams or ([1, 16, 256, 1024] if quick else [2**i for i in range(11)])
         hiddens = args.hiddens or ([64, 256, 1024] if quick else [64, 128, 256, 512, 1024])
@@ -94,6 +99,7 @@ def main(args: argparse.Namespace) -> int:
         memory = scale.memory(hidden=args.memory_hidden, streams=1000 if quick else 5000)
         log("floor")
         floors = scale.floors(run_cells, hidden[-1], results, seconds=0.5 if quick else 2.0)
+        case_floors = scale.case_floors(results, hidden[-1], seconds=0.3 if quick else 0.5)
     soak_steps = args.soak if args.soak is not None else (0 if quick else 10**6)
     soak = None
     if soak_steps > 0:
@@ -118,6 +124,7 @@ def main(args: argparse.Namespace) -> int:
         memory=memory,
         soak=soak,
         floors=floors,
+        case_floors=case_floors,
         note=args.note,
         seconds=time.perf_counter() - t_start,
     )
@@ -137,6 +144,10 @@ def main(args: argparse.Namespace) -> int:
             f"{fl.floor_us:.1f} µs; engine {ratio} of it"
         )
     print(f"wrote {out}" + (f" and {png}" if drew else " (no plot: matplotlib missing)"))
+    bad = failed(verdicts)
+    if args.check and bad:
+        print(f"--check: {len(bad)} target row(s) FAIL: " + ", ".join(f"{v.target} {v.row}".strip() for v in bad))
+        return 1
     return 0
 
 

@@ -1,8 +1,8 @@
 """``edgernn devices``: list the device profiles, check where a model's nodes run, pick the fastest.
 
-    edgernn devices                                   # every profile: available here or not, and why
-    edgernn devices check model.onnx --device cuda    # placement report; exit 1 if strict refuses
-    edgernn devices auto model.onnx --batch 1 --chunk 1   # measure each available profile, record the choice
+edgernn devices                                   # every profile: available here or not, and why
+edgernn devices check model.onnx --device cuda    # placement report; exit 1 if strict refuses
+edgernn devices auto model.onnx --batch 1 --chunk 1   # measure each available profile, record the choice
 """
 
 from __future__ import annotations

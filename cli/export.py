@@ -34,6 +34,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="fp32 cell as MatMuls + gate math in a Scan (CPU: faster for RNNs and wide input products)",
     )
+    p.add_argument(
+        "--form",
+        choices=("native", "decomposed", "auto"),
+        default=None,
+        help="the fp32 graph: auto (default: decomposed cell or native op per call shape, fastest on the CPU "
+        "provider), native (the RNN/GRU/LSTM op: GPU / NPU profiles), decomposed (= --decompose)",
+    )
+    p.add_argument("--device", help="a device profile (edgernn devices): its form is the default for --form")
     p.add_argument("--triton", metavar="DIR", help="also write a Triton model repository (sequence batcher) to DIR")
     p.add_argument("--force", action="store_true", help="replace an existing output file / Triton model")
 
@@ -53,10 +61,12 @@ def main(args: argparse.Namespace) -> int:
         triton=args.triton,
         quant_tolerance=args.quant_tolerance,
         decompose=args.decompose,
+        form=args.form,
+        device=args.device,
     )
     model = spec.model
     what = f"{model.cell} hidden {model.hidden_size} x {model.num_layers}" if model is not None else "model"
-    form = f", {args.quantize}" if args.quantize else (", fp32 decomposed" if args.decompose else "")
+    form = f", {args.quantize}" if args.quantize else f", fp32 {spec.provenance.get('form', 'native')} form"
     print(f"wrote {args.output}: {what}{form}")
     if report is not None:
         print(report)

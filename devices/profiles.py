@@ -41,6 +41,13 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 PROFILE_DIR = Path(__file__).resolve().parent
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp32", "fp16", "int8")
+# Which graph `edgernn export` makes for the provider (edgernn.export.forms / quantize): the fp32
+# form ("auto" branches between the decomposed cell and the native op: the CPU provider; "native"
+# keeps the RNN / GRU / LSTM op: GPU and NPU providers run it, not a Scan) and the int8 form
+# ("dynamic": DynamicQuantizeMatMul / DynamicQuantizeLSTM, CPU-provider contrib ops; "none": the
+# provider has no int8 path edgernn makes).
+FORMS = ("auto", "native", "decomposed")
+INT8_FORMS = ("dynamic", "none")
 OPT_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -56,6 +63,8 @@ TOP_KEYS = (
     "strict",
     "threads",
     "inter_op_threads",
+    "form",
+    "int8_form",
     "graph_optimization",
     "execution_mode",
     "memory_pattern",
@@ -141,6 +150,8 @@ class DeviceProfile:
     provider_entries: tuple[ProviderEntry, ...]
     allow_on_cpu: tuple[str, ...] = ()  # op types a strict load lets the CPU provider run (e.g. "Shape")
     source: str = "<memory>"
+    form: str = "native"  # the fp32 graph export makes for it (FORMS)
+    int8_form: str = "none"  # the int8 graph export makes for it (INT8_FORMS)
     profiling_prefix: str | None = None  # set by placement checks: profile the first run, then stop
 
     # -- SessionProfile ----------------------------------------------------------------
@@ -304,6 +315,8 @@ def parse_profile(data: dict[str, Any], source: str = "<memory>") -> DeviceProfi
         provider_entries=entries,
         allow_on_cpu=tuple(allow),
         source=source,
+        form=_pick(source, "form", data.get("form", "native"), FORMS),
+        int8_form=_pick(source, "int8_form", data.get("int8_form", "none"), INT8_FORMS),
     )
 
 

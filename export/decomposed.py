@@ -329,12 +329,18 @@ def build_decomposed(
     quantize: bool,
     one_frame_branch: bool = True,
     residual: bool = False,
+    frames: str = "any",
 ) -> onnx.ModelProto:
     """The decomposed graph of ``weights`` (fp32 or int8), with the spec's names and shapes.
 
     ``one_frame_branch``: each layer is ``If(time == 1, body once, Scan)``; the body's
     weights are then stored twice (int8: small) and a one-frame call skips the Scan machinery.
+    ``frames="one"``: only the body once, no If and no Scan (a graph for one-frame calls only, which
+    ``edgernn.export.forms`` puts behind its own branch); ``"chunks"``: only the Scan.
     """
+    if frames not in ("any", "one", "chunks"):
+        raise QuantizeError(f"frames={frames!r}: expected 'any', 'one' or 'chunks'")
+    one_frame_branch = one_frame_branch and frames == "any"
     cfg = spec.model
     if cfg is None:
         raise QuantizeError("the stream spec has no model config: cannot rebuild the cell")
@@ -389,6 +395,18 @@ def build_decomposed(
             scan_g = helper.make_graph(scan_nodes, f"layer{idx}_scan", [], [_vi(o) for o in inner.values()])
             then_g = _one_frame(body, states, gi, shapes)
             nodes.append(helper.make_node("If", [is_one], [*lasts, seq], then_branch=then_g, else_branch=scan_g))
+        elif frames == "one":  # the body once, inline: its outputs renamed to the layer's
+            shapes = (
+                bld.const("row", np.array([1, -1, layer.W.shape[0]], np.int64)),
+                bld.const("col", np.array([-1, 1, hidden], np.int64)),
+            )
+            once = _one_frame(body, states, gi, shapes)
+            rename = {o.name: n for o, n in zip(once.output, [*lasts, seq])}
+            for node in once.node:
+                node.output[:] = [rename.get(o, o) for o in node.output]
+                node.input[:] = [rename.get(i, i) for i in node.input]
+                nodes.append(node)
+            bld.inits.extend(once.initializer)
         else:
             nodes += scan_nodes
         for kept, last in zip(finals, lasts):

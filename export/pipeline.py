@@ -34,6 +34,8 @@ def export_checkpoint(
     triton: str | os.PathLike[str] | None = None,
     quant_tolerance: float = INT8_TOLERANCE,
     decompose: bool = False,
+    form: str | None = None,
+    device: str | None = None,
 ) -> tuple[StreamSpec, ParityReport | None]:
     """Export ``checkpoint`` to ``output``; with ``validate`` the parity report goes into the metadata.
 
@@ -48,16 +50,45 @@ def export_checkpoint(
     per call, where the input product is wide (it folds into the embedding table); level or
     slower for small models and GRU / LSTM chunks (docs/ARCHITECTURE.md has the figures). GPU and
     NPU providers run the native ops better than a Scan, so it is opt-in.
+
+    ``form`` (``edgernn.export.forms``): which fp32 graph to write. ``"auto"`` (the default for
+    fp32) branches on each call's time and batch between the decomposed graph and the native
+    op, whichever the CPU provider runs faster (docs/ARCHITECTURE.md); ``"native"`` keeps the
+    traced ops (GPU / NPU profiles: ``devices/*.toml`` name their form); ``"decomposed"`` is
+    ``decompose=True``. int8 and fp16 are made from the native graph whatever the form.
+    ``device`` (a profile name or .toml path): its ``form`` is the default, and int8 is refused
+    for a provider whose ``int8_form`` is "none".
     """
+    from edgernn.export.forms import FORMS, build_form
+
+    if form is not None and form not in FORMS:
+        raise ExportError(f"--form {form!r}: expected one of {', '.join(FORMS)}")
+    if decompose and form not in (None, "decomposed"):
+        raise ExportError(f"--decompose with --form {form}: --decompose is --form decomposed")
+    if decompose:
+        form = "decomposed"
+    if device is not None:
+        from edgernn.devices.profiles import load_profile
+
+        profile = load_profile(device)
+        form = form or (profile.form if quantize is None else None)  # int8 / fp16 have their own forms
+        if quantize == "int8" and profile.int8_form == "none":
+            raise ExportError(
+                f"--device {profile.name} with --quantize int8: that profile takes no int8 form edgernn makes "
+                "(DynamicQuantizeMatMul / DynamicQuantizeLSTM run on the CPU provider only)"
+            )
     out_path = check_output(output, force)
     checkpoint = checkpoint_file(checkpoint)
     if quantize not in (None, "int8", "fp16"):
         raise ExportError(f"--quantize {quantize!r}: expected 'int8' or 'fp16'")
-    if decompose and quantize is not None:
+    if form in ("decomposed", "auto") and quantize is not None:
+        flag = "--decompose" if decompose else f"--form {form}"
         raise ExportError(
-            f"--decompose with --quantize {quantize}: --decompose is for the fp32 graph (int8 decomposes "
+            f"{flag} with --quantize {quantize}: --decompose / --form are for the fp32 graph (int8 decomposes "
             "the cells itself; fp16 is for GPU providers, which run the native ops better than a Scan)"
         )
+    if form is None:
+        form = "native" if quantize is not None else "auto"
     if triton is not None:
         _check_triton_root(Path(triton), force)
     model, meta = load_checkpoint(checkpoint)
@@ -66,15 +97,11 @@ def export_checkpoint(
         "train_config_digest": config_digest(meta.get("train", {})),
         "metrics": meta.get("metrics", {}),
         "opset": opset,
-        "exporter": "torch.onnx.export(dynamo=False)"
-        + (", cell decomposed (edgernn.export.decomposed)" if decompose else ""),
+        "exporter": "torch.onnx.export(dynamo=False)" + _FORM_NOTE[form],
+        "form": form,
     }
     spec = StreamSpec.for_model(model.config, task=meta.get("task", {}), provenance=provenance)
-    proto = to_onnx_proto(model, opset)
-    if decompose:
-        from edgernn.export.decomposed import build_decomposed, read_weights
-
-        proto = build_decomposed(read_weights(proto, spec), spec, opset, quantize=False)
+    proto = build_form(to_onnx_proto(model, opset), spec, form, opset)
     report = None
     with tempfile.TemporaryDirectory() as tmp:
         probe = Path(tmp) / "fp32.onnx"
@@ -91,6 +118,13 @@ def export_checkpoint(
 
         write_repository(triton, proto, spec, name=out_path.stem.replace(".", "_"), force=force)
     return spec, report
+
+
+_FORM_NOTE = {
+    "native": "",
+    "decomposed": ", cell decomposed (edgernn.export.decomposed)",
+    "auto": ", form auto: decomposed cell or native op by call shape (edgernn.export.forms)",
+}
 
 
 def _check_triton_root(root: Path, force: bool) -> None:

@@ -125,7 +125,10 @@ def convert_proto(
     """``mode`` ('int8' or 'fp16') variant of ``proto``, with its spec (provenance records the conversion)."""
     if mode not in QUANTIZE_MODES:
         raise QuantizeError(f"quantize mode {mode!r} is not one of {', '.join(QUANTIZE_MODES)}")
+    from edgernn.export.forms import native_of
+
     spec = read_spec(proto)
+    proto = native_of(proto)  # an auto graph's native branch: int8 and fp16 start from the traced ops
     if mode == "int8":
         out, note = quantize_int8(proto, spec, cell_aware, lstm_decomposed, accurate)
     else:

@@ -86,7 +86,7 @@ def test_targets_judge_made_up_figures(monkeypatch: pytest.MonkeyPatch, tmp_path
         _result(Case("lstm", 128, 1, 1), engine=12.0, raw_ping_pong=8.0),  # +4 µs, 1.5x: FAIL
         _result(Case("gru", 128, 64, 1), engine=100.0, raw_ping_pong=95.0, engine_separate=400.0),
         _result(Case("gru", 128, 1, 64), engine=100.0, raw_ping_pong=96.0),
-        _result(Case("gru", 512, 1, 1), engine=40.0, engine_int8=15.0),
+        _result(Case("gru", 512, 1, 1), engine=20.0, engine_native=40.0, engine_int8=15.0),
     ]
     cases[2].not_run["session.run"] = "not asked"
     memory = {"model": "gru-h256", "streams": 100, "state_bytes": 1024, "stepped_bytes_per_stream": 1900.0}
@@ -101,11 +101,37 @@ def test_targets_judge_made_up_figures(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert got[("engine-batched-vs-raw", "lstm h128 b64 c1")] == NOT_RUN
     assert got[("engine-idle-memory", "gru-h256, 100 streams")] == PASS
     assert got[("engine-no-growth", "gru-h256")] == PASS
-    assert got[("export-int8-step", "gru h512 b1 c1")] == PASS  # 2.67x
+    assert got[("export-int8-step", "gru h512 b1 c1")] == PASS  # 2.67x against the native-op graph
+    v = next(v for v in verdicts if (v.target, v.row) == ("export-int8-step", "gru h512 b1 c1"))
+    assert "vs the fp32 auto form: 1.33x" in v.note
     assert got[("export-int8-step", "gru h512 b1 c64")] == NOT_RUN
     assert got[("device-gpu-vs-cuda-graph-peer", "")] == NOT_MEASURABLE
+    assert {v.status for v in verdicts if v.target.startswith("engine-vs-pytorch")} == {NOT_RUN}
     ids = {t.id for t in load_targets()}
     assert {v.target for v in verdicts} == ids
+
+
+def test_peer_targets_name_every_losing_case_and_judge_the_mean_on_the_full_grid() -> None:
+    cases = [
+        _result(Case("rnn", 128, 64, 64), engine=300.0, torch_eager=200.0, torchscript=250.0),  # 0.67x
+        _result(Case("gru", 128, 1, 1), engine=10.0, torch_eager=40.0, torchscript=30.0),  # 3x
+    ]
+    every, mean = (t for t in load_targets() if t.id.startswith("engine-vs-pytorch"))
+    (v,) = targets_mod().peer_every_case(every, RunFigures(cases))
+    assert v.status == FAIL and "rnn h128 b64 c64 0.67x" in v.measured and "min 0.67x; 1 below" in v.measured
+    (m,) = targets_mod().peer_geomean(mean, RunFigures(cases))
+    assert m.status == NOT_RUN and "1.41x" in m.measured  # sqrt(0.667 * 3), judged only on all 81 cases
+    grid = [_result(Case("gru", 128, b, t), engine=10.0, torch_eager=16.0) for b in range(9) for t in range(9)]
+    (m,) = targets_mod().peer_geomean(mean, RunFigures(grid))
+    assert m.status == PASS and m.measured.startswith("1.60x")
+    (v,) = targets_mod().peer_every_case(every, RunFigures(grid))
+    assert v.status == PASS and v.row == "81 cases"
+
+
+def targets_mod():  # type: ignore[no-untyped-def]
+    from edgernn.bench import targets
+
+    return targets
 
 
 def test_gpu_target_judges_the_committed_gpu_check(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -122,8 +148,10 @@ def test_gpu_target_judges_the_committed_gpu_check(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(targets, "GPU_RESULTS", path)
     gpu = [t for t in load_targets() if t.check == "needs_gpu"][0]
     got = {v.row: (v.status, v.measured) for v in targets.needs_gpu(gpu, RunFigures([]))}
-    assert got["GRU batch 1 / hidden 256"] == (FAIL, "1.20x (30 / 25 µs)")
-    assert got["GRU batch 256 / hidden 256"] == (PASS, "0.90x (90 / 100 µs)")
+    # judged on the GPU machine, reported as recorded there: never a FAIL of this run (--check)
+    assert got["GRU batch 1 / hidden 256"] == (FAIL + targets.RECORDED, "1.20x (30 / 25 µs)")
+    assert got["GRU batch 256 / hidden 256"] == (PASS + targets.RECORDED, "0.90x (90 / 100 µs)")
+    assert targets.failed(targets.needs_gpu(gpu, RunFigures([]))) == []
     assert got["GRU batch 8 / hidden 256"][0] == NOT_RUN
 
 
@@ -166,11 +194,15 @@ def test_bench_cli_writes_the_report(tmp_path: Path) -> None:
         str(js),
         "--note",
         "test run",
+        "--check",
     ]
     env = dict(os.environ)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
-    assert proc.returncode == 0, proc.stderr[-2000:]
     text = out.read_text()
+    run = json.loads(js.read_text())
+    fails = [v for v in run["verdicts"] if v["status"] == FAIL]
+    assert proc.returncode == (1 if fails else 0), proc.stderr[-2000:]  # --check: non-zero exactly on a FAIL
+    assert ("--check:" in proc.stdout) == bool(fails)
     for heading in (
         "## Machine",
         "## Targets",
@@ -183,12 +215,11 @@ def test_bench_cli_writes_the_report(tmp_path: Path) -> None:
         assert heading in text, heading
     assert "| gru 24 1 1 |" in text and "| gru 24 64 1 |" in text and "| gru 40 1 64 |" in text
     assert "**Conditions.** test run" in text
-    run = json.loads(js.read_text())
     assert len(run["cases"]) == 5
     first = run["cases"][0]
     assert first["timings"]["raw ping-pong"]["median_us"] > 0
     statuses = {v["status"] for v in run["verdicts"]}
-    assert statuses <= {PASS, FAIL, NOT_RUN, NOT_MEASURABLE}
+    assert statuses <= {PASS, FAIL, NOT_RUN, NOT_MEASURABLE, PASS + " (recorded)", FAIL + " (recorded)"}
     assert run["soak"]["steps"] == 3000 and len(run["soak"]["samples"]) == 10
     assert run["floors"] and run["floors"][0]["flops"] == 2 * (3 * 40 * 40 * 2 + 64 * 40)
     assert "Parity: every timed contender" in text
