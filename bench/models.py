@@ -91,7 +91,7 @@ def auto_path(key: ModelKey, seed: int = 0) -> Path:
     except ImportError:
         return src
     path = src.with_name(src.stem + "-auto.onnx")
-    if _stale(path, src, "edgernn.export.forms", "edgernn.export.decomposed"):
+    if _stale(path, src, "edgernn.export.forms", "edgernn.export.decomposed", "edgernn.export.graphbuild"):
         import onnx
 
         from edgernn.export.onnx_export import write_model
@@ -121,7 +121,7 @@ def int8_path(key: ModelKey, seed: int = 0, accurate: bool = False) -> Path | No
         return None
     src = fp32_path(key, seed)
     path = src.with_name(src.stem + ("-int8acc.onnx" if accurate else "-int8.onnx"))
-    if _stale(path, src, "edgernn.export.quantize", "edgernn.export.decomposed"):
+    if _stale(path, src, "edgernn.export.quantize", "edgernn.export.decomposed", "edgernn.export.graphbuild"):
         tmp = path.with_name(path.name + ".part.onnx")
         quantize(str(src), str(tmp), **({"accurate": True} if accurate else {}))
         os.replace(tmp, path)
@@ -150,7 +150,7 @@ def decomposed_path(key: ModelKey, seed: int = 0) -> Path | None:
         return None
     src = fp32_path(key, seed)
     path = src.with_name(src.stem + "-dec.onnx")
-    if _stale(path, src, "edgernn.export.decomposed"):
+    if _stale(path, src, "edgernn.export.decomposed", "edgernn.export.graphbuild"):
         import onnx
 
         proto = onnx.load(str(src))

@@ -165,7 +165,9 @@ def no_growth(t: Target, f: RunFigures) -> list[Verdict]:
         return [Verdict(t.id, t.area, "", NOT_RUN, "", figure, f"needs the full run or --soak{got}")]
     growth = s["growth_bytes"]
     status = PASS if growth <= t.params["max_growth_bytes"] else FAIL
-    return [Verdict(t.id, t.area, s["model"], status, f"{growth / 1024:+.0f} KiB", figure)]
+    measured = f"{growth / 1024:+.0f} KiB" + (" after malloc_trim" if s.get("trimmed_growth") else " (raw RSS)")
+    note = f"raw RSS {s['raw_growth_bytes'] / 1024:+.0f} KiB" if "raw_growth_bytes" in s else ""
+    return [Verdict(t.id, t.area, s["model"], status, measured, figure, note)]
 
 
 def int8_speedup(t: Target, f: RunFigures) -> list[Verdict]:

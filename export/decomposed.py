@@ -37,9 +37,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edgernn.export.errors import QuantizeError
+from edgernn.export.graphbuild import MS_DOMAIN, Builder
 from edgernn.runtime.spec import BATCH, INPUT_X, OUTPUT_Y, STATE_C, STATE_H, StreamSpec
-
-MS_DOMAIN = "com.microsoft"
 
 
 @dataclass(frozen=True)
@@ -110,108 +109,19 @@ def read_weights(proto: onnx.ModelProto, spec: StreamSpec) -> NetWeights:
     return NetWeights(cfg.cell, enc_w, enc_b, tuple(layers), vals[head.input[1]], head_b)
 
 
-class _Builder:
-    """Collects nodes and initializers; ``matmul`` writes fp32 MatMul(+Add) or DynamicQuantizeMatMul."""
-
-    def __init__(self, quantize: bool, residual: bool = False) -> None:
-        self.quantize = quantize
-        self.residual = residual
-        self.offset = True  # the accurate form's products quantize (a + 1) / 2 (set per cell)
-        self.inits: list[TensorProto] = []
-        self.count = 0
-
-    def name(self, stem: str) -> str:
-        self.count += 1
-        return f"{stem}_{self.count}"
-
-    def const(self, stem: str, value: np.ndarray) -> str:
-        name = self.name(stem)
-        self.inits.append(numpy_helper.from_array(np.array(value, order="C"), name))
-        return name
-
-    def matmul(
-        self,
-        nodes: list[onnx.NodeProto],
-        a: str,
-        w: np.ndarray,
-        bias: np.ndarray | None,
-        stem: str,
-        fp32: bool = False,
-        out: str = "",
-    ) -> str:
-        """a @ w (+ bias) into ``out`` (a new name by default); ``w`` is (in, out). int8 when the
-        builder quantizes, unless ``fp32``."""
-        out = out or self.name(stem)
-        if self.quantize and not fp32 and self.residual:
-            full = np.zeros(w.shape[1]) if bias is None else np.asarray(bias, np.float64)
-            return self._residual(nodes, a, w, full, stem, out)
-        b = self.const(f"{stem}_b", np.asarray(bias, np.float32)) if bias is not None else ""
-        if self.quantize and not fp32:
-            # per-tensor: per-column scales were slower (DESIGN.md) and, on trained char models,
-            # not accurate enough either (LSTM 256: 0.026 max |dp|); the two-part form is
-            q, scale = _int8(w)
-            ins = [a, self.const(f"{stem}_wq", q), self.const(f"{stem}_ws", np.array(scale, np.float32))]
-            ins += [self.const(f"{stem}_wz", np.array(0, np.int8)), b]
-            nodes.append(helper.make_node("DynamicQuantizeMatMul", ins, [out], domain=MS_DOMAIN))
-            return out
-        prod = self.name(f"{stem}_mm") if b else out
-        nodes.append(helper.make_node("MatMul", [a, self.const(f"{stem}_w", w.astype(np.float32))], [prod]))
-        if b:
-            nodes.append(helper.make_node("Add", [prod, b], [out]))
-        return out
-
-    def _residual(
-        self, nodes: list[onnx.NodeProto], a: str, w: np.ndarray, bias: np.ndarray, stem: str, out: str
-    ) -> str:
-        """Two int8 parts, each a per-tensor DynamicQuantizeMatMul, added: the second quantizes the
-        first one's rounding (|w - q1 s1| <= s1 / 2) at s1 / 254, so what is left is <= max|w| / 64,516
-        and the activation's uint8 rounding is what remains. With ``offset`` the parts are of 2w and
-        take u = (a + 1) / 2: (u - 1/2) @ (q1 s1 + q2 s2) = a @ w up to the parts' rounding, the
-        -1/2 sum(q s) folded into the bias (module docstring)."""
-        if self.offset:
-            parts = _two_parts(2.0 * w.astype(np.float64))
-            offset = 0.5 * sum(q.astype(np.float64) * sc for q, sc in parts).sum(axis=0)
-            u = self.name(f"{stem}_u")
-            nodes.append(helper.make_node("HardSigmoid", [a], [u], alpha=0.5, beta=0.5))  # (a + 1) / 2 on [-1, 1]
-        else:
-            parts, offset, u = _two_parts(w.astype(np.float64)), np.zeros(w.shape[1]), a
-        names = []
-        for i, (q, sc) in enumerate(parts):
-            ins = [u, self.const(f"{stem}_wq{i}", q), self.const(f"{stem}_ws{i}", np.array(sc, np.float32))]
-            ins += [self.const(f"{stem}_wz{i}", np.array(0, np.int8))]
-            ins += [self.const(f"{stem}_b", (bias - offset).astype(np.float32))] if i == 0 else []
-            names.append(self.name(f"{stem}_part{i}"))
-            nodes.append(helper.make_node("DynamicQuantizeMatMul", ins, [names[-1]], domain=MS_DOMAIN))
-        nodes.append(helper.make_node("Add", names, [out]))
-        return out
-
-
-def _int8(w: np.ndarray) -> tuple[np.ndarray, float]:
-    """Per-tensor symmetric int8: q, scale with w ~ q * scale."""
-    scale = np.array(max(float(np.abs(w).max()), 1e-12) / 127.0)  # float64: w / scale rounds in float64
-    return np.clip(np.round(w / scale), -127, 127).astype(np.int8), float(scale)
-
-
-def _two_parts(w: np.ndarray) -> list[tuple[np.ndarray, float]]:
-    """w ~ q1 s1 + q2 s2: the second part quantizes the first one's rounding at s1 / 254."""
-    q1, s1 = _int8(w)
-    s2 = s1 / 254.0
-    q2 = np.clip(np.round((w - q1 * s1) / s2), -127, 127).astype(np.int8)
-    return [(q1, s1), (q2, s2)]
-
-
-def _body(cell: str, layer: LayerWeights, hidden: int, bld: _Builder, idx: int) -> onnx.GraphProto:
+def _body(cell: str, layer: LayerWeights, hidden: int, bld: Builder, idx: int, gemm: bool = False) -> onnx.GraphProto:
     """Scan body: (h_prev[, c_prev], gi_t) -> (h_next[, c_next], h_next as scan output). Its weights are its own
     initializers: onnxruntime pre-packs DynamicQuantizeMatMul weights only when they are
-    (measured: outer-scope weights made the int8 RNN step 10-25% slower)."""
+    (measured: outer-scope weights made the int8 RNN step 10-25% slower). For RNN and LSTM, gi_t
+    already holds the recurrent bias (``_in_bias``), so the recurrent product adds gi_t straight
+    away: with ``gemm`` (a 2-D state: the Scan) one Gemm node, else MatMul + Add (or int8 parts + Sum)."""
     start = len(bld.inits)
     h, gi, h_next = f"h_prev_{idx}", f"gi_t_{idx}", f"h_next_{idx}"
     c, c_next = f"c_prev_{idx}", f"c_next_{idx}"
     nodes: list[onnx.NodeProto] = []
-    gh = bld.matmul(nodes, h, layer.R.T, layer.Rb, f"l{idx}_rec")
     if cell == "lstm":  # ONNX gate order i, o, f, c
-        g, g_iof, g_c, s_iof, i, o, f = (bld.name(x) for x in ("g", "g_iof", "g_c", "s_iof", "i", "o", "f"))
-        nodes.append(helper.make_node("Add", [gi, gh], [g]))
+        g_iof, g_c, s_iof, i, o, f = (bld.name(x) for x in ("g_iof", "g_c", "s_iof", "i", "o", "f"))
+        g = bld.matmul(nodes, h, layer.R.T, None, f"l{idx}_rec", add=gi, gemm=gemm)  # gi + h @ R^T
         split = bld.const("split", np.array([3 * hidden, hidden], np.int64))
         nodes.append(helper.make_node("Split", [g, split], [g_iof, g_c], axis=-1))
         nodes.append(helper.make_node("Sigmoid", [g_iof], [s_iof]))
@@ -225,10 +135,10 @@ def _body(cell: str, layer: LayerWeights, hidden: int, bld: _Builder, idx: int) 
         nodes.append(helper.make_node("Tanh", [c_next], [tc]))
         nodes.append(helper.make_node("Mul", [o, tc], [h_next]))  # h' = o * tanh(c')
     elif cell == "rnn":
-        pre = bld.name("pre")
-        nodes.append(helper.make_node("Add", [gi, gh], [pre]))
+        pre = bld.matmul(nodes, h, layer.R.T, None, f"l{idx}_rec", add=gi, gemm=gemm)
         nodes.append(helper.make_node("Tanh", [pre], [h_next]))
     else:  # gru, ONNX gate order z, r, h
+        gh = bld.matmul(nodes, h, layer.R.T, layer.Rb, f"l{idx}_rec", gemm=gemm)
         split = bld.const("split", np.array([2 * hidden, hidden], np.int64))
         gi_zr, gi_h, gh_zr, gh_h = (bld.name(s) for s in ("gi_zr", "gi_h", "gh_zr", "gh_h"))
         nodes.append(helper.make_node("Split", [gi, split], [gi_zr, gi_h], axis=-1))
@@ -261,6 +171,13 @@ def _body(cell: str, layer: LayerWeights, hidden: int, bld: _Builder, idx: int) 
     )
 
 
+def _in_bias(cell: str, layer: LayerWeights) -> np.ndarray:
+    """The input product's bias: Wb, and for RNN / LSTM the recurrent bias Rb too (both are added to
+    the gates as they are; a GRU's Rb_h sits inside r * (...), so it stays with the recurrent product)."""
+    wb = layer.Wb.astype(np.float64)
+    return wb + layer.Rb.astype(np.float64) if cell in ("rnn", "lstm") else wb
+
+
 def _one_frame(body: onnx.GraphProto, states: list[str], gi: str, shapes: tuple[str, str]) -> onnx.GraphProto:
     """The body run once on a one-frame chunk, in the state's own (1, batch, hidden) layout: no
     Scan, no Squeeze/Unsqueeze of the state (a one-frame (batch, 1, n) chunk has the same memory
@@ -290,7 +207,7 @@ def _one_frame(body: onnx.GraphProto, states: list[str], gi: str, shapes: tuple[
 
 
 def _scan(
-    body: onnx.GraphProto, states: list[str], gi: str, lasts: list[str], seq: str, axis0: str, bld: _Builder
+    body: onnx.GraphProto, states: list[str], gi: str, lasts: list[str], seq: str, axis0: str, bld: Builder
 ) -> list[onnx.NodeProto]:
     """Squeeze the layer's states to (batch, hidden), Scan the body over time, Unsqueeze them back."""
     firsts, ends = [bld.name("s0") for _ in states], [bld.name("s_end") for _ in states]
@@ -314,7 +231,7 @@ def _vi(name: str) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
 
 
-def _is_one_frame(nodes: list[onnx.NodeProto], bld: _Builder, gi: str) -> str:
+def _is_one_frame(nodes: list[onnx.NodeProto], bld: Builder, gi: str) -> str:
     """A bool scalar: does this call carry exactly one frame (time == 1)?"""
     shape, cond = bld.name("time_dim"), bld.name("one_frame")
     nodes.append(helper.make_node("Shape", [gi], [shape], start=1, end=2))
@@ -345,7 +262,7 @@ def build_decomposed(
     if cfg is None:
         raise QuantizeError("the stream spec has no model config: cannot rebuild the cell")
     hidden = cfg.hidden_size
-    bld = _Builder(quantize, residual)
+    bld = Builder(quantize, residual)
     # An LSTM's h = o * tanh(c) seldom spans [-1, 1], so its zero point is not stuck at 127.5, and
     # (h + 1) / 2 would spend uint8 steps on [0, min u]: measured on an LSTM 512 trained 10 min,
     # max |dp| 0.016 / 0.026 / 0.016 without the offset, 0.020 / 0.019 / 0.018 with it (three
@@ -355,12 +272,13 @@ def build_decomposed(
     nodes: list[onnx.NodeProto] = []
     first = weights.layers[0]
     if cfg.input_kind == "tokens":  # embedding and the first input product folded: one fp32 table
-        table = weights.encoder_w.astype(np.float64) @ first.W.T.astype(np.float64) + first.Wb
+        table = weights.encoder_w.astype(np.float64) @ first.W.T.astype(np.float64) + _in_bias(cfg.cell, first)
         gi = bld.name("gi0")
         nodes.append(helper.make_node("Gather", [bld.const("table", table.astype(np.float32)), INPUT_X], [gi]))
     else:  # the encoder Linear and the first input product folded: one fp32 product of the (few) features
         w = weights.encoder_w.astype(np.float64) @ first.W.T.astype(np.float64)
-        b = (weights.encoder_b if weights.encoder_b is not None else 0.0) @ first.W.T.astype(np.float64) + first.Wb
+        b = (weights.encoder_b if weights.encoder_b is not None else 0.0) @ first.W.T.astype(np.float64)
+        b = b + _in_bias(cfg.cell, first)
         gi = bld.matmul(nodes, INPUT_X, w.astype(np.float32), b, "l0_in", fp32=True)
     pairs = [STATE_H, STATE_C] if cfg.cell == "lstm" else [STATE_H]
     finals: list[list[str]] = [[] for _ in pairs]
@@ -369,7 +287,7 @@ def build_decomposed(
     n_layers = len(weights.layers)
     for idx, layer in enumerate(weights.layers):
         if idx > 0:  # the layer below's outputs, all time steps in one product
-            gi = bld.matmul(nodes, seq, layer.W.T, layer.Wb, f"l{idx}_in")
+            gi = bld.matmul(nodes, seq, layer.W.T, _in_bias(cfg.cell, layer), f"l{idx}_in")
         # this layer's states as (1, batch, hidden); the whole inputs when there is one layer
         states = [state_in for state_in, _ in pairs]
         lasts = [state_out for _, state_out in pairs]
@@ -380,7 +298,7 @@ def build_decomposed(
                 nodes.append(helper.make_node("Slice", [state_in, *ends, axis0], [s]))
             lasts = [bld.name(f"{s}_last") for s in lasts]
         seq = bld.name("seq")
-        body = _body(cfg.cell, layer, hidden, bld, idx)
+        body = _body(cfg.cell, layer, hidden, bld, idx, gemm=True)
         scan_nodes = _scan(body, states, gi, lasts, seq, axis0, bld)
         if one_frame_branch:  # If(time == 1): the body once, no Scan; else the Scan
             if not is_one:
@@ -393,14 +311,14 @@ def build_decomposed(
             for node in scan_nodes:
                 node.output[:] = [inner.get(o, o) for o in node.output]
             scan_g = helper.make_graph(scan_nodes, f"layer{idx}_scan", [], [_vi(o) for o in inner.values()])
-            then_g = _one_frame(body, states, gi, shapes)
+            then_g = _one_frame(_body(cfg.cell, layer, hidden, bld, idx), states, gi, shapes)
             nodes.append(helper.make_node("If", [is_one], [*lasts, seq], then_branch=then_g, else_branch=scan_g))
         elif frames == "one":  # the body once, inline: its outputs renamed to the layer's
             shapes = (
                 bld.const("row", np.array([1, -1, layer.W.shape[0]], np.int64)),
                 bld.const("col", np.array([-1, 1, hidden], np.int64)),
             )
-            once = _one_frame(body, states, gi, shapes)
+            once = _one_frame(_body(cfg.cell, layer, hidden, bld, idx), states, gi, shapes)
             rename = {o.name: n for o, n in zip(once.output, [*lasts, seq])}
             for node in once.node:
                 node.output[:] = [rename.get(o, o) for o in node.output]

@@ -221,5 +221,8 @@ def test_bench_cli_writes_the_report(tmp_path: Path) -> None:
     statuses = {v["status"] for v in run["verdicts"]}
     assert statuses <= {PASS, FAIL, NOT_RUN, NOT_MEASURABLE, PASS + " (recorded)", FAIL + " (recorded)"}
     assert run["soak"]["steps"] == 3000 and len(run["soak"]["samples"]) == 10
+    soak = run["soak"]  # live memory (after malloc_trim) is what the target judges; raw RSS beside it
+    assert len(soak["trimmed"]) == 10 and soak["growth_bytes"] == soak["trimmed"][-1][1] - soak["trimmed"][0][1]
+    assert soak["raw_growth_bytes"] == soak["samples"][-1][1] - soak["samples"][0][1]
     assert run["floors"] and run["floors"][0]["flops"] == 2 * (3 * 40 * 40 * 2 + 64 * 40)
     assert "Parity: every timed contender" in text

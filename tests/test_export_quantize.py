@@ -247,14 +247,14 @@ def test_accurate_products_do_not_clip_a_state_saturated_at_both_ends() -> None:
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from edgernn.export.decomposed import MS_DOMAIN, _Builder
+    from edgernn.export.graphbuild import MS_DOMAIN, Builder
 
     n = 64
     h = np.tanh(np.random.default_rng(0).normal(0, 1, (1, n))).astype(np.float32)
     h[0, :20], h[0, 20:40] = 0.9999, -0.9999  # saturated at both ends
 
     def run(build) -> np.ndarray:
-        bld, nodes = _Builder(quantize=True, residual=True), []
+        bld, nodes = Builder(quantize=True, residual=True), []
         build(bld, nodes)
         vi = helper.make_tensor_value_info
         graph = helper.make_graph(
