@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean openvino gpu-check models bench bench-quick reliability reliability-quick thirdparty
+.PHONY: demo test lint clean openvino gpu-check models bench bench-quick reliability reliability-quick thirdparty triton triton-venv triton-bench
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -94,5 +94,34 @@ openvino: $(STAMP) $(OV_STAMP)
 gpu-check: $(STAMP)
 	$(PY) bench/gpu_check.py --out build/gpu-check.json
 
+# A real Triton server: nvidia-pytriton's tritonserver 2.51 with the Python backend, in its own venv
+# (numpy < 2 there: with numpy 2 the backend returns wrong tensors). The pinned wheels are kept in
+# TRITON_WHEELS and installed from there with no index; downloaded once when missing.
+# `make triton` starts servers on 127.0.0.1 (ports picked free) and the tests stop them by PID.
+TRITON_VENV ?= .venv-triton
+TRITON_PY := $(TRITON_VENV)/bin/python
+TRITON_STAMP := $(TRITON_VENV)/.installed
+TRITON_WHEELS ?= $(HOME)/.cache/edgernn/triton-wheels
+TRITON_PINS := nvidia-pytriton==0.7.0 numpy==1.26.4 onnxruntime==1.32.0 flatbuffers==25.12.19 \
+	packaging==26.4 protobuf==7.36.2 setuptools==84.2.1
+
+$(TRITON_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_PY) -m pip install -q --no-deps --no-index --find-links $(TRITON_WHEELS) $(TRITON_PINS) 2>/dev/null || \
+		{ $(TRITON_PY) -m pip download -q --no-deps -d $(TRITON_WHEELS) $(TRITON_PINS) && \
+		  $(TRITON_PY) -m pip install -q --no-deps --no-index --find-links $(TRITON_WHEELS) $(TRITON_PINS); }
+	$(TRITON_PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(TRITON_STAMP)
+
+triton-venv: $(TRITON_STAMP)
+
+triton: $(STAMP) $(TRITON_STAMP)
+	EDGERNN_TRITON_VENV=$(TRITON_VENV) $(PY) -m pytest -q -s -p no:cacheprovider \
+		tests/test_triton_server.py tests/test_triton_migration.py
+
+# Latency, throughput, CPU and memory of the twin through tritonserver → docs/TRITON_BENCH.md.
+triton-bench: $(STAMP) $(TRITON_STAMP)
+	EDGERNN_TRITON_VENV=$(TRITON_VENV) $(PY) -m edgernn.bench.triton_bench --venv $(TRITON_VENV) --out docs/TRITON_BENCH.md
+
 clean:
-	rm -rf $(VENV) $(OV_VENV) runs build *.egg-info
+	rm -rf $(VENV) $(OV_VENV) $(TRITON_VENV) runs build *.egg-info

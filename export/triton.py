@@ -15,6 +15,7 @@ Layout written by ``write_repository(DIR, ...)``::
 
     DIR/<name>/config.pbtxt
     DIR/<name>/1/model.onnx
+    DIR/<name>_twin/...        the Python-backend twin (``edgernn.export.triton_twin``)
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edgernn.export.errors import ExportError, OutputExistsError
-from edgernn.runtime.spec import BATCH, TIME, StreamSpec
+from edgernn.export.triton_twin import TWIN_SUFFIX, write_twin
+from edgernn.runtime.spec import BATCH, METADATA_KEY, TIME, StreamSpec
 
 START, READY = "START", "READY"
 TRITON_KEY = "edgernn.triton"
@@ -142,13 +144,23 @@ def write_repository(
     name: str | None = None,
     max_batch_size: int = 64,
     force: bool = False,
+    twin: bool = True,
+    strategy: str = "direct",
+    idle_microseconds: int = 60_000_000,
 ) -> Path:
-    """Write ``root/<name>/{config.pbtxt,1/model.onnx}`` whole or not at all; returns the model folder."""
+    """Write ``root/<name>/{config.pbtxt,1/model.onnx}`` whole or not at all; returns the model folder.
+
+    With ``twin`` (the default) also ``root/<name>_twin/``: the Python-backend twin that runs the
+    edge graph with the edgernn engine (``edgernn.export.triton_twin``; ``strategy`` and
+    ``idle_microseconds`` are its sequence batcher's).
+    """
     root = Path(root)
     name = name or f"edgernn_{spec.model.cell if spec.model else 'model'}"
     target = root / name
-    if target.exists() and not force:
-        raise OutputExistsError(f"{target} exists; pass force=True (--force) to replace it")
+    twin_target = root / f"{name}{TWIN_SUFFIX}"
+    for t in (target, twin_target) if twin else (target,):
+        if t.exists() and not force:
+            raise OutputExistsError(f"{t} exists; pass force=True (--force) to replace it")
     variant = triton_variant(proto, spec)
     fp16 = spec.provenance.get("quantization", {}).get("dtype") == "float16"
     kind = "KIND_GPU" if fp16 else "KIND_CPU"
@@ -158,15 +170,32 @@ def write_repository(
     except OSError as exc:
         raise ExportError(f"{root}: cannot write the Triton repository: {exc.strerror or exc}") from None
     try:
-        (staging / "1").mkdir()
-        onnx.save(variant, str(staging / "1" / "model.onnx"))
-        (staging / "config.pbtxt").write_text(config_pbtxt(spec, name, max_batch_size, kind))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
+        (staging / "model" / "1").mkdir(parents=True)
+        onnx.save(variant, str(staging / "model" / "1" / "model.onnx"))
+        (staging / "model" / "config.pbtxt").write_text(config_pbtxt(spec, name, max_batch_size, kind))
+        moves = [(staging / "model", target)]
+        if twin:
+            edge = _with_spec(proto, spec)
+            write_twin(staging / "twin", edge, spec, twin_target.name, max_batch_size, strategy, idle_microseconds)
+            moves.append((staging / "twin", twin_target))
+        for src, dst in moves:
+            if dst.exists():
+                shutil.rmtree(dst)
+            os.replace(src, dst)
     except OSError as exc:
         raise ExportError(f"{target}: cannot write the Triton repository: {exc.strerror or exc}") from None
     finally:
         if staging.exists():
             shutil.rmtree(staging)
     return target
+
+
+def _with_spec(proto: onnx.ModelProto, spec: StreamSpec) -> onnx.ModelProto:
+    """A copy of the edge graph ``proto`` carrying ``spec`` in its metadata (what ``Engine.load`` reads)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    kept = [p for p in out.metadata_props if p.key != METADATA_KEY]
+    del out.metadata_props[:]
+    out.metadata_props.extend(kept)
+    out.metadata_props.add(key=METADATA_KEY, value=spec.to_json())
+    return out

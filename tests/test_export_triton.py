@@ -137,4 +137,5 @@ def test_existing_model_folder_needs_force(tmp_path) -> None:
     assert (tmp_path / "m" / "config.pbtxt").read_text() == before
     write_repository(tmp_path, proto, spec, name="m", max_batch_size=8, force=True)
     assert "max_batch_size: 8" in (tmp_path / "m" / "config.pbtxt").read_text()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no staging folder left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "m_twin"]  # no staging folder left
+    assert "max_batch_size: 8" in (tmp_path / "m_twin" / "config.pbtxt").read_text()
