@@ -119,9 +119,9 @@ triton: $(STAMP) $(TRITON_STAMP)
 	EDGERNN_TRITON_VENV=$(TRITON_VENV) $(PY) -m pytest -q -s -p no:cacheprovider \
 		tests/test_triton_server.py tests/test_triton_migration.py
 
-# Latency, throughput, CPU and memory of the twin through tritonserver → docs/TRITON_BENCH.md.
+# Latency, throughput, CPU and memory of the twin through tritonserver → BENCHMARKS-triton.md.
 triton-bench: $(STAMP) $(TRITON_STAMP)
-	EDGERNN_TRITON_VENV=$(TRITON_VENV) $(PY) -m edgernn.bench.triton_bench --venv $(TRITON_VENV) --out docs/TRITON_BENCH.md
+	EDGERNN_TRITON_VENV=$(TRITON_VENV) $(PY) -m edgernn.bench.triton_bench --venv $(TRITON_VENV) --out BENCHMARKS-triton.md
 
 clean:
 	rm -rf $(VENV) $(OV_VENV) $(TRITON_VENV) runs build *.egg-info

@@ -422,6 +422,8 @@ def _method(run: Run) -> str:
         "model above); **torch.compile** (inductor; where listed); **numpy** (a float32 reference).\n"
         "- Before timing, each contender's first output is compared with the numpy reference.\n"
         "- The PyTorch peers and the numpy reference run fp32 only.\n"
+        "- Serving through a real Triton server (latency over HTTP / gRPC, throughput, migration pause) is "
+        "measured apart: [BENCHMARKS-triton.md](BENCHMARKS-triton.md), written by `make triton-bench`.\n"
     )
 
 

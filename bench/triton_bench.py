@@ -75,11 +75,14 @@ def pct(values: list[float], q: float) -> float:
 def latency(server: LocalTriton, rounds: int, per_round: int) -> dict[str, list[float]]:
     """µs per one-frame step: HTTP, gRPC and the engine in process, interleaved round by round."""
     engine = Engine.load(MODEL)
-    clients = {"http": TwinClient(server.http_url, "char_twin"), "grpc": TwinClient(server.grpc_url, "char_twin", "grpc")}
+    clients = {
+        "http": TwinClient(server.http_url, "char_twin"),
+        "grpc": TwinClient(server.grpc_url, "char_twin", "grpc"),
+    }
     stream = engine.stream()
     times: dict[str, list[float]] = {"http": [], "grpc": [], "engine": []}
     token = np.array([5], np.int64)
-    for k, (name, c) in enumerate(clients.items()):
+    for k, c in enumerate(clients.values()):
         c.step(90 + k, token, start=True)
     for _ in range(rounds):
         for k, (name, c) in enumerate(clients.items()):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 import torch
@@ -54,6 +55,9 @@ def test_cli_export_validate_int8_triton(ckpt, tmp_path, capsys) -> None:
     assert len(spec.provenance["checkpoint_sha256"]) == 64 and len(spec.provenance["train_config_digest"]) == 16
     assert (tmp_path / "repo" / "m_int8" / "config.pbtxt").is_file()
     assert (tmp_path / "repo" / "m_int8" / "1" / "model.onnx").is_file()
+    twin = Engine.load(tmp_path / "repo" / "m_int8_twin" / "1" / "model.onnx")  # the Python-backend twin's graph
+    tokens = np.arange(50) % spec.model.input_size
+    np.testing.assert_array_equal(twin.stream().push(tokens), Engine.load(out).stream().push(tokens))
 
 
 def test_existing_output_needs_force_and_is_left_alone(ckpt, tmp_path, capsys) -> None:
