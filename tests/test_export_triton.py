@@ -3,14 +3,12 @@ graph, and the graph driven as Triton's sequence batcher drives it (START / step
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 from conftest import tiny_model
+from tritonhelp import parse_config
 
 from edgernn.export.errors import OutputExistsError
 from edgernn.export.onnx_export import to_onnx_proto
@@ -18,24 +16,6 @@ from edgernn.export.parity import sample_batch, torch_outputs
 from edgernn.export.quantize import convert_proto
 from edgernn.export.triton import state_names, write_repository
 from edgernn.runtime.spec import StreamSpec
-
-
-def model_config_pb2():
-    """tritonclient's generated module, loaded from its file (skips tritonclient.grpc's __init__, which needs grpc)."""
-    tc = pytest.importorskip("tritonclient")
-    path = Path(tc.__file__).parent / "grpc" / "model_config_pb2.py"
-    spec = importlib.util.spec_from_file_location("model_config_pb2", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def parse_config(path: Path):
-    from google.protobuf import text_format
-
-    pb2 = model_config_pb2()
-    return text_format.Parse(path.read_text(), pb2.ModelConfig()), pb2
 
 
 @pytest.fixture(scope="module", params=["gru", "lstm"])

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_export_triton import parse_config
-from tritonhelp import TEXTGEN, make_repository
+from tritonhelp import TEXTGEN, make_repository, model_config_pb2, parse_config
 
 from edgernn.export.triton_route import HashRing, RouteError
 from edgernn.export.triton_twin import twin_config_pbtxt
@@ -46,7 +45,6 @@ def test_oldest_strategy_and_bad_strategy() -> None:
     spec = Engine.load(TEXTGEN).spec
     text = twin_config_pbtxt(spec, "m", max_batch_size=16, strategy="oldest", queue_delay_microseconds=500)
     from google.protobuf import text_format
-    from test_export_triton import model_config_pb2
 
     cfg = text_format.Parse(text, model_config_pb2().ModelConfig())
     oldest = cfg.sequence_batching.oldest

@@ -6,6 +6,7 @@ EDGERNN_TRITON_VENV); in a plain ``make test`` they skip and say so.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -20,6 +21,24 @@ from edgernn.runtime import Engine
 ROOT = Path(__file__).resolve().parents[1]
 TEXTGEN = ROOT / "runtime" / "models" / "textgen.onnx"
 IDLE_US = 1_500_000  # the short-idle twin: Triton drops its sequences after 1.5 s
+
+
+def model_config_pb2():
+    """tritonclient's generated module, loaded from its file (skips tritonclient.grpc's __init__, which needs grpc)."""
+    tc = pytest.importorskip("tritonclient")
+    path = Path(tc.__file__).parent / "grpc" / "model_config_pb2.py"
+    spec = importlib.util.spec_from_file_location("model_config_pb2", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def parse_config(path: Path):
+    from google.protobuf import text_format
+
+    pb2 = model_config_pb2()
+    return text_format.Parse(path.read_text(), pb2.ModelConfig()), pb2
 
 
 def server_venv() -> Path:
