@@ -165,13 +165,28 @@ class Router:
         with self._guard:
             return sorted(c for c, s in self.home.items() if s == server)
 
-    def drain(self, server: str) -> dict[int, str]:
+    def listed(self, server: str) -> list[int]:
+        """The live CORRIDs the twin on ``server`` reports (COMMAND "info"); RouteError if it cannot answer."""
+        if server not in self.clients:
+            raise RouteError(f"unknown server {server!r}; routed servers: {sorted(self.clients)}")
+        try:
+            return [int(c) for c in self.clients[server].info()["corrids"]]
+        except Exception as exc:  # tritonclient raises its own exception types
+            raise RouteError(f"{server}: cannot list its live sequences ({exc})") from None
+
+    def drain(self, server: str, ask_server: bool = False) -> dict[int, str]:
         """Take ``server`` off the ring and move each of its live sequences to its new owner.
 
+        The live sequences are the ones this router started there, or with ``ask_server`` the ones
+        the twin on ``server`` reports (a drain run by another process than the clients').
         Returns {corrid: new server}; ``pauses[corrid]`` holds how long each one was unavailable.
         """
         if server not in self.clients:
             raise RouteError(f"unknown server {server!r}; routed servers: {sorted(self.clients)}")
+        if ask_server:
+            for corrid in self.listed(server):
+                with self._guard:
+                    self.home[corrid] = server
         self.ring.remove(server)
         moved: dict[int, str] = {}
         for corrid in self.live_on(server):
@@ -180,11 +195,11 @@ class Router:
                     continue  # ended (or moved) meanwhile
                 target = self.ring.owner(corrid)
                 t0 = time.perf_counter()
-                blob = self.clients[server].snapshot(corrid)
                 try:
+                    blob = self.clients[server].snapshot(corrid)
                     self.clients[target].restore(corrid, blob)
                 except Exception as exc:  # tritonclient raises its own exception types
-                    msg = f"sequence {corrid}: restore on {target} failed ({exc}); it stays on {server}"
+                    msg = f"sequence {corrid}: moving it from {server} to {target} failed ({exc}); it stays on {server}"
                     raise RouteError(msg) from None
                 self.pauses[corrid] = time.perf_counter() - t0
                 with self._guard:

@@ -57,6 +57,7 @@ def _baselines(root: Path) -> dict[str, tuple[list[str], dict[str, str | None]]]
         "devices": (["list"], {}),
         "demo": ([], {"--seconds": "1", "--hidden": "8", "--chars": "5", "--out": f"{root}/demo"}),
         "reliability": ([], {"-o": f"{root}/rel.md", "--skip": " ".join(SECTIONS)}),
+        "serve-route": ([], {"--servers": "127.0.0.1:1", "--owner": "1"}),  # no connection for --owner
     }
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from tritonhelp import chunks, make_repository, reference, server_venv
 
-from edgernn.export.triton_route import RouteError, Router, TwinClient
+from edgernn.export.triton_route import HashRing, RouteError, Router, TwinClient
 from edgernn.export.triton_server import LocalTriton
 
 pytestmark = pytest.mark.triton
@@ -90,3 +90,27 @@ def test_draining_a_moves_every_live_sequence_to_b_mid_stream(two_servers, proto
     assert TwinClient(urls[1], "char_twin", protocol).info()["corrids"] == []  # every sequence ended on B
     with pytest.raises(RouteError, match="unknown server"):
         router.drain("127.0.0.1:1")
+
+
+def test_serve_route_cli_drains_a_server_it_did_not_route(two_servers, capsys) -> None:
+    from edgernn.cli import main
+
+    a, b = two_servers
+    servers = f"{a.grpc_url},{b.grpc_url}"
+    plans = {3000 + i: chunks(seed=70 + i, total=20, vocab=VOCAB) for i in range(4)}
+    on_a, on_b = TwinClient(a.grpc_url, "char_twin", "grpc"), TwinClient(b.grpc_url, "char_twin", "grpc")
+    got = {c: [on_a.step(c, p[0], start=True)] for c, p in plans.items()}  # the clients' own placement: all on A
+    assert main(["serve-route", "--servers", servers, "--status"]) == 0
+    assert f"{a.grpc_url}: 4 live sequence(s) [3000, 3001, 3002, 3003]" in capsys.readouterr().out
+    assert main(["serve-route", "--servers", servers, "--drain", a.grpc_url]) == 0
+    out = capsys.readouterr().out
+    assert f"drained {a.grpc_url}: 4 sequence(s) moved" in out
+    for c, p in plans.items():  # the rest of each sequence on B
+        got[c] += [on_b.step(c, f, end=k == len(p) - 1) for k, f in enumerate(p[1:], start=1)]
+        assert float(np.abs(np.concatenate(got[c]) - reference(p)).max()) <= 1e-6
+    assert on_a.info()["corrids"] == [] and on_b.info()["corrids"] == []
+    assert main(["serve-route", "--servers", servers, "--owner", "7", "8"]) == 0
+    owners = capsys.readouterr().out.splitlines()
+    assert owners == [f"7 -> {HashRing(servers.split(',')).owner(7)}", f"8 -> {HashRing(servers.split(',')).owner(8)}"]
+    assert main(["serve-route", "--servers", "no port", "--owner", "1"]) == 1
+    assert "is not host:port" in capsys.readouterr().err
