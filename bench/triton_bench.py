@@ -188,7 +188,9 @@ def render(lat: dict[str, list[float]], tput: dict, server_mib: float, stubs: li
         "(`<name>_twin`, the edgernn engine) on nvidia-pytriton's tritonserver 2.51, CPU only; clients are",
         "tritonclient 2.73 on the same host. See docs/TRITON.md.",
         "",
-        f"Machine: {cpu}, {os.cpu_count()} cores (client and server share them); {time.strftime('%Y-%m-%d')}.",
+        f"Machine: {cpu}, {os.cpu_count()} cores (client and server share them); {time.strftime('%Y-%m-%d %H:%M')}; "
+        f"load average over the run's last minute {os.getloadavg()[0]:.1f} (other work on the machine competes "
+        "for the cores: figures taken on a loaded machine are upper bounds for latency, lower for throughput).",
         "",
         "## Per-step latency (one sequence; HTTP, gRPC and the engine timed in interleaved rounds)",
         "",
