@@ -71,6 +71,7 @@ class TritonPythonModel:
         self.output_names = [o["name"] for o in config["output"]]
         self.y_name = self.engine.spec.outputs[0].name
         self.calls = self.stepped = self.max_in_call = 0  # batched engine calls, requests in them, most in one
+        self.fillers = 0  # READY = 0 requests answered without touching a member
         self.stop = threading.Event()
         self.timer = None
         if self.idle_after is not None:
@@ -139,6 +140,7 @@ class TritonPythonModel:
         wanted = set(request.requested_output_names()) or set(self.output_names)
         out: dict[str, Any] = {"wanted": wanted}
         if not _scalar(request, "READY", 1):
+            self.fillers += 1
             return out  # a filler slot: no member is touched
         corrid = _scalar(request, "CORRID")
         start, end = _scalar(request, "START"), _scalar(request, "END")
@@ -207,7 +209,7 @@ class TritonPythonModel:
         return json.dumps(
             {"corrids": sorted(self.members), "members": len(self.batch), "state_bytes": int(state_bytes),
              "pid": os.getpid(), "idle_after": self.idle_after, "calls": self.calls, "stepped": self.stepped,
-             "max_in_call": self.max_in_call}
+             "max_in_call": self.max_in_call, "fillers": self.fillers}
         ).encode()
 
     def _response(self, r: Any) -> Any:

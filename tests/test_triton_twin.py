@@ -14,7 +14,7 @@ from edgernn.runtime import Engine
 
 def test_twin_config_parses_and_runs_the_edge_graph(tmp_path) -> None:
     repo = make_repository(tmp_path)
-    assert sorted(p.name for p in repo.iterdir()) == ["char", "char_twin", "idle_twin"]
+    assert sorted(p.name for p in repo.iterdir()) == ["char", "char_twin", "idle_twin", "oldest_twin"]
     cfg, pb2 = parse_config(repo / "char_twin" / "config.pbtxt")
     assert cfg.name == "char_twin" and cfg.backend == "python" and cfg.max_batch_size == 64
     twin = Engine.load(repo / "char_twin" / "1" / "model.onnx")  # the edge graph, spec in its metadata

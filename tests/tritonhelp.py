@@ -53,11 +53,12 @@ def server_venv() -> Path:
 
 
 def make_repository(root: Path) -> Path:
-    """``root`` with the textgen model as 'char' (+ 'char_twin', direct) and 'idle_twin' (1.5 s idle)."""
+    """``root`` with the textgen model as 'char' (+ 'char_twin', direct), 'idle_twin' (1.5 s idle), 'oldest_twin'."""
     proto = onnx.load(str(TEXTGEN))
     spec = Engine.load(TEXTGEN).spec
     write_repository(root, proto, spec, name="char")
     write_twin(root / "idle_twin", proto, spec, "idle_twin", idle_microseconds=IDLE_US)
+    write_twin(root / "oldest_twin", proto, spec, "oldest_twin", strategy="oldest")
     return root
 
 
