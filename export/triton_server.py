@@ -191,6 +191,21 @@ class LocalTriton:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    @staticmethod
+    def group_alive(pgid: int, wait: float = 5.0) -> bool:
+        """Whether any process of group ``pgid`` (a server and its backend stubs) is still there after ``wait`` s."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return False
+            except PermissionError:
+                return True
+            if time.monotonic() > deadline:
+                return True
+            time.sleep(0.05)
+
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM to the server's PID, wait up to ``timeout`` s, then SIGKILL its process group."""
         proc, self.proc = self.proc, None

@@ -26,11 +26,13 @@ def two_servers(tmp_path_factory):
     try:
         a.start()
         b.start()
+        groups = [a.pid, b.pid]
         yield a, b
     finally:
         a.cleanup()
         b.cleanup()
         assert not a.running() and not b.running()
+    assert all(g is not None and not LocalTriton.group_alive(g) for g in groups)  # nothing left running
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])

@@ -27,10 +27,12 @@ def server(tmp_path_factory):
     s = LocalTriton(repo, venv=venv, models=["char_twin", "idle_twin", "oldest_twin"])
     try:
         s.start()
+        pgid = s.pid
         yield s
     finally:
         s.cleanup()
         assert not s.running()
+    assert pgid is not None and not LocalTriton.group_alive(pgid)  # no server, no backend stub left
 
 
 def url(server: LocalTriton, protocol: str) -> str:
