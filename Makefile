@@ -43,13 +43,14 @@ reliability-quick: $(STAMP)
 # Fixed seed, a fixed number of updates and one thread, so the run is the same every time;
 # `export --validate` checks parity over carried steps and stores the report, with the
 # checkpoint's task metrics, in each model's metadata.
-MODEL_TASKS := textgen langid weather forecast
+MODEL_TASKS := textgen langid weather forecast music
 MODEL_RUNS ?= runs/models
 MODELS_OUT ?= runtime/models
 # Every flag the CLI takes is pinned here, so a change of a preset does not change the models.
 TRAIN_textgen := --cell gru --hidden 128 --layers 1 --dropout 0 --seq-len 128 --batch 32 --lr 5e-3 --lr-final 0 --steps 800 --precision fp32
 TRAIN_langid := --cell gru --hidden 256 --layers 1 --dropout 0 --seq-len 64 --batch 64 --lr 3e-3 --lr-final 0.02 --steps 1500 --precision fp32
 TRAIN_weather := --cell gru --hidden 32 --layers 1 --dropout 0 --seq-len 180 --batch 32 --lr 3e-3 --lr-final 0.05 --steps 300
+TRAIN_music := --cell gru --hidden 128 --layers 1 --dropout 0 --seq-len 128 --batch 32 --lr 3e-3 --lr-final 0.05 --steps 800 --precision fp32
 TRAIN_forecast := --dataset co2 --fill --horizon 12 --cell gru --hidden 32 --layers 1 --dropout 0 --seq-len 96 --batch 32 --lr 3e-3 --lr-final 0.05 --steps 300 --precision fp32
 
 models: $(addprefix models-,$(MODEL_TASKS))

@@ -15,7 +15,7 @@ from typing import TextIO
 
 import numpy as np
 
-from edgernn.cli import run_forecast
+from edgernn.cli import run_forecast, run_music
 from edgernn.devices import load_engine
 from edgernn.devices.auto import choose_device
 from edgernn.runtime.apps import check_app, load_app, shipped_model
@@ -29,9 +29,9 @@ EXAMPLE = (
     "  echo 'Das ist ein kleines Haus' | edgernn run langid\n"
     "  edgernn run weather --input seattle-weather.csv"
 )
-APPS = ("textgen", "suggest", "langid", "weather", "forecast")
+APPS = ("textgen", "suggest", "langid", "weather", "forecast", "music")
 MODEL_OF_APP = {"textgen": "textgen", "suggest": "textgen", "langid": "langid", "weather": "weather",
-                "forecast": "forecast"}  # fmt: skip
+                "forecast": "forecast", "music": "music"}  # fmt: skip
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,6 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--top", type=int, default=3, help="how many suggestions or languages to show")
     g.add_argument("--final", action="store_true", help="print once per line instead of after every character")
     run_forecast.add_arguments(p)
+    run_music.add_arguments(p)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -57,6 +58,8 @@ def main(args: argparse.Namespace) -> int:
     engine = app_engine(MODEL_OF_APP[args.app], args.model, args.device)
     if args.app == "forecast":
         return run_forecast.run_forecast(engine, args)
+    if args.app == "music":
+        return run_music.run_music(engine, args)
     try:
         source = open(args.input, encoding="utf-8") if args.input else sys.stdin
     except OSError as exc:

@@ -16,7 +16,7 @@ EXAMPLE = (
     "edgernn train textgen --cell gru --hidden 512 --seconds 600 --out runs/textgen\n"
     "  torchrun --nproc_per_node=2 -m edgernn train langid --out runs/langid-ddp"
 )
-TASKS = ("textgen", "langid", "weather", "recall", "forecast")
+TASKS = ("textgen", "langid", "weather", "recall", "forecast", "music")
 CELLS = ("rnn", "gru", "lstm")
 
 

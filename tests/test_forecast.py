@@ -149,3 +149,25 @@ def test_the_shipped_forecaster_streams_a_users_csv_on_the_edge_install(tmp_path
     truth = s.target[511]  # twelve months after the last row fed
     print(f"co2 {s.times[511]:%Y-%m}: forecast {median:.2f} [{low:.2f}, {high:.2f}] ppm, observed {truth:.2f}")
     assert low <= median <= high and abs(median - truth) < 3.0
+
+
+def test_many_series_batched_equal_each_alone_and_snapshots_resume(trained: tuple) -> None:
+    csv_path, task, _, onnx_path = trained
+    series = read_csv(csv_path, "time", "sst")
+    x = frames(series, task.facts)  # (rows, features): four series = four offsets into El Nino
+    engine = Engine.load(onnx_path)
+    starts = (0, 100, 250, 400)
+    alone = [engine.stream().push(x[s : s + 200]) for s in starts]
+    batch = engine.batch()
+    members = [batch.join() for _ in starts]
+    together = np.stack([batch.step(np.stack([x[s + t] for s in starts])) for t in range(200)], axis=1)
+    worst = max(float(np.abs(together[i] - alone[i]).max()) for i in range(len(starts)))
+    print(f"4 series batched vs alone over 200 rows: max |diff| {worst:.2e}")
+    assert worst <= 1e-6 and len(members) == 4
+    s = engine.stream()
+    s.push(x[:120])
+    blob = s.snapshot()
+    want = s.push(x[120:200])
+    t = engine.stream()
+    t.restore(blob)
+    assert np.array_equal(t.push(x[120:200]), want)

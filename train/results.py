@@ -51,8 +51,9 @@ def run_names(only: str | None = None) -> list[tuple[str, dict[str, Any]]]:
             runs.append((f"recall-{c}-40-usual-s{seed}", {"cell": c, "delay": 40, "max_steps": RECALL_STEPS[40],
                                                           "seed": seed, "memory_bias": bias}))  # fmt: skip
     from edgernn.train.results_forecast import RUNS as FORECAST_RUNS
+    from edgernn.train.results_music import RUNS as MUSIC_RUNS
 
-    runs += FORECAST_RUNS
+    runs += FORECAST_RUNS + MUSIC_RUNS
     wanted = None if only is None else set(only.split(","))
     return [(n, o) for n, o in runs if wanted is None or n.split("-")[0] in wanted]
 
@@ -86,6 +87,10 @@ def train_one(name: str, overrides: dict[str, Any], threads: int) -> None:
         from edgernn.train.results_forecast import write_baselines
 
         write_baselines(cfg, out)
+    if cfg.task == "music":
+        from edgernn.train.results_music import write_key_report
+
+        write_key_report(out)
     print(f"{name}: {res.metrics}")
 
 
@@ -268,8 +273,9 @@ def render() -> str:
 def spliced_sections() -> dict[str, list[str]]:
     """Sections that ``--only`` can regenerate alone, spliced into the table between markers."""
     from edgernn.train.results_forecast import section as forecast_section
+    from edgernn.train.results_music import section as music_section
 
-    return {"forecast": forecast_section(_load, RUNS)}
+    return {"forecast": forecast_section(_load, RUNS), "music": music_section(_load, RUNS)}
 
 
 def splice(text: str, name: str, part: list[str]) -> str:

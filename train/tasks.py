@@ -97,6 +97,22 @@ PRESETS: dict[str, TrainConfig] = {
         horizon=12,
         log_every=50,
     ),
+    # Soprano lines of Bach's chorales, transposed, as event tokens (see music.py, data_music.py).
+    "music": TrainConfig(
+        task="music",
+        cell="gru",
+        hidden_size=128,
+        embed_size=32,
+        seq_len=128,
+        batch_size=32,
+        lr=3e-3,
+        lr_final=0.05,
+        clip=1.0,
+        dropout=0.0,
+        max_seconds=0.0,
+        max_steps=800,
+        log_every=50,
+    ),
 }
 TASK_NAMES = tuple(PRESETS)
 
@@ -126,6 +142,7 @@ def build_task(cfg: TrainConfig) -> Task:
         "weather": _weather,
         "recall": _recall,
         "forecast": _forecast,
+        "music": _music,
     }
     return builders[cfg.task](cfg)
 
@@ -158,3 +175,9 @@ def _forecast(cfg: TrainConfig) -> Task:
     from edgernn.train.forecast import forecast_task
 
     return forecast_task(cfg)
+
+
+def _music(cfg: TrainConfig) -> Task:
+    from edgernn.train.music import music_task
+
+    return music_task(cfg)
