@@ -136,24 +136,15 @@ def enumerate_cases(root: Path) -> list[tuple[str, argparse.Action, str | None]]
 
 
 def argv_for(ctx: dict[str, Any], i: int) -> tuple[str, list[str]]:
-    """The command line of case ``i`` (past the enumerated cases: random values for random flags)."""
+    """The command line of case ``i``: every fifth case a random value for a random flag, the others
+    the enumerated boundary cases in order (``enumerate_cases``)."""
     cases = ctx["cases"]
-    if i < len(cases):
-        cmd, action, value = cases[i]
-    else:
+    if i % 5 == 4 or i - i // 5 >= len(cases):
         rng = random.Random(ctx["seed"] * 1_000_003 + i)
         cmd, action, _ = rng.choice(cases)
-        value = (
-            rng.choice(
-                [
-                    str(rng.uniform(-1e6, 1e6)),
-                    str(rng.randint(-(2**40), 2**40)),
-                    "".join(chr(rng.randrange(1, 0x3000)) for _ in range(rng.randint(0, 20))),
-                ]
-            )
-            if action.nargs != 0
-            else None
-        )
+        value = _random_value(rng) if action.nargs != 0 else None
+    else:
+        cmd, action, value = cases[i - i // 5]
     positionals, options = ctx["base"][cmd]
     positionals, options = list(positionals), dict(options)
     if action.option_strings:
@@ -166,6 +157,17 @@ def argv_for(ctx: dict[str, Any], i: int) -> tuple[str, list[str]]:
             positionals.append("")
         positionals[index] = value or ""
     return cmd, [cmd, *positionals, *_flags(options)]
+
+
+def _random_value(rng: random.Random) -> str:
+    kind = rng.randrange(4)
+    if kind == 0:
+        return repr(rng.uniform(-1e6, 1e6))
+    if kind == 1:
+        return str(rng.randint(-(2**70), 2**70))
+    if kind == 2:
+        return "".join(chr(rng.randrange(1, 0x3000)) for _ in range(rng.randint(0, 20)))
+    return rng.choice(["1e-320", "0x10", "1_000", " 3 ", "1,2,3", "--", "-", "~", "$HOME", "a\nb"])
 
 
 def _flags(options: dict[str, str | None]) -> list[str]:
