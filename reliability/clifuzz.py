@@ -35,6 +35,7 @@ from edgernn.reliability.suite import SECTIONS
 BUDGET_S = 30
 LONG = ("bench", "demo")  # a valid value starts minutes of work: stopped at the budget, not a hang
 LONG_BUDGET_S = 5
+RESTART_AFTER = ("long run", "hang")  # outcomes after which the child process is replaced (hostile.py)
 NUMBERS = ["nan", "inf", "-inf", "0", "-1", "1e308", str(2**63), "", "\udcff", "-0"]
 NAMES = ["", "\udcff", "/dev/zero", "{root}/fifo", "{root}/dir", "{root}/chardev", "/proc/x.json",
          "{root}/" + "x" * 300, "{root}/missing/deep/x.onnx"]  # fmt: skip
@@ -58,6 +59,7 @@ def _baselines(root: Path) -> dict[str, tuple[list[str], dict[str, str | None]]]
         "demo": ([], {"--seconds": "1", "--hidden": "8", "--chars": "5", "--out": f"{root}/demo"}),
         "reliability": ([], {"-o": f"{root}/rel.md", "--skip": " ".join(SECTIONS)}),
         "serve-route": ([], {"--servers": "127.0.0.1:1", "--owner": "1"}),  # no connection for --owner
+        "spec": ([model], {}),
     }
 
 
@@ -106,7 +108,10 @@ def _values(action: argparse.Action, root: Path) -> list[str | None]:
         return ["", "\udcff", "x" * 300, "nope"]
     if action.type in (int, float) or getattr(action.type, "__name__", "") == "_ints":
         return NUMBERS
-    return [v.format(root=root) for v in NAMES]
+    names = [v.format(root=root) for v in NAMES]
+    if isinstance(action, argparse._AppendAction):  # NAME=VALUE hints
+        names += ["x=nan", "x=", "=1", "x=1e400", "x=-1", "x=" + "9" * 5000]
+    return names
 
 
 def setup(root: Path, seed: int) -> dict[str, Any]:
@@ -115,9 +120,9 @@ def setup(root: Path, seed: int) -> dict[str, Any]:
     warnings.resetwarnings()  # library warnings print, as they would for a user
     cases = enumerate_cases(root)
     ctx = {"root": root, "seed": seed, "cases": cases, "base": _baselines(root)}
-    for cmd in ("train", "export", "inspect", "run", "profile"):  # warm: imports and first-call caches
-        positionals, options = ctx["base"][cmd]
-        invoke(cmd, [cmd, *positionals, *_flags(options)])
+    for cmd, (positionals, options) in ctx["base"].items():  # warm: imports and first-call caches
+        if cmd not in LONG:  # those would only run into their budget
+            invoke(cmd, [cmd, *positionals, *_flags(options)])
     return ctx
 
 
@@ -145,7 +150,7 @@ def argv_for(ctx: dict[str, Any], i: int) -> tuple[str, list[str]]:
         value = _random_value(rng) if action.nargs != 0 else None
     else:
         cmd, action, value = cases[i - i // 5]
-    positionals, options = ctx["base"][cmd]
+    positionals, options = ctx["base"].get(cmd, ([], {}))  # a subcommand without a baseline: its flags alone
     positionals, options = list(positionals), dict(options)
     if action.option_strings:
         for flag in action.option_strings:
@@ -212,7 +217,7 @@ def invoke(cmd: str, argv: list[str]) -> str:
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = main(argv)
-    except Budget:
+    except Budget:  # the child is restarted after this case (an import cut short would poison the next ones)
         return "long run (stopped at the budget)" if cmd in LONG else f"hang: {cmd} ran past {BUDGET_S} s: {argv}"
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1

@@ -84,10 +84,15 @@ def child_main(surface: str, root: str, seed: int, start: int, stop: int) -> Non
             outcome = mod.run_case(ctx, i)
         except Exception as exc:  # the finding itself: counted, never raised
             outcome = classify(exc)
+        cut = outcome.startswith(getattr(mod, "RESTART_AFTER", ()))  # cut short: this process is replaced
         after = rss_mib()  # also the level before the next case: one measurement per case
         held, before = after - before, after
-        line = {"i": i, "outcome": outcome, "held_mib": round(held, 2), "s": round(time.perf_counter() - t0, 3)}
+        line = {"i": i, "outcome": outcome, "held_mib": 0.0 if cut else round(held, 2)}
+        line["s"] = round(time.perf_counter() - t0, 3)
         print(json.dumps(line), file=out, flush=True)
+        if cut and i + 1 < stop:
+            print(json.dumps({"restart": i + 1}), file=out, flush=True)  # a case cut short: a fresh process
+            return
 
 
 def _limits(address_space: int) -> None:
@@ -194,6 +199,9 @@ def _one_child(
         while b"\n" in buf:
             line, buf = buf.split(b"\n", 1)
             msg = json.loads(line)
+            if "restart" in msg:
+                proc.wait()
+                return int(msg["restart"])
             if "begin" in msg:
                 current, begun = msg["begin"], True
                 deadline = time.monotonic() + timeout
