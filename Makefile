@@ -126,3 +126,20 @@ triton-bench: $(STAMP) $(TRITON_STAMP)
 
 clean:
 	rm -rf $(VENV) $(OV_VENV) $(TRITON_VENV) runs build *.egg-info
+
+# The browser engine: onnxruntime-web from npm, pinned by web/package-lock.json (not committed: node_modules).
+.PHONY: web web-test web-bench
+web: web/node_modules/onnxruntime-web/dist/ort.wasm.bundle.min.mjs
+
+web/node_modules/onnxruntime-web/dist/ort.wasm.bundle.min.mjs: web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	touch $@
+
+# JS engine == Python engine in a real headless Chromium (installed from apt when missing).
+web-test: $(STAMP) web
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	$(PY) -m pytest -q -s tests/test_web.py
+
+# Latency in the page (1 and 2 wasm threads) beside the Python engine -> BENCHMARKS-web.md.
+web-bench: $(STAMP) web
+	$(PY) -m edgernn.web.bench --out BENCHMARKS-web.md

@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "devices": "edgernn.cli.devices",
     "demo": "edgernn.cli.demo",
     "reliability": "edgernn.cli.reliability",
+    "web": "edgernn.cli.web",
     "serve-route": "edgernn.cli.serve_route",
 }
 
