@@ -181,7 +181,7 @@ def cuda_stream(path: Path, profile: str, batch: int, own_stream: bool = True) -
         cuda.stream_options = lambda provider, current: {}  # profiles.providers() looks it up per call
     engine, report = load_engine(path, profile)
     stage(f"{profile}: session on {engine.session.get_providers()}, placement {report.summary()}")
-    stream = cuda.CudaStream(engine, batch=batch)
+    stream = cuda.CudaStream(engine, lanes=batch)
     stage(f"{profile}: stream transfer={stream.transfer}")
     return stream, report
 

@@ -24,14 +24,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnxruntime as ort
 
 from edgernn.devices.placement import PlacementReport, load_engine
 from edgernn.devices.profiles import load_profile, profile_names
-from edgernn.runtime.engine import NP_DTYPES, Engine
+from edgernn.runtime.binding import Binding, state_pairs
+from edgernn.runtime.engine import Engine
 from edgernn.runtime.errors import EdgeRNNError, ProfileError
 from edgernn.runtime.latency import measure
+from edgernn.runtime.profiling import example_frames
 from edgernn.runtime.safety import read_model
 
 AUTO_VERSION = 1
@@ -99,58 +100,39 @@ def default_record_path(model: str | os.PathLike[str], batch: int, chunk: int) -
     return p.with_name(f"{p.stem}.device-auto.b{batch}.t{chunk}.json")
 
 
-def _feeds(engine: Engine, batch: int, chunk: int, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    out: dict[str, np.ndarray] = {}
-    for t in engine.spec.inputs:
-        shape = t.concrete_shape(batch, chunk)
-        if np.dtype(NP_DTYPES[t.dtype]).kind in "iu":
-            high = engine.vocab_size or 2
-            out[t.name] = rng.integers(0, high, size=shape).astype(NP_DTYPES[t.dtype])
-        else:
-            out[t.name] = rng.standard_normal(shape).astype(NP_DTYPES[t.dtype])
-    for c in engine.spec.constants:
-        out[c.name] = np.asarray(c.value, dtype=NP_DTYPES[c.dtype]).reshape(c.shape)
-    return out
-
-
 def bench_engine(engine: Engine, batch: int, chunk: int, calls: int, warmup: int) -> Any:
-    """Per-call latency of ``engine`` for ``batch`` streams × ``chunk`` frames, state ping-pong on its device."""
+    """Per-call latency of ``engine`` for ``batch`` streams × ``chunk`` frames, state ping-pong on its device.
+
+    The runtime's binding primitive (``runtime/binding.py``): host frames in, host results
+    out, state buffers where the profile keeps them (``device``), constants bound once.
+    """
     device = str(getattr(engine.profile, "device", "cpu"))
     device_id = int(getattr(engine.profile, "device_id", 0))
     session = engine.session
-    feeds = _feeds(engine, batch, chunk)
-    if device == "cuda" and chunk == 1 and engine.fast and "CUDAExecutionProvider" in session.get_providers():
+    if device == "cuda" and chunk == 1 and engine.plain_step and "CUDAExecutionProvider" in session.get_providers():
         from edgernn.devices.cuda import CudaStream  # what a CUDA profile streams with: graphs, pinned buffers
 
-        lanes = CudaStream(engine, batch=batch)
-        x = feeds[engine.input.name][:, 0]  # (batch, frame...)
+        lanes = CudaStream(engine, lanes=batch)
+        x = example_frames(engine, (batch,))
         frame = x[0] if batch == 1 else x
         return measure(lambda: lanes.step(frame), calls, warmup, frames_per_call=1)
-    inits = [np.full(s.concrete_shape(batch), s.init, NP_DTYPES[s.dtype]) for s in engine.spec.states]
-    states = [[ort.OrtValue.ortvalue_from_numpy(a, device, device_id) for _ in range(2)] for a in inits]
-    outs = [np.empty(o.concrete_shape(batch, chunk), NP_DTYPES[o.dtype]) for o in engine.spec.outputs]
-    bindings = []
-    for parity in (0, 1):
-        io = session.io_binding()
-        for name, arr in feeds.items():
-            io.bind_cpu_input(name, arr)
-        for spec, pair in zip(engine.spec.states, states):
-            io.bind_ortvalue_input(spec.input, pair[parity])
-            io.bind_ortvalue_output(spec.output, pair[parity ^ 1])
-        for o, y in zip(engine.spec.outputs, outs):
-            io.bind_output(o.name, "cpu", 0, y.dtype.type, y.shape, y.ctypes.data)
-        bindings.append(io)
+    if not engine.fast:
+        raise ProfileError(f"--device auto: {engine.source} runs on the generic path ({engine.path_note})")
+    time_ = engine.window or chunk
+    states = state_pairs(engine.spec, batch, lambda a: ort.OrtValue.ortvalue_from_numpy(a, device, device_id))
+    binding = Binding(session, engine.layout, states, batch, time_, engine.constants, direct=False)
+    k = engine.context_frames if engine.context_index == 0 else 0
+    binding.xv[0][:, k:] = example_frames(engine, (batch, time_))
     ro = ort.RunOptions()
     if getattr(engine.profile, "cuda_graph", False):
         ro.add_run_config_entry("gpu_graph_id", "-1")  # host inputs: no fixed addresses to capture
     flip = [0]
 
     def call() -> None:
-        session.run_with_iobinding(bindings[flip[0]], ro)
+        session.run_with_iobinding(binding.io[flip[0]], ro)
         flip[0] ^= 1
 
-    return measure(call, calls, warmup, frames_per_call=chunk)
+    return measure(call, calls, warmup, frames_per_call=time_)
 
 
 def choose_device(

@@ -29,8 +29,10 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from edgernn.runtime.binding import Binding, state_pairs, stream_view
 from edgernn.runtime.engine import NP_DTYPES, Engine, Stream
-from edgernn.runtime.errors import InputError, ProfileError, StreamError
+from edgernn.runtime.errors import InputError, ProfileError, RunError, StreamError
+from edgernn.runtime.snapshot import decode, encode
 
 H2D, D2H = 1, 2  # cudaMemcpyKind
 STREAM_NON_BLOCKING = 1
@@ -191,27 +193,34 @@ class PinnedArray:
 
 def make_stream(engine: Engine) -> Any:
     """The stream for a ``device = "cuda"`` profile: ``CudaStream`` where the spec allows, else the CPU one."""
-    if engine.fast and "CUDAExecutionProvider" in engine.session.get_providers():
+    if engine.plain_step and "CUDAExecutionProvider" in engine.session.get_providers():
         return CudaStream(engine)
     return Stream(engine)
 
 
 class CudaStream:
-    """One caller's state, kept on the GPU; frames and results cross through pinned host buffers.
+    """One caller's state (or ``lanes`` callers' in lockstep), kept on the GPU; frames cross through pinned buffers.
 
-    The same calls as the CPU ``Stream`` (``step``, ``push``, ``reset``, ``state``, ``close``).
-    Two IOBindings swap the state buffers each call (ping-pong). With a CUDA-graph profile
-    each binding is captured as its own graph (run option ``gpu_graph_id``), because a graph
-    replays fixed addresses and the two directions read and write different buffers.
+    It implements the runtime's stream protocol (``edgernn.runtime.protocol.StreamLike``):
+    ``step``, ``push``, ``reset``, ``state``, ``snapshot``, ``restore``, ``fork``, ``close``,
+    ``closed``. Snapshots are host copies in the runtime's format, so a stream moves between
+    this GPU stream and a CPU ``Stream`` of the same state contract both ways. Buffers and
+    the two ping-pong IOBindings are the runtime's one primitive (``runtime/binding.py``)
+    over device OrtValues; with a CUDA-graph profile each binding is captured as its own
+    graph (run option ``gpu_graph_id``), because a graph replays fixed addresses and the two
+    directions read and write different buffers. onnxruntime failures raise RunError and
+    leave the state as it was.
     """
 
     memory = "cuda"  # where state and the bound frame / result live (tests run the same logic on "cpu")
 
-    def __init__(self, engine: Engine, batch: int = 1) -> None:
-        if batch < 1:
-            raise InputError(f"CudaStream: batch must be >= 1, got {batch}")
+    def __init__(self, engine: Engine, lanes: int = 1) -> None:
+        if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
+            raise InputError(f"CudaStream: lanes must be an int >= 1, got {lanes!r}")
+        if not engine.plain_step:
+            raise StreamError(f"CudaStream: {engine.source} needs the generic path or a window: use a CPU Stream")
         self.engine = engine
-        self.batch = batch
+        self.lanes = lanes
         self._lock = threading.Lock()
         self._closed = False
         self.last_outputs: dict[str, np.ndarray] = {}
@@ -219,18 +228,21 @@ class CudaStream:
         self.device_id = int(getattr(profile, "device_id", 0))
         self.graphs = bool(getattr(profile, "cuda_graph", False))
         spec = engine.spec
-        self._init = [np.full(s.concrete_shape(batch), s.init, dtype=NP_DTYPES[s.dtype]) for s in spec.states]
-        self._dev_states = [[self._device(a) for _ in range(2)] for a in self._init]
+        self._dev_states = state_pairs(spec, lanes, self._device)
         self._parity = 0
-        x0 = np.zeros((batch, 1, *engine.frame_shape), dtype=engine.input_dtype)  # (batch, time=1, frame...)
-        ys0 = [np.zeros(o.concrete_shape(batch, 1), dtype=NP_DTYPES[o.dtype]) for o in spec.outputs]
-        self._x_dev = self._device(x0)
-        self._y_dev = [self._device(y) for y in ys0]
+        self._binding: Binding | None = Binding(
+            engine.session, engine.layout, self._dev_states, lanes, 1, engine.constants,
+            make=lambda shape, dtype: self._device(np.zeros(shape, NP_DTYPES[dtype])), direct=False,
+        )  # fmt: skip
+        self._x_dev = self._binding.xs[0]
+        self._y_dev = self._binding.ys
+        x0 = np.zeros(self._x_dev.shape(), dtype=engine.input_dtype)
         self.rt = cuda_runtime() if self.memory == "cuda" else None
         self._cuda_stream = 0
         if self.rt is not None:
             self._x_host = PinnedArray(self.rt, x0.shape, x0.dtype)
-            self._y_host = [PinnedArray(self.rt, y.shape, y.dtype) for y in ys0]
+            self._y_host = [PinnedArray(self.rt, tuple(y.shape()), NP_DTYPES[o.dtype])
+                            for y, o in zip(self._y_dev, spec.outputs)]  # fmt: skip
             self._cuda_stream = _session_stream(engine.session, self.rt, self.device_id)
         self.transfer = "pinned+stream" if self._cuda_stream else ("pinned" if self.rt else "pageable")
         # Each direction: synchronising run options until its graph is captured, then (graph
@@ -240,23 +252,22 @@ class CudaStream:
         self._warm_options = [self._options(g, sync=True) for g in gids]
         self._run_options = [self._options(g, sync=False) for g in gids]
         self._runs = [0, 0]
-        self._bindings: list[ort.IOBinding] | None = [self._bind(p) for p in (0, 1)]
 
-    # -- public API (as Stream) ---------------------------------------------------------
+    # -- the stream protocol ------------------------------------------------------------
 
     def step(self, frame: Any) -> np.ndarray:
         """Advance by one frame; return the first output for it (batch and time axes dropped).
 
-        With ``batch`` > 1 lanes, ``frame`` is one frame per lane ``(batch, *frame)`` and the
-        result is ``(batch, *output)``: the lanes advance in lockstep, in one call.
+        With ``lanes`` > 1, ``frame`` is one frame per lane ``(lanes, *frame)`` and the
+        result is ``(lanes, *output)``: the lanes advance in lockstep, in one call.
         """
-        if self.batch == 1:
+        if self.lanes == 1:
             x = np.asarray(self.engine.check_one(frame), dtype=self.engine.input_dtype)[None]
         else:
             x = self.engine.check_many(frame)
-            if x.shape[0] != self.batch:
+            if x.shape[0] != self.lanes:
                 raise InputError(f"input {self.engine.input.name!r}: axis 0 (lanes) has size {x.shape[0]}, "
-                                 f"expected {self.batch} (one frame per lane)")  # fmt: skip
+                                 f"expected {self.lanes} (one frame per lane)")  # fmt: skip
         with self._guard():
             y = self._run_step(x, self._parity)
             self._parity ^= 1
@@ -264,33 +275,60 @@ class CudaStream:
 
     def push(self, frames: Any, chunk: int = 64) -> np.ndarray:
         """Advance by ``len(frames)`` frames in chunks of ``chunk``; equal to stepping one by one."""
-        if chunk < 1:
-            raise InputError(f"push: chunk must be >= 1, got {chunk}")
-        if self.batch != 1:
-            raise InputError(f"push: this stream steps {self.batch} lanes in lockstep; feed them with step()")
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+            raise InputError(f"push: chunk must be an int >= 1, got {chunk!r}")
+        if self.lanes != 1:
+            raise InputError(f"push: this stream steps {self.lanes} lanes in lockstep; feed them with step()")
+        chunk = min(chunk, self.engine.max_chunk)
         xs = np.ascontiguousarray(self.engine.check_many(frames), dtype=self.engine.input_dtype)
-        first = self.engine.spec.outputs[0]
         if xs.shape[0] == 0:
-            return np.zeros((0, *first.concrete_shape(1, 1)[2:]), dtype=NP_DTYPES[first.dtype])
+            with self._guard():
+                return self.engine.empty_output()
         with self._guard():
             return self._push_chunks(xs, chunk)
 
     def reset(self) -> None:
         """Return to the initial state."""
         with self._guard():
-            for init, pair in zip(self._init, self._dev_states):
-                pair[self._parity].update_inplace(init)
+            for s, pair in zip(self.engine.spec.states, self._dev_states):
+                pair[self._parity].update_inplace(np.full(s.concrete_shape(self.lanes), s.init, NP_DTYPES[s.dtype]))
 
     def state(self) -> dict[str, np.ndarray]:
         """A host copy of the current state, keyed by state input name."""
         with self._guard():
             return {s.input: pair[self._parity].numpy() for s, pair in zip(self.engine.spec.states, self._dev_states)}
 
+    def snapshot(self) -> bytes:
+        """The state as bytes (host copies, the runtime's snapshot format): restores on a CPU Stream too."""
+        self._one_lane("snapshot")
+        with self._guard():
+            return encode(self.engine, [pair[self._parity].numpy() for pair in self._dev_states], None)
+
+    def restore(self, blob: bytes) -> None:
+        """Load a snapshot of the same state contract (from this or a CPU stream); SnapshotError if foreign."""
+        self._one_lane("restore")
+        states, _, _ = decode(self.engine, blob)
+        with self._guard():
+            for pair, value in zip(self._dev_states, states):
+                pair[self._parity].update_inplace(np.ascontiguousarray(value))
+            self.last_outputs = {}
+
+    def fork(self) -> CudaStream:
+        """A new independent stream of the same engine on the device, from this stream's current state."""
+        blob = self.snapshot()
+        other = type(self)(self.engine)
+        other.restore(blob)
+        return other
+
     def close(self) -> None:
-        """Release the bindings; any later call raises StreamError."""
+        """Release the bindings; any later call raises StreamError. Closing twice is allowed."""
         with self._lock:
             self._closed = True
-            self._bindings = None
+            self._binding = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
@@ -298,6 +336,10 @@ class CudaStream:
             if self._closed:
                 raise StreamError("stream is closed; create a new one with engine.stream()")
             yield
+
+    def _one_lane(self, what: str) -> None:
+        if self.lanes != 1:
+            raise StreamError(f"{what}: this stream holds {self.lanes} lanes; snapshots carry one stream's state")
 
     # -- internals ----------------------------------------------------------------------
 
@@ -326,48 +368,47 @@ class CudaStream:
         self._runs[parity] += 1
         return self._warm_options[parity]
 
-    def _bind(self, parity: int) -> ort.IOBinding:
-        engine = self.engine
-        io = engine.session.io_binding()
-        io.bind_ortvalue_input(engine.input.name, self._x_dev)
-        for spec, pair in zip(engine.spec.states, self._dev_states):
-            io.bind_ortvalue_input(spec.input, pair[parity])
-            io.bind_ortvalue_output(spec.output, pair[parity ^ 1])
-        for o, y in zip(engine.spec.outputs, self._y_dev):
-            io.bind_ortvalue_output(o.name, y)
-        return io
+    def _run(self, io: Any, options: ort.RunOptions) -> None:
+        try:
+            self.engine.session.run_with_iobinding(io, options)
+        except Exception as exc:  # onnxruntime raises its own untyped exceptions
+            raise RunError(f"{self.engine.source}: onnxruntime failed on the device: {exc}") from None
 
     def _run_step(self, x: np.ndarray, parity: int) -> np.ndarray:
-        bindings = self._bindings
-        if bindings is None:
+        binding = self._binding
+        if binding is None:
             raise StreamError("stream is closed; create a new one with engine.stream()")
-        session = self.engine.session
+        io = binding.io[parity]
         rt = self.rt
         if rt is None:
             self._x_dev.update_inplace(np.ascontiguousarray(x.reshape(self._x_dev.shape())))
-            session.run_with_iobinding(bindings[parity], self._options_for(parity))
+            self._run(io, self._options_for(parity))
             ys = [y.numpy() for y in self._y_dev]
         else:
             xh, s = self._x_host, self._cuda_stream
-            xh.array[:, 0] = x
+            xh.array.reshape(x.shape)[...] = x
             if s:
                 rt.copy_async(self._x_dev.data_ptr(), xh.ptr, xh.nbytes, H2D, s)
-                session.run_with_iobinding(bindings[parity], self._options_for(parity))
+                self._run(io, self._options_for(parity))
                 for yd, yh in zip(self._y_dev, self._y_host):
                     rt.copy_async(yh.ptr, yd.data_ptr(), yh.nbytes, D2H, s)
                 rt.synchronize(s)
             else:
                 rt.copy(self._x_dev.data_ptr(), xh.ptr, xh.nbytes, H2D)
-                session.run_with_iobinding(bindings[parity], self._options_for(parity))
+                self._run(io, self._options_for(parity))
                 for yd, yh in zip(self._y_dev, self._y_host):
                     rt.copy(yh.ptr, yd.data_ptr(), yh.nbytes, D2H)
             ys = [yh.array for yh in self._y_host]
-        lane = 0 if self.batch == 1 else slice(None)  # (batch, time=1, ...) -> one frame, or one per lane
-        self.last_outputs = outs = {o.name: y[lane, 0].copy() for o, y in zip(self.engine.spec.outputs, ys)}
+        outs = {}
+        for o, y in zip(self.engine.spec.outputs, ys):
+            view = stream_view(o, y)  # (lanes, time=1, ...) or (lanes, ...)
+            view = view[:, 0] if o.time_axis is not None else view
+            outs[o.name] = (view[0] if self.lanes == 1 else view).copy()
+        self.last_outputs = outs
         return outs[self.engine.spec.outputs[0].name]
 
     def _push_chunks(self, xs: np.ndarray, chunk: int) -> np.ndarray:
-        """Chunks of frames: host input bound as is, outputs copied back per chunk; rolled back on failure."""
+        """Chunks of frames: host buffers bound beside the device state (binding.Binding); rolled back on failure."""
         engine = self.engine
         ro = ort.RunOptions()
         if self.graphs:
@@ -375,20 +416,21 @@ class CudaStream:
         start = self._parity
         saved = [pair[start].numpy() for pair in self._dev_states]
         outs: list[list[np.ndarray]] = [[] for _ in engine.spec.outputs]
+        built: dict[int, Binding] = {}
         try:
             for t0 in range(0, xs.shape[0], chunk):
-                io = engine.session.io_binding()
+                part = xs[t0 : t0 + chunk]
+                b = built.get(part.shape[0])
+                if b is None:
+                    b = built[part.shape[0]] = Binding(
+                        engine.session, engine.layout, self._dev_states, 1, part.shape[0], engine.constants,
+                        direct=False,
+                    )  # fmt: skip
                 p = self._parity
-                io.bind_cpu_input(engine.input.name, np.ascontiguousarray(xs[None, t0 : t0 + chunk]))
-                for o in engine.spec.outputs:  # outputs first: get_outputs() keeps the binding order
-                    io.bind_output(o.name, "cpu")
-                for spec, pair in zip(engine.spec.states, self._dev_states):
-                    io.bind_ortvalue_input(spec.input, pair[p])
-                    io.bind_ortvalue_output(spec.output, pair[p ^ 1])
-                engine.session.run_with_iobinding(io, ro)
-                values = io.get_outputs()
-                for i, acc in enumerate(outs):
-                    acc.append(values[i].numpy()[0])
+                b.xv[0][0] = part
+                self._run(b.io[p], ro)
+                for acc, view, o in zip(outs, b.yv, engine.spec.outputs):
+                    acc.append(view[0].copy() if o.time_axis is not None else view[0][None].copy())
                 self._parity ^= 1
         except Exception:
             self._parity = start

@@ -15,6 +15,7 @@ from edgernn.runtime.errors import (
     StreamError,
 )
 from edgernn.runtime.infer import HintError, infer_spec
+from edgernn.runtime.protocol import StreamLike
 from edgernn.runtime.spec import SPEC_VERSION, ConstantSpec, ContextSpec, StateSpec, StreamSpec, TensorSpec
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "StateSpec",
     "Stream",
     "StreamError",
+    "StreamLike",
     "StreamSpec",
     "TensorSpec",
     "infer_spec",

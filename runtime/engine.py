@@ -17,21 +17,19 @@ import numpy as np
 import onnxruntime as ort
 
 from edgernn.runtime import general
+from edgernn.runtime.binding import Layout, runner
 from edgernn.runtime.buffers import NP_DTYPES, alloc
-from edgernn.runtime.errors import InputError, ModelLoadError, SpecError
+from edgernn.runtime.errors import InputError, ModelLoadError, ProfileError, RunError, SpecError
 from edgernn.runtime.frames import FrameCheck
+from edgernn.runtime.graph import check_against_graph
 from edgernn.runtime.safety import check_spec, read_model
 from edgernn.runtime.session import CpuDefaults, SessionProfile, make_session
-from edgernn.runtime.slots import SlotPool, runner
+from edgernn.runtime.slots import SlotPool
 from edgernn.runtime.spec import BATCH, TIME, StreamSpec, TensorSpec
 from edgernn.runtime.stream import Stream, fresh_home
 
 if TYPE_CHECKING:
     from edgernn.runtime.batch import Batch
-
-ORT_TYPES = {f"tensor({k if k != 'float32' else 'float'})": k for k in NP_DTYPES}
-ORT_TYPES["tensor(double)"] = "float64"
-ORT_TYPES["tensor(float16)"] = "float16"
 
 __all__ = ["NP_DTYPES", "Engine", "Stream", "frame_shape"]
 
@@ -84,7 +82,7 @@ class Engine:
         self.model_sha256 = model_sha256
         self.source = source
         self.nonfinite = nonfinite
-        _check_spec_against_graph(spec, session, source)
+        self.graph = check_against_graph(spec, session, source)  # the one spec-vs-graph check (graph.py)
         self.input = spec.inputs[0]
         self.frame_shape = frame_shape(self.input)
         self.input_dtype = NP_DTYPES[self.input.dtype]
@@ -93,9 +91,11 @@ class Engine:
         )
         self.constants = {c.name: _constant(c.name, c.dtype, c.value, c.shape) for c in spec.constants}
         self.output_names = [o.name for o in spec.outputs] + [s.output for s in spec.states]
+        self.tokens = self.frame_shape == () and np.dtype(self.input_dtype).kind in "iu"
         self.checks = {
             t.name: FrameCheck(
-                t.name, frame_shape(t), NP_DTYPES[t.dtype], self.vocab_size if i == 0 else None, nonfinite
+                t.name, frame_shape(t), NP_DTYPES[t.dtype], self.vocab_size if i == 0 else None, nonfinite,
+                token_ids=i == 0 and self.tokens,
             )
             for i, t in enumerate(spec.inputs)
         }
@@ -104,44 +104,55 @@ class Engine:
         self.check_many = self._check_many_dict if self.multi_input else self.checks[self.input.name].many
         self.single_output = len(spec.outputs) == 1
         self.out_has_time = [o.time_axis is not None for o in spec.outputs]
-        # An input without a time axis takes exactly one frame per call.
-        self.max_chunk = 1 if any(t.time_axis is None for t in spec.inputs) else 1 << 30
-        self.tokens = self.frame_shape == () and np.dtype(self.input_dtype).kind in "iu"
+        self.context_frames = spec.context.frames if spec.context is not None else 0
+        # Items of the time axis per call: the spec's window, else the graph's fixed time size
+        # (a graph fixed at one frame per call is not a window model: its calls just hold one frame).
+        fixed_time = self.graph.fixed_time
+        self.window = spec.window or (fixed_time if fixed_time is not None and fixed_time > 1 else None)
+        self.max_batch = self.graph.fixed_batch  # None: any number of lanes
+        if self.window is not None:
+            self.max_chunk = self.window
+        elif fixed_time == 1 or any(t.time_axis is None for t in spec.inputs):
+            self.max_chunk = 1  # an input without a time axis takes exactly one frame per call
+        else:
+            self.max_chunk = 1 << 30
+        if self.window is not None and self.multi_input:
+            raise SpecError(f"{source}: window streaming takes one streamed input; this spec has {len(spec.inputs)}")
+        names = [t.name for t in spec.inputs]
+        self.context_index = names.index(spec.context.input) if spec.context is not None else None
         self.run_bound, self.direct_run = runner(session)
-        self.out_frame_shapes = self._probe()
-        if spec.model is not None:  # our own contract is exact; a foreign spec's output shapes are advisory
-            for o, got in zip(spec.outputs, self.out_frame_shapes):
-                want = tuple(d for d in o.shape if d not in (BATCH, TIME))
-                if o.fully_known and want != got:
-                    raise SpecError(
-                        f"{source}: output {o.name!r} has frame shape {got} in the graph, {want} in the spec"
-                    )
-        # The bound fast path preallocates every output: it needs one streamed input laid out
-        # (batch, time, ...), outputs (batch, time, ...) whose declared shapes the probe call
-        # confirmed, and no context window. Everything else runs on the generic path.
-        self.fast = (
-            not self.multi_input
-            and self.input.shape[:2] == (BATCH, TIME)
-            and spec.context is None
-            and all(o.fully_known and o.shape[:2] == (BATCH, TIME) for o in spec.outputs)
-            and all(o.concrete_shape(1, 1)[2:] == s for o, s in zip(spec.outputs, self.out_frame_shapes))
-        )
+        self.probe_note, self.out_frame_shapes, resolved = self._probe()
+        self.layout = Layout(spec, resolved, self.context_frames)
+        self.fast, self.path_note = self._choose_path()
         self.pool = SlotPool(self)
+
+    @property
+    def plain_step(self) -> bool:
+        """One frame per call, no context, no window: ``Stream.step``'s shortest path applies."""
+        return self.fast and self.context_index is None and self.window is None and not self.multi_input
 
     @classmethod
     def load(
         cls,
         path: str | os.PathLike[str],
-        profile: SessionProfile | None = None,
+        profile: SessionProfile | str | None = None,
         spec: StreamSpec | None = None,
         nonfinite: str = "raise",
     ) -> Engine:
-        """Load ``path`` with ``profile`` (CPU, one thread, by default); the spec comes from its metadata.
+        """Load ``path`` with ``profile`` (CPU, one thread, by default; ``"cpu"`` says the same).
 
-        For a model not made here pass ``spec``: written by hand, or from
-        ``edgernn.runtime.infer.infer_spec(path, ...)``.
+        The spec comes from the model's metadata; for a model not made here pass ``spec``:
+        written by hand, or from ``edgernn.runtime.infer_spec(path, ...)``. Other device
+        profiles (``"cuda"``, ``"cpu-int8"``...) load through ``edgernn.devices.load_engine``.
         """
         source = os.fspath(path)
+        if isinstance(profile, str):
+            if profile != "cpu":
+                raise ProfileError(
+                    f"Engine.load: profile {profile!r} is a device profile name; the runtime alone knows only "
+                    f"'cpu'. Use edgernn.devices.load_engine({source!r}, {profile!r})"
+                )
+            profile = None
         data = read_model(source)
         profile = profile or CpuDefaults()
         try:
@@ -155,6 +166,30 @@ class Engine:
             check_spec(spec, data, source)
         digest = hashlib.sha256(data).hexdigest()
         return cls(session, spec, profile, digest, source, nonfinite)
+
+    def describe(self) -> dict[str, Any]:
+        """Which call path this model runs on and why; the window, fixed axes and what the load-time probe did."""
+        return {
+            "path": "bound" if self.fast else "generic",
+            "why": self.path_note,
+            "probe": self.probe_note,
+            "window": self.window,
+            "context": self.context_frames,
+            "max_chunk": self.max_chunk,
+            "fixed_batch": self.max_batch,
+        }
+
+    def demote(self, exc: BaseException) -> bool:
+        """A bound call failed: if the graph returned another output shape than bound, use the generic path.
+
+        onnxruntime refuses such a call before any state is written, so the caller retries it
+        on the generic path; True when that is the case (the engine stays on that path).
+        """
+        if not self.fast or "computed output shape" not in str(exc):
+            return False
+        self.fast = False
+        self.path_note = f"generic: the graph returns output shapes that vary per call ({str(exc)[:160]})"
+        return True
 
     # -- streams --------------------------------------------------------------------------
 
@@ -179,15 +214,16 @@ class Engine:
 
         return Batch(self, max_streams=max_streams, idle_after=idle_after, on_evict=on_evict, clock=clock)
 
-    def step_many(self, streams: Sequence[Stream], frames: Sequence[Any]) -> list[np.ndarray]:
+    def step_many(self, streams: Sequence[Stream], frames: Sequence[Any], chunk: int = 64) -> list[np.ndarray]:
         """Advance ``streams[i]`` by ``frames[i]`` (``(T_i, ...)``, T_i may differ or be 0) in batched calls.
 
-        Equal to pushing each stream alone; a stream with no frames is untouched. Any streams
-        of this engine (loose, or members of one Batch). Returns each stream's outputs ``(T_i, ...)``.
+        Equal to ``streams[i].push(frames[i], chunk)`` for each stream alone; a stream with no
+        frames is untouched. Any streams of this engine (loose, or members of one Batch).
+        Returns each stream's outputs ``(T_i, ...)``. See ``edgernn.runtime.ragged``.
         """
-        from edgernn.runtime.batch import step_many
+        from edgernn.runtime.ragged import step_many
 
-        return step_many(self, streams, frames)
+        return step_many(self, streams, frames, chunk=chunk)
 
     # -- helpers for Stream / Batch (internal) ------------------------------------------
 
@@ -237,7 +273,12 @@ class Engine:
 
     def empty_output(self) -> np.ndarray:
         first = self.spec.outputs[0]
-        return np.zeros((0, *self.out_frame_shapes[0]), dtype=NP_DTYPES[first.dtype])
+        shape = self.out_frame_shapes[0] if self.out_frame_shapes[0] is not None else ()
+        return np.zeros((0, *shape), dtype=NP_DTYPES[first.dtype])
+
+    def empty_frames(self) -> np.ndarray:
+        """No frames of the (first) streamed input: ``(0, *frame)``."""
+        return np.zeros((0, *self.frame_shape), dtype=self.input_dtype)
 
     def join_outputs(self, parts: list[np.ndarray]) -> np.ndarray:
         """Per-call first outputs of one stream → one array: along time, or one row per call."""
@@ -250,19 +291,64 @@ class Engine:
         last = tuple(o[-1].copy() if t else o.copy() for o, t in zip(outs, self.out_has_time))
         return last[0] if self.single_output else last
 
-    def _probe(self) -> list[tuple[int, ...]]:
-        """Run one step at the initial state with zero input; the output shapes that come back.
+    def _probe(self) -> tuple[str, list[tuple[int, ...] | None], dict[str, dict[int, int]]]:
+        """One call at the initial state with zero input, on a shape the graph takes; what comes back.
 
-        Declared output shapes are not trusted: the fast path is used only where they agree
-        with what the graph returns; state shapes must agree or the spec is refused.
+        The probe's time length is the window (the spec's, or the graph's fixed time size),
+        else one frame. A foreign graph with a free time axis and no window may refuse one
+        frame (silero-vad refuses fewer than 130 samples): then the load goes on without the
+        probe, the output shapes are the spec's, and ``describe()`` says so and why. Returns
+        (what was done, output frame shapes, sizes of the outputs' other symbolic axes).
         """
-        inputs = {t.name: alloc((1, 1, *frame_shape(t)), t.dtype) for t in self.spec.inputs}
-        ctx = self.initial_context(1) if self.spec.context is not None else None
+        spec = self.spec
+        time = self.window or 1
+        how = f"ran at the window ({time} items" if self.window is not None else "ran at one frame ("
+        inputs = {t.name: alloc((1, time, *frame_shape(t)), t.dtype) for t in spec.inputs}
+        ctx = self.initial_context(1) if spec.context is not None else None
         try:
-            outs, _, _ = general.call(self, fresh_home(self), ctx, inputs, 1)
+            outs, _, _, raw = general.call(self, fresh_home(self), ctx, inputs, 1, keep_raw=True)
         except SpecError as exc:
             raise SpecError(f"{self.source}: {exc}") from None
-        return [tuple(o.shape[2:] if t else o.shape[1:]) for o, t in zip(outs, self.out_has_time)]
+        except RunError as exc:
+            if spec.model is not None or self.window is not None or self.max_chunk == 1:
+                raise  # a shape the spec says the graph takes: the model itself fails
+            note = (
+                f"skipped: the graph refused one frame ({str(exc)[:120]}); output shapes are the spec's. "
+                "A model that takes a fixed number of items per call wants window=N in its spec"
+            )
+            return note, [_declared_frame(o) for o in spec.outputs], {}
+        shapes: list[tuple[int, ...] | None] = [
+            tuple(o.shape[2:] if t else o.shape[1:]) for o, t in zip(outs, self.out_has_time)
+        ]
+        resolved: dict[str, dict[int, int]] = {}
+        for o, r in zip(spec.outputs, raw):
+            fill = {a: int(r.shape[a]) for a, d in enumerate(o.shape) if isinstance(d, str) and d not in (BATCH, TIME)}
+            if fill and len(o.shape) == r.ndim:
+                resolved[o.name] = fill
+        if spec.model is not None:  # our own contract is exact; a foreign spec's output shapes are advisory
+            for o, got in zip(spec.outputs, shapes):
+                want = tuple(d for d in o.shape if d not in (BATCH, TIME))
+                if o.fully_known and want != got:
+                    raise SpecError(
+                        f"{self.source}: output {o.name!r} has frame shape {got} in the graph, {want} in the spec"
+                    )
+        return f"{how}, batch 1; {self.context_frames} context frames)", shapes, resolved
+
+    def _choose_path(self) -> tuple[bool, str]:
+        """The bound path serves every spec whose output shapes are known for each call shape."""
+        why = self.layout.bindable()
+        if why is not None:
+            return False, f"generic: an output shape is unknown ({why})"
+        for o, got in zip(self.spec.outputs, self.out_frame_shapes):
+            bound = tuple(self.layout.shape(o, 1, 1)[i] for i, d in enumerate(o.shape) if d not in (BATCH, TIME))
+            if got is not None and bound != got:
+                return False, f"generic: output {o.name!r} comes back as {got}, the spec says {bound}"
+        return True, "bound: two pre-built IOBindings per call shape, state buffers swapped (ping-pong)"
+
+
+def _declared_frame(o: TensorSpec) -> tuple[int, ...] | None:
+    dims = [d for d in o.shape if d not in (BATCH, TIME)]
+    return tuple(int(d) for d in dims) if all(isinstance(d, int) for d in dims) else None
 
 
 def _constant(name: str, dtype: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -271,30 +357,3 @@ def _constant(name: str, dtype: str, value: Any, shape: tuple[int, ...]) -> np.n
         return np.ascontiguousarray(arr.reshape(shape))
     except (TypeError, ValueError) as exc:
         raise SpecError(f"constant {name!r}: value {value!r} does not fit dtype {dtype} shape {shape}: {exc}") from None
-
-
-def _check_spec_against_graph(spec: StreamSpec, session: ort.InferenceSession, source: str) -> None:
-    """Every graph input is fed by the spec, every spec name exists in the graph, dtypes agree."""
-    graph_in = {i.name: i for i in session.get_inputs()}
-    graph_out = {o.name: o for o in session.get_outputs()}
-    fed = [t.name for t in spec.inputs] + [s.input for s in spec.states] + [c.name for c in spec.constants]
-    for name in fed:
-        if name not in graph_in:
-            raise SpecError(f"{source}: the spec feeds input {name!r}, the graph's inputs are {sorted(graph_in)}")
-    missing = sorted(set(graph_in) - set(fed))
-    if missing:
-        raise SpecError(f"{source}: graph input(s) {missing} are not in the spec (not streamed, state or constant)")
-    produced = [t.name for t in spec.outputs] + [s.output for s in spec.states]
-    for name in produced:
-        if name not in graph_out:
-            raise SpecError(f"{source}: the spec reads output {name!r}, the graph's outputs are {sorted(graph_out)}")
-    declared = {t.name: t.dtype for t in spec.inputs}
-    declared.update({s.input: s.dtype for s in spec.states})
-    declared.update({c.name: c.dtype for c in spec.constants})
-    declared.update({t.name: t.dtype for t in spec.outputs})
-    declared.update({s.output: s.dtype for s in spec.states})
-    for name, dtype in declared.items():
-        node = graph_in.get(name) or graph_out[name]
-        graph_dtype = ORT_TYPES.get(node.type)
-        if graph_dtype is not None and graph_dtype != dtype:
-            raise SpecError(f"{source}: tensor {name!r} is {graph_dtype} in the graph, {dtype} in the spec")

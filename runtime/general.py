@@ -1,8 +1,8 @@
 """The generic call: any stream spec, fed by name with ``session.run``.
 
-Used for graphs the bound fast path cannot serve (constants, an input context window,
-several streamed inputs, inputs whose time axis is not second), for ragged batches, and
-for the one probe call ``Engine.load`` makes. Declared output shapes are not trusted: the
+Used for graphs the bound path cannot serve (output shapes that vary per call, or that
+neither the spec nor the probe gives), for ragged batches (a different number of frames
+per stream), and for the one probe call ``Engine.load`` makes. Declared output shapes are not trusted: the
 returned arrays are checked against the batch size and the state shapes, and outputs are
 read in whatever length the graph returns.
 
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgernn.runtime.errors import RunError, SpecError
+from edgernn.runtime.errors import InputError, RunError, SpecError
 from edgernn.runtime.spec import TensorSpec
 
 if TYPE_CHECKING:
@@ -64,17 +64,21 @@ def call(
     ctx: np.ndarray | None,
     inputs: Mapping[str, np.ndarray],
     n: int,
-) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray | None]:
+    keep_raw: bool = False,
+) -> Any:
     """One session.run for ``n`` streams; returns (outputs in stream layout, new states, new context).
 
     ``inputs``: stream layout per streamed input; ``states``: graph layout, batch ``n``;
-    ``ctx``: ``(n, K, *frame)`` for the context input, or None.
+    ``ctx``: ``(n, K, *frame)`` for the context input, or None. ``keep_raw`` adds the
+    outputs as the graph returned them (a fourth item).
     """
     spec = engine.spec
     feeds: dict[str, Any] = dict(engine.constants)
     new_ctx = None
     for t in spec.inputs:
         arr = inputs[t.name]
+        if 0 in arr.shape[:2]:  # onnxruntime's recurrent kernels abort on zero-length inputs
+            raise InputError(f"input {t.name!r}: a call needs at least one stream and one frame, got {arr.shape[:2]}")
         if ctx is not None and spec.context is not None and t.name == spec.context.input:
             arr = np.concatenate([ctx, arr], axis=1)
             new_ctx = arr[:, arr.shape[1] - ctx.shape[1] :].copy()
@@ -92,4 +96,6 @@ def call(
             raise SpecError(f"state {s.output!r}: the graph returned shape {new.shape}, the spec says {old.shape}")
         new_states.append(np.ascontiguousarray(new, dtype=old.dtype))
     outputs = [from_graph(o, r, n) for o, r in zip(spec.outputs, results[:n_out])]
+    if keep_raw:
+        return outputs, new_states, new_ctx, results[:n_out]
     return outputs, new_states, new_ctx

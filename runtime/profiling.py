@@ -20,13 +20,13 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 import numpy as np
 import onnxruntime as ort
 
+from edgernn.runtime.binding import Binding, Layout, state_pairs
 from edgernn.runtime.engine import NP_DTYPES, Engine, frame_shape
 from edgernn.runtime.errors import ProfileError
 from edgernn.runtime.safety import read_model
@@ -54,30 +54,33 @@ class PingPong:
     """``batch`` streams advanced ``chunk`` frames per call on a bare session, state buffers swapped.
 
     The loop a careful hand-written caller would run: no allocation, no validation, one
-    ``run_with_iobinding`` per call. Needs a graph whose streamed input and outputs have the
-    axes (batch, time, ...) and no constants (what ``Engine.fast`` says).
+    ``run_with_iobinding`` per call, on the runtime's one binding primitive
+    (``binding.Binding``): any spec whose output shapes are known (``layout`` from the
+    engine, else read from the spec), constants bound once.
     """
 
-    def __init__(self, session: ort.InferenceSession, spec: StreamSpec, batch: int = 1, chunk: int = 1) -> None:
-        if len(spec.inputs) != 1 or spec.constants or spec.context is not None:
-            raise ProfileError("PingPong needs one streamed input and no constants or context")
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        spec: StreamSpec,
+        batch: int = 1,
+        chunk: int = 1,
+        layout: Layout | None = None,
+        constants: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        layout = layout or Layout(spec, {}, spec.context.frames if spec.context is not None else 0)
+        why = layout.bindable()
+        if why is not None:
+            raise ProfileError(f"PingPong: the graph's output shapes are not known: {why}")
+        if constants is None:
+            constants = {c.name: np.asarray(c.value, dtype=NP_DTYPES[c.dtype]).reshape(c.shape) for c in spec.constants}
         self.session = session
-        inp = spec.inputs[0]
-        self.x = np.zeros((batch, chunk, *frame_shape(inp)), dtype=NP_DTYPES[inp.dtype])
-        self.ys = [np.zeros(o.concrete_shape(batch, chunk), dtype=NP_DTYPES[o.dtype]) for o in spec.outputs]
-        self.states = [
-            [np.full(s.concrete_shape(batch), s.init, dtype=NP_DTYPES[s.dtype]) for _ in range(2)] for s in spec.states
-        ]
-        self.bindings = []
-        for parity in (0, 1):
-            io = session.io_binding()
-            _bind(io.bind_input, inp.name, self.x)
-            for s, pair in zip(spec.states, self.states):
-                _bind(io.bind_input, s.input, pair[parity])
-                _bind(io.bind_output, s.output, pair[parity ^ 1])
-            for o, y in zip(spec.outputs, self.ys):
-                _bind(io.bind_output, o.name, y)
-            self.bindings.append(io)
+        self.states = state_pairs(spec, batch)
+        self.binding = Binding(session, layout, self.states, batch, chunk, constants, direct=False)
+        k = layout.context if spec.context is not None and spec.context.input == spec.inputs[0].name else 0
+        self.x = self.binding.xv[0][:, k:]
+        self.ys = self.binding.yv
+        self.bindings = self.binding.io
         self.parity = 0
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -86,10 +89,6 @@ class PingPong:
         self.session.run_with_iobinding(self.bindings[self.parity])
         self.parity ^= 1
         return self.ys[0]
-
-
-def _bind(fn: Callable[..., None], name: str, arr: np.ndarray) -> None:
-    fn(name, "cpu", 0, arr.dtype.type, arr.shape, arr.ctypes.data)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgernn.runtime.buffers import alloc, bind
+from edgernn.runtime.binding import Binding, state_pairs
 
 if TYPE_CHECKING:
     from edgernn.runtime.engine import Engine
@@ -29,46 +29,36 @@ if TYPE_CHECKING:
 def raw_pingpong(
     engine: Engine, batch: int = 1, time: int = 1, public: bool = True
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """A bare ping-pong loop over ``engine``'s session for calls of ``(batch, time, *frame)``."""
-    spec = engine.spec
-    session = engine.session
-    x = alloc(spec.inputs[0].concrete_shape(batch, time), spec.inputs[0].dtype)
-    ys = [alloc(o.concrete_shape(batch, time), o.dtype) for o in spec.outputs]
-    states = [[alloc(s.concrete_shape(batch), s.dtype, s.init) for _ in (0, 1)] for s in spec.states]
-    bindings = []
-    for parity in (0, 1):
-        io = session.io_binding()
-        bind(io, spec.inputs[0].name, x)
-        for name, value in engine.constants.items():
-            bind(io, name, value)
-        for s, pair in zip(spec.states, states):
-            bind(io, s.input, pair[parity])
-            bind(io, s.output, pair[parity ^ 1], output=True)
-        for o, y in zip(spec.outputs, ys):
-            bind(io, o.name, y, output=True)
-        bindings.append(io)
-    y0 = ys[0]
+    """A bare ping-pong loop over ``engine``'s session for calls of ``(batch, time, *frame)``.
+
+    The buffers and bindings are the engine's own primitive (``binding.Binding``) over fresh
+    state; constants are bound once, the context window (if any) stays at zeros.
+    """
+    states = state_pairs(engine.spec, batch)
+    b = Binding(engine.session, engine.layout, states, batch, time, engine.constants, direct=not public)
+    k = engine.context_frames if engine.context_index == 0 else 0
+    xv = b.xv[0][:, k:]
+    y0 = b.yv[0]
     parity = 0
-    keep = (states, ys, bindings)  # the bindings point into these buffers: they must outlive every call
+    keep = (states, b)  # the bindings point into these buffers: they must outlive every call
+    io0, io1 = b.io
     if public:
-        run = session.run_with_iobinding
-        io0, io1 = bindings
+        run = engine.session.run_with_iobinding
 
         def call(frames: np.ndarray) -> np.ndarray:
             nonlocal parity
-            x[...] = frames
+            xv[...] = frames
             run(io1 if parity else io0)
             parity ^= 1
             return y0
 
     else:
-        crun = session._sess.run_with_iobinding
-        c0, c1 = (io._iobinding for io in bindings)
+        crun = engine.session._sess.run_with_iobinding
 
         def call(frames: np.ndarray) -> np.ndarray:
             nonlocal parity
-            x[...] = frames
-            crun(c1 if parity else c0, None)
+            xv[...] = frames
+            crun(io1 if parity else io0, None)
             parity ^= 1
             return y0
 

@@ -1,9 +1,9 @@
-"""The engine's pool of bound slots: the CPU fast path for single streams.
+"""The engine's pool of bound slots: the bound path for single streams.
 
-A slot holds two state buffers per state pair, an input buffer and output buffers, and
-IOBindings that read state from one buffer and write the next state into the other
-(ping-pong); a call flips the slot's parity, so nothing is copied and nothing is rebound.
-IOBindings are costly to build and to rebind (several µs per tensor), so they live here,
+A slot holds two state buffers per state pair and, per call length, a ``Binding``
+(binding.py: input and output buffers, two IOBindings that read state from one buffer and
+write the next state into the other); a call flips the slot's parity, so nothing is copied
+and nothing is rebound. IOBindings are costly to build and to rebind (several µs per tensor), so they live here,
 in a small pool shared by every stream of the engine, not in each stream: an idle stream
 holds only its state. A stream that steps keeps its slot (its state lives there) until
 another stream needs the slot and takes it over, writing the state back home first.
@@ -15,135 +15,103 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnxruntime as ort
 
-from edgernn.runtime import general
-from edgernn.runtime.buffers import alloc, bind
+from edgernn.runtime.binding import Binding, BindingCache
+from edgernn.runtime.buffers import alloc
 from edgernn.runtime.errors import RunError
 
 if TYPE_CHECKING:
     from edgernn.runtime.engine import Engine
     from edgernn.runtime.stream import Stream
 
-MAX_BOUND_LENGTHS = 4  # chunk lengths with pre-built bindings per slot (T = 1 always among them)
+MAX_BOUND_LENGTHS = 4  # call lengths with kept bindings per slot or batch (least recently used out)
+MAX_BOUND_BYTES = 32 << 20  # and at most this many bytes of input / output buffers among them
 
 
-class Bound:
-    """Buffers and the two ping-pong IOBindings for calls of ``time`` frames on ``batch`` lanes."""
-
-    __slots__ = ("x", "x0", "ys", "y0", "io")
-
-    def __init__(self, engine: Engine, states: list[list[np.ndarray]], batch: int, time: int) -> None:
-        spec = engine.spec
-        self.x = alloc(spec.inputs[0].concrete_shape(batch, time), spec.inputs[0].dtype)
-        self.ys = [alloc(o.concrete_shape(batch, time), o.dtype) for o in spec.outputs]
-        # Views of the one frame in and out when batch = time = 1 (the single-step path).
-        self.x0 = self.x.reshape(self.x.shape[2:]) if batch == time == 1 else self.x
-        self.y0 = self.ys[0].reshape(self.ys[0].shape[2:]) if batch == time == 1 else self.ys[0]
-        self.io: list[Any] = []
-        for parity in (0, 1):
-            io = engine.session.io_binding()
-            bind(io, spec.inputs[0].name, self.x)
-            for name, value in engine.constants.items():
-                bind(io, name, value)
-            for s, pair in zip(spec.states, states):
-                bind(io, s.input, pair[parity])
-                bind(io, s.output, pair[parity ^ 1], output=True)
-            for o, y in zip(spec.outputs, self.ys):
-                bind(io, o.name, y, output=True)
-            self.io.append(io._iobinding if engine.direct_run else io)
+class Demoted(Exception):
+    """A bound call met an output shape it was not bound for; nothing was committed: rerun on the generic path."""
 
 
-def runner(session: ort.InferenceSession) -> tuple[Any, bool]:
-    """How to run a pre-built binding, called as ``run(io, None)``, and whether it is the direct C method.
+def bindings(engine: Engine, states: list[list[np.ndarray]], batch: int) -> BindingCache:
+    """The bounded cache of ``engine``'s bindings over ``states`` for ``batch`` lanes, keyed by call length."""
 
-    The public ``InferenceSession.run_with_iobinding`` adds ~1 µs of Python (graph-capture
-    bookkeeping for WebGPU) per call; the CPU path calls the C method it wraps when present.
-    """
-    inner = getattr(session, "_sess", None)
-    if inner is not None and hasattr(inner, "run_with_iobinding") and hasattr(session.io_binding(), "_iobinding"):
-        return inner.run_with_iobinding, True
+    def build(time: int) -> Binding:
+        return Binding(engine.session, engine.layout, states, batch, time, engine.constants, direct=engine.direct_run)
 
-    def run(io: Any, options: Any) -> None:
-        session.run_with_iobinding(io, options)
+    return BindingCache(build, MAX_BOUND_LENGTHS, MAX_BOUND_BYTES)
 
-    return run, False
+
+def run(engine: Engine, b: Binding, parity: int) -> None:
+    """Run binding ``b`` in direction ``parity``; RunError (or Demoted) on failure, nothing committed."""
+    try:
+        engine.run_bound(b.io[parity], None)
+    except Exception as exc:  # onnxruntime raises its own untyped exceptions
+        if engine.demote(exc):
+            raise Demoted(str(exc)) from None
+        raise wrap_run_error(engine, exc) from None
 
 
 class Slot:
-    """Ping-pong state buffers of one stream (batch 1) plus bindings per chunk length."""
+    """Ping-pong state buffers of one stream (batch 1) plus its bindings per call length."""
 
-    __slots__ = ("engine", "owner", "parity", "states", "bound", "b1")
+    __slots__ = ("engine", "owner", "parity", "states", "cache", "b1")
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.owner: Stream | None = None
         self.parity = 0
         self.states = [[alloc(s.concrete_shape(1), s.dtype, s.init) for _ in (0, 1)] for s in engine.spec.states]
-        self.b1 = Bound(engine, self.states, 1, 1)
-        self.bound: dict[int, Bound] = {1: self.b1}
+        self.cache = bindings(engine, self.states, 1)
+        self.b1 = self.cache.get(1) if engine.plain_step else None
 
     def current(self) -> list[np.ndarray]:
         p = self.parity
         return [pair[p] for pair in self.states]
 
-    def bound_for(self, time: int) -> Bound | None:
-        b = self.bound.get(time)
-        if b is None and len(self.bound) < MAX_BOUND_LENGTHS:
-            b = self.bound[time] = Bound(self.engine, self.states, 1, time)
-        return b
+    def advance(self, xs: Any, chunk: int, ctx: np.ndarray | None) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        """Run frames ``xs`` (``(T, *frame)``, or a dict of them) in calls of ``chunk``; all or nothing.
 
-    def advance(self, xs: np.ndarray, chunk: int) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-        """Run frames ``xs`` (T, *frame) in chunks; all or nothing.
-
-        Returns the first output ``(T, ...)`` and, for a model with several outputs, each
-        output's last frame (empty for one output: its last frame is the result's last row).
+        ``ctx`` is the stream's context window ``(1, K, *frame)`` (updated in place) or None.
+        Returns the first output (``(T, ...)``, or one row per call for an output without a
+        time axis) and, for a model with several outputs, each output's last frame.
         """
         engine = self.engine
-        n = xs.shape[0]
-        if n <= chunk:
-            b = self.bound_for(n)
-            if b is not None:  # one bound call: nothing to roll back, the parity flips only on success
-                b.x[0] = xs
-                p = self.parity
-                try:
-                    engine.run_bound(b.io[p], None)
-                except Exception as exc:  # onnxruntime raises its own untyped exceptions
-                    raise wrap_run_error(engine, exc) from None
-                self.parity = p ^ 1
-                first = b.ys[0][0].copy()
-                return first, () if engine.single_output else tuple(y[0, -1].copy() for y in b.ys)
-        out = np.empty((n, *engine.out_frame_shapes[0]), dtype=self.b1.ys[0].dtype)
+        n = engine.frames_count(xs)
         start = self.parity
         saved = [pair[start].copy() for pair in self.states] if n > chunk else None
+        saved_ctx = ctx.copy() if ctx is not None else None
+        parts: list[np.ndarray] = []
         last: tuple[np.ndarray, ...] = ()
+        k = engine.context_frames
+        ci = engine.context_index
         try:
             for t0 in range(0, n, chunk):
                 t1 = min(n, t0 + chunk)
-                b = self.bound_for(t1 - t0)
+                b = self.cache.get(t1 - t0)
+                for i, view in enumerate(b.xv):
+                    src = xs[engine.spec.inputs[i].name] if engine.multi_input else xs
+                    if i == ci and ctx is not None:
+                        view[0, :k] = ctx[0]
+                        view[0, k:] = src[t0:t1]
+                    else:
+                        view[0] = src[t0:t1]
                 p = self.parity
-                if b is not None:
-                    b.x[0] = xs[t0:t1]
-                    try:
-                        engine.run_bound(b.io[p], None)
-                    except Exception as exc:  # onnxruntime raises its own untyped exceptions
-                        raise wrap_run_error(engine, exc) from None
-                    out[t0:t1] = b.ys[0][0]
-                    last = tuple(y[0, -1].copy() for y in b.ys[1:])
-                else:
-                    outs, new, _ = general.call(engine, self.current(), None, {first_input(engine): xs[None, t0:t1]}, 1)
-                    for pair, value in zip(self.states, new):
-                        pair[p ^ 1][...] = value
-                    out[t0:t1] = outs[0][0]
-                    last = tuple(o[0, -1].copy() for o in outs[1:])
+                run(engine, b, p)
                 self.parity = p ^ 1
+                if ci is not None and ctx is not None:
+                    ctx[0] = b.xv[ci][0, t1 - t0 :]
+                parts.append(b.yv[0][0].copy())
+                if not engine.single_output:
+                    last = tuple((y[0, -1] if t else y[0]).copy() for y, t in zip(b.yv, engine.out_has_time))
         except BaseException:
             self.parity = start
             if saved is not None:
                 for pair, value in zip(self.states, saved):
                     pair[start][...] = value
+            if ctx is not None and saved_ctx is not None:
+                ctx[...] = saved_ctx
             raise
-        return out, () if engine.single_output else (out[-1], *last)
+        return engine.join_outputs(parts), last
 
 
 def first_input(engine: Engine) -> str:

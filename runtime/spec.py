@@ -25,7 +25,8 @@ from typing import Any
 from edgernn.runtime.errors import SpecError
 from edgernn.runtime.specschema import load_json, validate
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1: no ``window`` field (read as window = None)
 METADATA_KEY = "edgernn.stream_spec"
 BATCH = "batch"
 TIME = "time"
@@ -224,12 +225,22 @@ class StreamSpec:
     task: Mapping[str, Any] = field(default_factory=dict)
     provenance: Mapping[str, Any] = field(default_factory=dict)
     version: int = SPEC_VERSION
+    window: int | None = None  # items of the time axis per call (audio: samples per frame); None: any
 
     def __post_init__(self) -> None:
-        if self.version != SPEC_VERSION:
+        if self.version not in READABLE_VERSIONS:
             raise SpecError(
-                f"stream spec version {self.version!r} is not supported (this edgernn reads {SPEC_VERSION})"
+                f"stream spec version {self.version!r} is not supported (this edgernn reads {READABLE_VERSIONS})"
             )
+        if self.window is not None:
+            if isinstance(self.window, bool) or not isinstance(self.window, int) or not 1 <= self.window <= 1 << 24:
+                raise SpecError(
+                    f"stream spec: window must be an int in [1, 2**24] (items per call), got {self.window!r}"
+                )
+            if self.inputs and self.inputs[0].time_axis is None:
+                raise SpecError(
+                    f"stream spec: window={self.window} needs a 'time' axis on input {self.inputs[0].name!r}"
+                )
         if not self.inputs:
             raise SpecError("stream spec: no streamed input")
         if not self.outputs:
@@ -312,8 +323,12 @@ class StreamSpec:
         if not isinstance(raw, Mapping):
             raise SpecError(f"stream spec must be a JSON object, got {type(raw).__name__}")
         version = raw.get("version")
-        if version != SPEC_VERSION or isinstance(version, bool):
-            raise SpecError(f"stream spec version {version!r} is not supported (this edgernn reads {SPEC_VERSION})")
+        if isinstance(version, bool) or version not in READABLE_VERSIONS:
+            raise SpecError(
+                f"stream spec version {version!r} is not supported (this edgernn reads {READABLE_VERSIONS})"
+            )
+        if version == 1 and raw.get("window") is not None:
+            raise SpecError("stream spec: field 'window' needs version 2 (this spec says version 1)")
         validate(raw)
         try:
             model = raw.get("model")
@@ -327,7 +342,8 @@ class StreamSpec:
                 model=ModelConfig.from_dict(model) if model is not None else None,
                 task=dict(raw.get("task", {})),
                 provenance=dict(raw.get("provenance", {})),
-                version=version,
+                version=SPEC_VERSION,  # read as the current version: v1 is v2 without a window
+                window=raw.get("window"),
             )
         except TypeError as exc:
             raise SpecError(f"stream spec: malformed entry: {exc}") from None

@@ -167,7 +167,7 @@ DTYPE_FIX = f"one of {', '.join(DTYPES)}"
 
 SCHEMA: dict[str, dict[str, Rule]] = {
     "spec": {
-        "version": Rule(integer(1, 1, "1 (the only version this edgernn reads)")),
+        "version": Rule(integer(1, 2, "2 (version 1, without 'window', is read too)")),
         "inputs": Rule(list_of(obj("tensor"), 1, "at least one streamed input, e.g. [{'name': 'x', ...}]")),
         "outputs": Rule(list_of(obj("tensor"), 1, "at least one output, e.g. [{'name': 'y', ...}]")),
         "states": Rule(list_of(obj("state"), 0, "a list of state pairs, [] for none")),
@@ -176,6 +176,8 @@ SCHEMA: dict[str, dict[str, Rule]] = {
         "model": Rule(optional(obj("model")), required=False),
         "task": Rule(json_object("a JSON object of the task's facts, {} for none"), required=False),
         "provenance": Rule(json_object("a JSON object, {} for none"), required=False),
+        "window": Rule(optional(integer(1, 1 << 24, "items of the time axis per call, e.g. 512; null for any")),
+                       required=False),  # fmt: skip
     },
     "tensor": {
         "name": Rule(string(NAME)),

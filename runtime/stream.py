@@ -18,8 +18,8 @@ import numpy as np
 
 from edgernn.runtime import general
 from edgernn.runtime.buffers import alloc
-from edgernn.runtime.errors import InputError, StreamError
-from edgernn.runtime.slots import Slot, wrap_run_error
+from edgernn.runtime.errors import InputError, RunError, StreamError
+from edgernn.runtime.slots import Demoted, Slot, wrap_run_error
 
 if TYPE_CHECKING:
     from edgernn.runtime.batch import Batch
@@ -38,9 +38,17 @@ class Stream:
         >>> blob = stream.snapshot(); stream.restore(blob)
     """
 
-    __slots__ = ("engine", "_lock", "_closed", "_slot", "_batch", "_lane", "_home", "_ctx", "_last", "__weakref__")
+    __slots__ = (
+        "engine", "_lock", "_closed", "_slot", "_batch", "_lane", "_home", "_ctx", "_last", "_pending", "__weakref__"
+    )
 
-    def __init__(self, engine: Engine, home: list[np.ndarray] | None = None, ctx: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        home: list[np.ndarray] | None = None,
+        ctx: np.ndarray | None = None,
+        pending: np.ndarray | None = None,
+    ) -> None:
         self.engine = engine
         self._lock = threading.Lock()
         self._closed = False
@@ -50,34 +58,50 @@ class Stream:
         self._home: list[np.ndarray] | None = home if home is not None else engine.initial_state()
         self._ctx = ctx if ctx is not None or engine.spec.context is None else engine.initial_context(1)
         self._last: Any = None
+        # Window streaming: items received but not yet a whole window, ``(p, *frame)``, p < window.
+        self._pending: np.ndarray | None = None
+        if engine.window is not None:
+            self._pending = pending if pending is not None else engine.empty_frames()
 
     # -- stepping -----------------------------------------------------------------------
 
     def step(self, frame: Any) -> np.ndarray:
         """Advance by one frame; return the first output for it (batch and time axes dropped).
 
-        A model with several streamed inputs takes a dict ``{input name: frame}``.
+        A model with several streamed inputs takes a dict ``{input name: frame}``. A model
+        with a window (``engine.window`` items per call) takes exactly one window,
+        ``(window, *frame)``, with nothing pending (see ``push`` / ``flush``).
         """
         engine = self.engine
+        if engine.window is not None:
+            return self._step_window(frame)
         x = engine.check_one(frame)
         lock = self._lock
         lock.acquire()
         try:
             slot = self._slot
             if slot is None or lock is not self._lock:
-                if lock is not self._lock or self._closed or self._batch is not None or not engine.fast:
+                if lock is not self._lock or self._closed or self._batch is not None or not engine.plain_step:
                     return self._step_slow(x, lock)
                 slot = engine.pool.take(self)
             b = slot.b1
+            if b is None:
+                return self._step_slow(x, lock)
             b.x0[...] = x
             p = slot.parity
             try:
                 engine.run_bound(b.io[p], None)
             except Exception as exc:  # onnxruntime raises its own untyped exceptions
+                if engine.demote(exc):
+                    return self._step_slow(x, lock)
                 raise wrap_run_error(engine, exc) from None
             slot.parity = p ^ 1
             y = b.y0.copy()
-            self._last = y if engine.single_output else (y, *(o[0, 0].copy() for o in b.ys[1:]))
+            if not engine.single_output:
+                rest = ((v[0, 0] if t else v[0]).copy() for v, t in zip(b.yv[1:], engine.out_has_time[1:]))
+                self._last = (y, *rest)
+            else:
+                self._last = y
             return y
         finally:
             lock.release()
@@ -86,11 +110,20 @@ class Stream:
         """Advance by ``len(frames)`` frames in calls of at most ``chunk``; equal to stepping one by one.
 
         Returns the first output per frame, ``(T, ...)``. For an output without a time axis
-        (one value per call) it returns one row per call instead.
+        (one value per call) it returns one row per call instead. ``chunk`` is capped at the
+        time size the graph fixes, if any.
+
+        Window streaming (a spec with ``window = N``, or a graph whose time axis is fixed at
+        N): ``frames`` is any number of items (samples); they are appended to the ones still
+        pending, the model runs once per whole window of N (``chunk`` does not apply) and the
+        remainder (< N items) waits for the next push. Returns the outputs of the windows
+        that ran (possibly none). ``flush()`` runs the remainder zero-padded.
         """
         if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
             raise InputError(f"push: chunk must be an int >= 1, got {chunk!r}")
         engine = self.engine
+        if engine.window is not None:
+            return self._push_window(engine.check_many(frames))
         chunk = min(chunk, engine.max_chunk)
         xs = engine.check_many(frames)
         n = engine.frames_count(xs)
@@ -101,18 +134,89 @@ class Stream:
         with lock:  # the hot case first: a loose stream that holds a slot
             slot = self._slot
             if slot is not None and lock is self._lock:
-                out, last = slot.advance(xs, chunk)
-                self._last = out[-1] if engine.single_output else last
-                return out
+                return self._advance_slot(slot, xs, chunk)
         with self._held():
-            if self._batch is not None:
-                return self._batch._advance_member(self, xs, chunk)
-            if engine.fast:
-                slot = self._slot or engine.pool.take(self)
-                out, last = slot.advance(xs, chunk)
-                self._last = out[-1] if engine.single_output else last
-                return out
+            return self._advance(xs, chunk)
+
+    @property
+    def pending(self) -> int:
+        """Items received by ``push`` that do not yet fill a window (0 without a window)."""
+        p = self._pending
+        return 0 if p is None else int(p.shape[0])
+
+    def flush(self) -> np.ndarray:
+        """Run the pending items as one last window, zero-padded to the window size; return its output.
+
+        The padding is zeros after the pending items (what an audio model sees as silence);
+        the state and context window advance as for any window. With nothing pending (or no
+        window) it returns an empty result and changes nothing.
+        """
+        engine = self.engine
+        with self._held():
+            pending = self._pending
+            if engine.window is None or pending is None or pending.shape[0] == 0:
+                return engine.empty_output()
+            padded = np.zeros((engine.window, *engine.frame_shape), dtype=engine.input_dtype)
+            padded[: pending.shape[0]] = pending
+            out = self._advance(padded, engine.window)
+            self._pending = engine.empty_frames()
+            return out
+
+    def _step_window(self, frame: Any) -> np.ndarray:
+        engine = self.engine
+        xs = engine.check_many(frame)
+        if xs.shape[0] != engine.window:
+            raise InputError(
+                f"input {engine.input.name!r}: step takes one window of {engine.window} items, got {xs.shape[0]}; "
+                "push(items) takes any number (the remainder waits for the next push or flush())"
+            )
+        with self._held():
+            if self.pending:
+                raise InputError(
+                    f"step: {self.pending} items are pending from push(); keep feeding with push() or flush() first"
+                )
+            return self._advance(xs, engine.window)[0]
+
+    def _push_window(self, xs: np.ndarray) -> np.ndarray:
+        engine = self.engine
+        window = engine.window
+        assert window is not None
+        with self._held():
+            pending = self._pending
+            assert pending is not None
+            have = pending.shape[0] + xs.shape[0]
+            whole = have - have % window
+            if whole == 0:
+                self._pending = np.concatenate([pending, xs]) if xs.shape[0] else pending
+                return engine.empty_output()
+            run = np.concatenate([pending, xs[: whole - pending.shape[0]]]) if pending.shape[0] else xs[:whole]
+            out = self._advance(run, window)  # all or nothing: the pending items change only after it
+            self._pending = xs[whole - pending.shape[0] :].copy()
+            return out
+
+    def _advance(self, xs: Any, chunk: int) -> np.ndarray:
+        """Frames through whichever path holds this stream's state (its lock held)."""
+        engine = self.engine
+        if self._batch is not None:
+            return self._batch._advance_member(self, xs, chunk)
+        if engine.fast:
+            slot = self._slot or engine.pool.take(self)
+            return self._advance_slot(slot, xs, chunk)
+        if self._slot is not None:  # the engine left the bound path since this stream took its slot
+            with engine.pool.lock:
+                self._write_back()
+        return self._advance_general(xs, chunk)
+
+    def _advance_slot(self, slot: Slot, xs: Any, chunk: int) -> np.ndarray:
+        engine = self.engine
+        try:
+            out, last = slot.advance(xs, chunk, self._ctx)
+        except Demoted:  # nothing was committed; the engine now runs this model on the generic path
+            with engine.pool.lock:
+                self._write_back()
             return self._advance_general(xs, chunk)
+        self._last = out[-1].copy() if engine.single_output else last
+        return out
 
     def reset(self) -> None:
         """Return to the initial state (and an empty context window)."""
@@ -122,6 +226,8 @@ class Stream:
             ctx = self._ctx_view()
             if ctx is not None:
                 ctx.fill(0)
+            if self._pending is not None:
+                self._pending = self.engine.empty_frames()
             self._last = None
 
     # -- state ----------------------------------------------------------------------------
@@ -143,25 +249,31 @@ class Stream:
         return dict(zip(names, last))
 
     def snapshot(self) -> bytes:
-        """The state as bytes tagged with the model's sha256 and the spec version, checksummed."""
+        """The state (and context window, pending window items) as bytes tied to the state contract, checksummed.
+
+        See ``edgernn.runtime.snapshot``: it restores on any stream of the same state contract
+        (the graph forms and precisions exported from one checkpoint, any provider).
+        """
         from edgernn.runtime.snapshot import encode
 
         with self._held():
             view = self._ctx_view()
             ctx = view.copy() if view is not None else None
-            return encode(self.engine, [v.copy() for v in self._views()], ctx)
+            return encode(self.engine, [v.copy() for v in self._views()], ctx, self._pending)
 
     def restore(self, blob: bytes) -> None:
         """Load a snapshot taken from a stream of the same model; SnapshotError if it is foreign or damaged."""
         from edgernn.runtime.snapshot import decode
 
-        states, ctx = decode(self.engine, blob)
+        states, ctx, pending = decode(self.engine, blob)
         with self._held():
             for target, value in zip(self._views(), states):
                 target[...] = value
             window = self._ctx_view()
             if window is not None and ctx is not None:
                 window[...] = ctx
+            if self.engine.window is not None:
+                self._pending = pending if pending is not None else self.engine.empty_frames()
             self._last = None
 
     def fork(self) -> Stream:
@@ -170,7 +282,8 @@ class Stream:
             home = [v.copy() for v in self._views()]
             view = self._ctx_view()
             ctx = view.copy() if view is not None else None
-        return Stream(self.engine, home, ctx)
+            pending = self._pending.copy() if self._pending is not None else None
+        return Stream(self.engine, home, ctx, pending)
 
     def close(self) -> None:
         """Release the state; any later call raises StreamError. Closing twice is allowed."""
@@ -208,11 +321,7 @@ class Stream:
                 lock.acquire()
         if self._closed:
             raise StreamError(CLOSED)
-        engine = self.engine
-        if self._batch is not None:
-            return self._batch._advance_member(self, engine.one_as_many(x), 1)[0]
-        out = self._advance_general(engine.one_as_many(x), 1)
-        return out[0]
+        return self._advance(self.engine.one_as_many(x), 1)[0]
 
     def _advance_general(self, xs: Any, chunk: int) -> np.ndarray:
         """The generic path for a loose stream (lock held): calls of ``chunk`` frames, committed at the end."""
@@ -227,9 +336,16 @@ class Stream:
             ctx = new_ctx if new_ctx is not None else ctx
             parts.append(outs[0][0])
             last = [o[0] for o in outs]
+        try:  # before committing: a graph whose output width varies per call cannot be joined
+            joined = engine.join_outputs(parts)
+        except ValueError as exc:
+            raise RunError(
+                f"{engine.source}: output {engine.spec.outputs[0].name!r} changes shape between calls "
+                f"({[p.shape for p in parts]}): push with one call (a larger chunk) or step ({exc})"
+            ) from None
         self._home, self._ctx = states, ctx
         self._last = engine.last_from(last)
-        return engine.join_outputs(parts)
+        return joined
 
     def _views(self) -> list[np.ndarray]:
         """Arrays (batch 1, graph layout) holding the current state, wherever it lives. Lock held."""

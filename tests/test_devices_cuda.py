@@ -55,7 +55,7 @@ def test_lanes_advance_in_lockstep_like_separate_streams(exported) -> None:
     model, path = exported["frames-gru"]
     engine = Engine.load(path)
     xs = lanes(model, 4, 30)
-    batch = HostStream(engine, batch=4)
+    batch = HostStream(engine, lanes=4)
     got = np.stack([batch.step(x) for x in xs])  # (steps, lanes, out)
     for i in range(4):
         one = engine.stream()
@@ -119,7 +119,7 @@ def test_cuda_graph_lanes_match_batch_one(exported) -> None:
     model, path = exported["frames-gru"]
     engine, _ = load_engine(path, "cuda-graph")
     xs = lanes(model, 8, 50)
-    batch = CudaStream(engine, batch=8)
+    batch = CudaStream(engine, lanes=8)
     got = np.stack([batch.step(x) for x in xs])
     ref = Engine.load(path)
     for i in (0, 7):

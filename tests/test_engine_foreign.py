@@ -123,7 +123,7 @@ def test_vad_streams_batched_with_ragged_sample_counts(vad) -> None:
         members[1]: RNG.standard_normal(1024).astype(np.float32),
         members[2]: [],
     }
-    outs = batch.step_many(feeds)
+    outs = batch.step_many(feeds, chunk=512)  # with a context window, calls are cut as push(chunk=512) cuts them
     ref0, _ = vad_reference([feeds[members[0]]])
     ref1, state1 = vad_reference([feeds[members[1]][:512], feeds[members[1]][512:]])
     np.testing.assert_allclose(outs[members[0]][:, 0], ref0, atol=1e-6)
@@ -389,11 +389,11 @@ def test_a_vad_batch_member_snapshots_its_context_window(vad) -> None:
     batch = engine.batch()
     member, other = batch.join(), batch.join()
     chunk = RNG.standard_normal(512).astype(np.float32)
-    batch.step_many({member: chunk, other: chunk[::-1].copy()})
+    batch.step_many({member: chunk, other: chunk[::-1].copy()}, chunk=512)
     loose = engine.stream()
     loose.restore(member.snapshot())  # state and context travel out of the lane
     nxt = RNG.standard_normal(512).astype(np.float32)
-    np.testing.assert_allclose(loose.push(nxt, chunk=512), batch.step_many({member: nxt})[member], atol=1e-6)
+    np.testing.assert_allclose(loose.push(nxt, chunk=512), batch.step_many({member: nxt}, chunk=512)[member], atol=1e-6)
     member.reset()
     fresh = engine.stream()
     np.testing.assert_allclose(member.push(nxt, chunk=512), fresh.push(nxt, chunk=512), atol=1e-6)

@@ -12,6 +12,7 @@ from appcli import BLOCKED_CLI
 
 from edgernn.export.quantize import quantize_model
 from edgernn.runtime.modelinfo import describe as inspect_model
+from edgernn.runtime.spec import SPEC_VERSION
 
 
 def test_inspect_reports_the_graph_and_the_spec(exported) -> None:
@@ -24,7 +25,7 @@ def test_inspect_reports_the_graph_and_the_spec(exported) -> None:
     assert info["operators"]["LSTM"] == 2 and info["operators"]["Gather"] == 1
     n_params = sum(p.numel() for p in model.parameters())
     assert info["weights"]["float"] == n_params  # every weight, once
-    assert info["spec"]["model"]["cell"] == "lstm" and info["spec"]["version"] == 1
+    assert info["spec"]["model"]["cell"] == "lstm" and info["spec"]["version"] == SPEC_VERSION
     assert info["providers"]["CPUExecutionProvider"] == "ok"
 
 
@@ -61,7 +62,7 @@ def test_cli_inspect_runs_without_torch(exported) -> None:
     assert info["operators"]["RNN"] == 2 and info["providers"]["CPUExecutionProvider"] == "ok"
     text = subprocess.run([sys.executable, "-c", BLOCKED_CLI, "inspect", str(path), "--no-providers"],
                           capture_output=True, text=True, timeout=120)
-    assert "stream spec v1: rnn tokens" in text.stdout and "state h -> h_out" in text.stdout
+    assert f"stream spec v{SPEC_VERSION}: rnn tokens" in text.stdout and "state h -> h_out" in text.stdout
 
 
 def test_inspect_refuses_a_non_onnx_file(tmp_path) -> None:
@@ -126,7 +127,7 @@ def test_inspect_reports_a_hostile_spec_as_a_typed_error(exported, tmp_path) -> 
     entry.value = json.dumps(raw)
     onnx.save(proto, str(bad))
     proc = _cli_blocked(str(bad), "--no-providers")
-    assert proc.returncode == 0 and "stream spec v1" in proc.stdout, proc.stderr
+    assert proc.returncode == 0 and f"stream spec v{SPEC_VERSION}" in proc.stdout, proc.stderr
 
 
 def test_provider_probes_run_under_an_address_space_limit(tmp_path, monkeypatch) -> None:

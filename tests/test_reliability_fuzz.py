@@ -95,7 +95,8 @@ def test_fuzz_on_the_generic_path_matches_the_reference(exported: dict) -> None:
     spec = Engine.load(path).spec
     y = TensorSpec("y", "float32", ("batch", "time", "features"))
     engine = Engine.load(path, spec=StreamSpec(inputs=spec.inputs, outputs=(y,), states=spec.states))
-    assert not engine.fast
+    assert engine.fast  # the probe sized 'features': the bound path serves it; fuzz the generic path by hand
+    engine.fast = False
     stats = run_fuzz(engine, Reference(weights_of(model), model.config), EXAMPLES, rng_seed=99)
     assert stats.examples == EXAMPLES and stats.frames > 0
     assert stats.max_abs_err < 1e-4

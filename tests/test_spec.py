@@ -34,7 +34,7 @@ def test_round_trip_through_onnx_metadata(exported) -> None:
 def test_unknown_version_is_refused() -> None:
     raw = StreamSpec.for_model(lstm_config()).to_dict()
     raw["version"] = SPEC_VERSION + 1
-    with pytest.raises(SpecError, match="version 2 is not supported"):
+    with pytest.raises(SpecError, match=f"version {SPEC_VERSION + 1} is not supported"):
         StreamSpec.from_json(json.dumps(raw))
 
 

@@ -24,7 +24,6 @@ import numpy as np
 
 from edgernn.runtime.apps.textgen import encode, vocabulary
 from edgernn.runtime.engine import Engine, Stream
-from edgernn.runtime.errors import StreamError
 
 UNDO = 64  # typed characters that backspace can undo
 
@@ -69,9 +68,7 @@ class Keyboard:
     def __init__(self, engine: Engine, beam: int = 6, max_chars: int = 16) -> None:
         self.vocab = vocabulary(engine)
         self.word_char = np.array([is_word_char(c) for c in self.vocab])
-        self.stream = engine.stream()
-        if not hasattr(self.stream, "fork"):
-            raise StreamError(f"{engine.profile.name}: its streams cannot fork, and the beam search needs forks")
+        self.stream = engine.stream()  # every stream forks (runtime.protocol.StreamLike), on any device
         self.beam = beam
         self.max_chars = max_chars
         self.word = ""  # the current (partial) word

@@ -1,0 +1,121 @@
+"""The engine's spec-vs-graph check, against the loaded session: names, dtypes, fixed axes, zero sizes.
+
+``safety.check_spec`` compares the spec's fixed sizes with the graph's declared ones on the
+raw bytes (before onnxruntime sees them) and bounds the memory a stream asks for; this
+module is the rest, done once per load on the session: every graph input is fed, every
+name the spec reads exists, dtypes agree, and the axes the graph fixes are read:
+
+* a batch axis fixed in the graph (often 1) caps how many streams one call can hold;
+* a time axis fixed in the graph sets the items per call (the window), less the context;
+* no axis of a streamed input, a state or a constant may be 0: onnxruntime's recurrent
+  kernels abort the process on zero-length inputs, so such a spec is a SpecError here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import onnxruntime as ort
+
+from edgernn.runtime.buffers import NP_DTYPES
+from edgernn.runtime.errors import SpecError
+from edgernn.runtime.spec import BATCH, TIME, StreamSpec
+
+ORT_TYPES = {f"tensor({k if k != 'float32' else 'float'})": k for k in NP_DTYPES}
+ORT_TYPES["tensor(double)"] = "float64"
+ORT_TYPES["tensor(float16)"] = "float16"
+
+
+@dataclass(frozen=True)
+class GraphFacts:
+    """What the graph fixes: the batch size (None: free) and the time items per call (None: free)."""
+
+    fixed_batch: int | None = None
+    fixed_time: int | None = None
+
+
+def check_against_graph(spec: StreamSpec, session: ort.InferenceSession, source: str) -> GraphFacts:
+    """Every graph input is fed by the spec, every spec name exists in the graph, dtypes agree; the fixed axes."""
+    graph_in = {i.name: i for i in session.get_inputs()}
+    graph_out = {o.name: o for o in session.get_outputs()}
+    fed = [t.name for t in spec.inputs] + [s.input for s in spec.states] + [c.name for c in spec.constants]
+    for name in fed:
+        if name not in graph_in:
+            raise SpecError(f"{source}: the spec feeds input {name!r}, the graph's inputs are {sorted(graph_in)}")
+    missing = sorted(set(graph_in) - set(fed))
+    if missing:
+        raise SpecError(f"{source}: graph input(s) {missing} are not in the spec (not streamed, state or constant)")
+    produced = [t.name for t in spec.outputs] + [s.output for s in spec.states]
+    for name in produced:
+        if name not in graph_out:
+            raise SpecError(f"{source}: the spec reads output {name!r}, the graph's outputs are {sorted(graph_out)}")
+    declared = {t.name: t.dtype for t in spec.inputs}
+    declared.update({s.input: s.dtype for s in spec.states})
+    declared.update({c.name: c.dtype for c in spec.constants})
+    declared.update({t.name: t.dtype for t in spec.outputs})
+    declared.update({s.output: s.dtype for s in spec.states})
+    for name, dtype in declared.items():
+        node = graph_in.get(name) or graph_out[name]
+        graph_dtype = ORT_TYPES.get(node.type)
+        if graph_dtype is not None and graph_dtype != dtype:
+            raise SpecError(f"{source}: tensor {name!r} is {graph_dtype} in the graph, {dtype} in the spec")
+    shaped = [(t.name, t.shape, "input") for t in spec.inputs] + [(s.input, s.shape, "state") for s in spec.states]
+    shaped += [(c.name, c.shape, "constant") for c in spec.constants]
+    for name, shape, what in shaped:
+        for axis, d in enumerate(shape):
+            if d == 0:
+                raise SpecError(
+                    f"{source}: {what} {name!r} axis {axis} has size 0 in the spec {list(shape)}; every axis "
+                    "must hold at least one item"
+                )
+    for t in spec.inputs:
+        for axis, d in enumerate(t.shape):
+            if isinstance(d, str) and d not in (BATCH, TIME):
+                raise SpecError(
+                    f"{source}: input {t.name!r} axis {axis} is the symbol {d!r}: a streamed input may hold only "
+                    "'batch', 'time' and fixed sizes; give this axis its size in the spec "
+                    "(or a shape hint to infer_spec)"
+                )
+    if spec.outputs and any(d == 0 for o in spec.outputs for d in o.shape):
+        raise SpecError(f"{source}: an output has an axis of size 0 in the spec: every axis must be >= 1")
+    return _fixed_axes(spec, graph_in, source)
+
+
+def _fixed_axes(spec: StreamSpec, graph_in: dict[str, ort.NodeArg], source: str) -> GraphFacts:
+    batches: dict[str, int] = {}
+    times: dict[str, int] = {}
+    axes = [(t.name, t.batch_axis, t.time_axis) for t in spec.inputs]
+    axes += [(s.input, s.batch_axis, None) for s in spec.states]
+    for name, b, tx in axes:
+        shape = graph_in[name].shape
+        if not isinstance(shape, list):
+            continue
+        for axis, kind, into in ((b, BATCH, batches), (tx, TIME, times)):
+            if axis is None or axis >= len(shape) or not isinstance(shape[axis], int):
+                continue
+            size = shape[axis]
+            if size < 1:
+                raise SpecError(
+                    f"{source}: tensor {name!r} has its {kind} axis ({axis}) fixed to {size} in the graph; "
+                    "no call can feed it (every axis must hold at least one item)"
+                )
+            into[name] = size
+    if len(set(batches.values())) > 1:
+        raise SpecError(f"{source}: the graph fixes the batch axis to different sizes: {batches}")
+    fixed_time = None
+    if times:
+        ctx = spec.context
+        items = {n: v - (ctx.frames if ctx is not None and ctx.input == n else 0) for n, v in times.items()}
+        if len(set(items.values())) > 1:
+            raise SpecError(f"{source}: the graph fixes the time axis to different sizes: {times}")
+        fixed_time = next(iter(items.values()))
+        if fixed_time < 1:
+            raise SpecError(
+                f"{source}: the graph fixes the time axis to {times} items, which the context window of "
+                f"{ctx.frames if ctx else 0} leaves no room for new items in"
+            )
+        if spec.window is not None and spec.window != fixed_time:
+            raise SpecError(
+                f"{source}: the spec's window is {spec.window} items, the graph fixes the time axis to {fixed_time}"
+            )
+    return GraphFacts(next(iter(batches.values()), None), fixed_time)
