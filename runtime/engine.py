@@ -284,7 +284,7 @@ class Engine:
         """Per-call first outputs of one stream → one array: along time, or one row per call."""
         if self.out_has_time[0]:
             return np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
-        return np.stack(parts)
+        return np.stack(parts) if len(parts) > 1 else parts[0][None]
 
     def last_from(self, outs: list[np.ndarray]) -> Any:
         """The latest frame of each output of one stream (stream layout less the batch axis)."""

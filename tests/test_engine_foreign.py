@@ -99,7 +99,6 @@ def test_vad_spec_is_inferred_and_streams_with_its_context(vad) -> None:
     assert [(s.input, s.output, s.shape) for s in spec.states] == [("state", "stateN", (2, BATCH, 128))]
     assert spec.inputs[0].shape == (BATCH, TIME) and spec.constants[0].value == 16000
     engine = Engine.load(vad, spec=spec)
-    assert not engine.fast
     chunks = [RNG.standard_normal(512).astype(np.float32) for _ in range(3)]
     s = engine.stream()
     got = s.push(np.concatenate(chunks), chunk=512)  # one probability per call of 512 samples
