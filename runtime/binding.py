@@ -124,16 +124,18 @@ class Layout:
 
 
 def host(shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    """A zeroed host buffer (``Binding``'s default ``make``)."""
     return alloc(shape, dtype)
 
 
 class Binding:
     """Buffers and the two ping-pong IOBindings for calls of ``time`` items on ``batch`` lanes.
 
-    ``states[k]`` is the pair of buffers of state k (graph layout, batch ``batch``): the
-    caller owns them (a slot, a batch's lanes, a device stream) and reads ``states[k][p]``
-    after a call that ran ``io[p ^ 1]``... i.e. call ``run(p)`` reads pair[p], writes pair[p ^ 1].
-    ``make(shape, dtype)`` allocates the input / output buffers (host arrays by default).
+    ``states[k]`` is the pair of buffers of state k (graph layout, batch ``batch``), owned by
+    the caller (a slot, a batch's lanes, a device stream): running ``io[p]`` reads
+    ``states[k][p]`` and writes ``states[k][p ^ 1]``; the caller flips its parity after a
+    successful run. ``make(shape, dtype)`` allocates the input / output buffers (host arrays
+    by default; device OrtValues leave ``xv`` / ``yv`` empty: the caller copies itself).
     """
 
     __slots__ = ("batch", "time", "xs", "xv", "ys", "yv", "x0", "y0", "io", "raw_io", "nbytes", "__weakref__")

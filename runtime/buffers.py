@@ -1,9 +1,7 @@
-"""The one place the runtime allocates and binds state / IO buffers.
+"""Host buffers: the dtype table, ``alloc`` and lane indexing. Binding them is ``binding.py``'s job.
 
-Every buffer a Stream or a Batch hands to onnxruntime comes from ``alloc`` and is bound with
-``bind``. Today they are host (numpy) buffers for the CPU EP; a device variant (CUDA buffers
-bound through OrtValues) plugs in here, keyed by ``SessionProfile.device``, without touching
-the engine's bookkeeping.
+Every host buffer a Stream, a Batch or a Binding hands to onnxruntime comes from ``alloc``;
+``binding.bind`` binds it (or a device OrtValue) to a graph tensor.
 """
 
 from __future__ import annotations
@@ -11,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
 NP_DTYPES: dict[str, Any] = {
     "float32": np.float32,
@@ -29,14 +26,6 @@ def alloc(shape: tuple[int, ...], dtype: str | Any, fill: float = 0.0) -> np.nda
     """A C-contiguous host buffer of ``shape`` filled with ``fill``."""
     dt = NP_DTYPES[dtype] if isinstance(dtype, str) else dtype
     return np.full(shape, fill, dtype=dt)
-
-
-def bind(io: ort.IOBinding, name: str, arr: np.ndarray, output: bool = False) -> None:
-    """Bind host buffer ``arr`` (C-contiguous) to graph tensor ``name`` of ``io``."""
-    if not arr.flags.c_contiguous:
-        raise ValueError(f"buffer for {name!r} must be C-contiguous")  # internal invariant
-    method = io.bind_output if output else io.bind_input
-    method(name, "cpu", 0, arr.dtype.type, arr.shape, arr.ctypes.data)
 
 
 def lane_index(axis: int, lanes: slice | np.ndarray | int) -> tuple[Any, ...]:

@@ -281,3 +281,17 @@ def test_snapshot_format_1_still_restores(window_vad) -> None:
     other = Engine.load(window_vad, spec=window_spec())  # another state contract (a window): refused
     with pytest.raises(SnapshotError):
         other.stream().restore(s.snapshot())
+
+
+def test_a_batch_member_push_honours_chunk_with_a_context_window(window_vad) -> None:
+    """A member's push(frames, chunk=K) ran all its frames in one call (chunk ignored): wrong with a context."""
+    engine = Engine.load(window_vad, spec=window_spec(window=None))
+    member = engine.batch().join()
+    loose = engine.stream()
+    xs = RNG.standard_normal(3 * N).astype(np.float32)
+    got = member.push(xs, chunk=N)
+    np.testing.assert_array_equal(got, loose.push(xs, chunk=N))
+    want, _ = bare_loop(window_vad, xs)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    outs = engine.step_many([loose, engine.stream()], [xs, xs[:N]], chunk=N)  # ragged: cut at multiples of N
+    assert [o.shape[0] for o in outs] == [3, 1]
