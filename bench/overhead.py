@@ -65,7 +65,9 @@ def _save(path: Path, nodes: list[Any], inputs: list[Any], outputs: list[Any], i
     import onnx
     from onnx import helper, numpy_helper
 
-    graph = helper.make_graph(nodes, path.stem, inputs, outputs, [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    graph = helper.make_graph(
+        nodes, path.stem, inputs, outputs, [numpy_helper.from_array(v, k) for k, v in inits.items()]
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -85,43 +87,123 @@ def subjects(root: Path, hidden: int = 64) -> list[Subject]:
         return (rng.standard_normal(shape) / np.sqrt(shape[-1])).astype(np.float32)
 
     out = []
-    gru = _save(root / "gru_time_first.onnx", [n("GRU", ["x", "W", "R", "B", "", "h"], ["y4", "h_out"], hidden_size=h),
-                                               n("Squeeze", ["y4", "one"], ["y"])],
-                [vi("x", f32, ["T", "B", i]), vi("h", f32, [1, "B", h])], [vi("y", f32, ["T", "B", h]),
-                vi("h_out", f32, [1, "B", h])],
-                {"W": w(1, 3 * h, i), "R": w(1, 3 * h, h), "B": w(1, 6 * h), "one": np.array([1], np.int64)})  # fmt: skip
-    out.append(Subject("GRU, time axis first", gru, StreamSpec(
-        inputs=(TensorSpec("x", "float32", (TIME, BATCH, i)),), outputs=(TensorSpec("y", "float32", (TIME, BATCH, h)),),
-        states=(StateSpec("h", "h_out", "float32", (1, BATCH, h)),)), 1))  # fmt: skip
-    cell = [n("MatMul", ["x", "A"], ["xa"]), n("MatMul", ["h", "U"], ["hu"]), n("Add", ["xa", "hu"], ["s"]),
-            n("Tanh", ["s"], ["h_out"]), n("MatMul", ["h_out", "O"], ["y"])]  # fmt: skip
-    nt = _save(root / "no_time.onnx", cell, [vi("x", f32, ["B", i]), vi("h", f32, ["B", h])],
-               [vi("y", f32, ["B", 8]), vi("h_out", f32, ["B", h])], {"A": w(i, h), "U": w(h, h), "O": w(h, 8)})  # fmt: skip
-    out.append(Subject("cell, no time axis", nt, StreamSpec(
-        inputs=(TensorSpec("x", "float32", (BATCH, i)),), outputs=(TensorSpec("y", "float32", (BATCH, 8)),),
-        states=(StateSpec("h", "h_out", "float32", (BATCH, h)),)), 1))  # fmt: skip
-    last = [n("Transpose", ["h"], ["ht"], perm=[1, 0]), *cell[:2], n("Add", ["xa", "hu"], ["s"]),
-            n("Tanh", ["s"], ["hn"]), n("Transpose", ["hn"], ["h_out"], perm=[1, 0]), n("MatMul", ["hn", "O"], ["y"])]
-    last[2] = n("MatMul", ["ht", "U"], ["hu"])  # fmt: skip
-    bl = _save(root / "batch_last.onnx", last, [vi("x", f32, ["B", i]), vi("h", f32, [h, "B"])],
-               [vi("y", f32, ["B", 8]), vi("h_out", f32, [h, "B"])], {"A": w(i, h), "U": w(h, h), "O": w(h, 8)})  # fmt: skip
-    out.append(Subject("batch-last state", bl, StreamSpec(
-        inputs=(TensorSpec("x", "float32", (BATCH, i)),), outputs=(TensorSpec("y", "float32", (BATCH, 8)),),
-        states=(StateSpec("h", "h_out", "float32", (h, BATCH)),)), 1))  # fmt: skip
+    gru = _save(
+        root / "gru_time_first.onnx",
+        [n("GRU", ["x", "W", "R", "B", "", "h"], ["y4", "h_out"], hidden_size=h), n("Squeeze", ["y4", "one"], ["y"])],
+        [vi("x", f32, ["T", "B", i]), vi("h", f32, [1, "B", h])],
+        [vi("y", f32, ["T", "B", h]), vi("h_out", f32, [1, "B", h])],
+        {"W": w(1, 3 * h, i), "R": w(1, 3 * h, h), "B": w(1, 6 * h), "one": np.array([1], np.int64)},
+    )
+    out.append(
+        Subject(
+            "GRU, time axis first",
+            gru,
+            StreamSpec(
+                inputs=(TensorSpec("x", "float32", (TIME, BATCH, i)),),
+                outputs=(TensorSpec("y", "float32", (TIME, BATCH, h)),),
+                states=(StateSpec("h", "h_out", "float32", (1, BATCH, h)),),
+            ),
+            1,
+        )
+    )
+    cell = [
+        n("MatMul", ["x", "A"], ["xa"]),
+        n("MatMul", ["h", "U"], ["hu"]),
+        n("Add", ["xa", "hu"], ["s"]),
+        n("Tanh", ["s"], ["h_out"]),
+        n("MatMul", ["h_out", "O"], ["y"]),
+    ]
+    nt = _save(
+        root / "no_time.onnx",
+        cell,
+        [vi("x", f32, ["B", i]), vi("h", f32, ["B", h])],
+        [vi("y", f32, ["B", 8]), vi("h_out", f32, ["B", h])],
+        {"A": w(i, h), "U": w(h, h), "O": w(h, 8)},
+    )
+    out.append(
+        Subject(
+            "cell, no time axis",
+            nt,
+            StreamSpec(
+                inputs=(TensorSpec("x", "float32", (BATCH, i)),),
+                outputs=(TensorSpec("y", "float32", (BATCH, 8)),),
+                states=(StateSpec("h", "h_out", "float32", (BATCH, h)),),
+            ),
+            1,
+        )
+    )
+    last = [
+        n("Transpose", ["h"], ["ht"], perm=[1, 0]),
+        *cell[:2],
+        n("Add", ["xa", "hu"], ["s"]),
+        n("Tanh", ["s"], ["hn"]),
+        n("Transpose", ["hn"], ["h_out"], perm=[1, 0]),
+        n("MatMul", ["hn", "O"], ["y"]),
+    ]
+    last[2] = n("MatMul", ["ht", "U"], ["hu"])
+    bl = _save(
+        root / "batch_last.onnx",
+        last,
+        [vi("x", f32, ["B", i]), vi("h", f32, [h, "B"])],
+        [vi("y", f32, ["B", 8]), vi("h_out", f32, [h, "B"])],
+        {"A": w(i, h), "U": w(h, h), "O": w(h, 8)},
+    )
+    out.append(
+        Subject(
+            "batch-last state",
+            bl,
+            StreamSpec(
+                inputs=(TensorSpec("x", "float32", (BATCH, i)),),
+                outputs=(TensorSpec("y", "float32", (BATCH, 8)),),
+                states=(StateSpec("h", "h_out", "float32", (h, BATCH)),),
+            ),
+            1,
+        )
+    )
     k, win = 64, 512
-    vad = [n("Reshape", ["input", "rows"], ["r"]), n("MatMul", ["r", "Wv"], ["f"]), n("Cast", ["sr"], ["srf"], to=f32),
-           n("Div", ["srf", "k16"], ["srs"]), n("Mul", ["f", "srs"], ["fs"]), n("Unsqueeze", ["fs", "zero"], ["u"]),
-           n("Mul", ["state", "decay"], ["kept"]), n("Add", ["kept", "u"], ["pre"]), n("Tanh", ["pre"], ["stateN"]),
-           n("ReduceMean", ["stateN"], ["m"], axes=[0, 2], keepdims=0), n("Unsqueeze", ["m", "one"], ["m1"]),
-           n("Sigmoid", ["m1"], ["output"])]  # fmt: skip
-    wv = _save(root / "window_vad.onnx", vad, [vi("input", f32, ["B", "S"]), vi("state", f32, [2, "B", h]),
-               vi("sr", TensorProto.INT64, [])], [vi("output", f32, ["B", 1]), vi("stateN", f32, [2, "B", h])],
-               {"rows": np.array([-1, k + win], np.int64), "Wv": w(k + win, h), "k16": np.float32(16000),
-                "zero": np.array([0], np.int64), "one": np.array([1], np.int64), "decay": np.float32(0.9)})  # fmt: skip
-    out.append(Subject("window 512 + context 64 + constant", wv, StreamSpec(
-        inputs=(TensorSpec("input", "float32", (BATCH, TIME)),), outputs=(TensorSpec("output", "float32", (BATCH, 1)),),
-        states=(StateSpec("state", "stateN", "float32", (2, BATCH, h)),), constants=(ConstantSpec("sr", "int64", 16000),),
-        context=ContextSpec("input", k), window=win), win))  # fmt: skip
+    vad = [
+        n("Reshape", ["input", "rows"], ["r"]),
+        n("MatMul", ["r", "Wv"], ["f"]),
+        n("Cast", ["sr"], ["srf"], to=f32),
+        n("Div", ["srf", "k16"], ["srs"]),
+        n("Mul", ["f", "srs"], ["fs"]),
+        n("Unsqueeze", ["fs", "zero"], ["u"]),
+        n("Mul", ["state", "decay"], ["kept"]),
+        n("Add", ["kept", "u"], ["pre"]),
+        n("Tanh", ["pre"], ["stateN"]),
+        n("ReduceMean", ["stateN"], ["m"], axes=[0, 2], keepdims=0),
+        n("Unsqueeze", ["m", "one"], ["m1"]),
+        n("Sigmoid", ["m1"], ["output"]),
+    ]
+    wv = _save(
+        root / "window_vad.onnx",
+        vad,
+        [vi("input", f32, ["B", "S"]), vi("state", f32, [2, "B", h]), vi("sr", TensorProto.INT64, [])],
+        [vi("output", f32, ["B", 1]), vi("stateN", f32, [2, "B", h])],
+        {
+            "rows": np.array([-1, k + win], np.int64),
+            "Wv": w(k + win, h),
+            "k16": np.float32(16000),
+            "zero": np.array([0], np.int64),
+            "one": np.array([1], np.int64),
+            "decay": np.float32(0.9),
+        },
+    )
+    out.append(
+        Subject(
+            "window 512 + context 64 + constant",
+            wv,
+            StreamSpec(
+                inputs=(TensorSpec("input", "float32", (BATCH, TIME)),),
+                outputs=(TensorSpec("output", "float32", (BATCH, 1)),),
+                states=(StateSpec("state", "stateN", "float32", (2, BATCH, h)),),
+                constants=(ConstantSpec("sr", "int64", 16000),),
+                context=ContextSpec("input", k),
+                window=win,
+            ),
+            win,
+        )
+    )
     return out
 
 
@@ -130,8 +212,9 @@ def bare_loop(subject: Subject) -> Callable[[np.ndarray], np.ndarray]:
     spec = subject.spec
     sess = ort.InferenceSession(str(subject.path), providers=["CPUExecutionProvider"])
     x = spec.inputs[0]
-    feeds: dict[str, Any] = {c.name: np.asarray(c.value, dtype=np.int64 if c.dtype == "int64" else np.float32)
-                             for c in spec.constants}  # fmt: skip
+    feeds: dict[str, Any] = {
+        c.name: np.asarray(c.value, dtype=np.int64 if c.dtype == "int64" else np.float32) for c in spec.constants
+    }
     for s in spec.states:
         feeds[s.input] = np.full(s.concrete_shape(1), s.init, np.float32)
     k = spec.context.frames if spec.context is not None else 0
@@ -183,13 +266,16 @@ def _inputs(engine: Engine, subject: Subject, calls: int, seed: int) -> list[np.
 def measure(subject: Subject, calls: int = 300, rounds: int = 7) -> Row:
     engine = Engine.load(subject.path, spec=subject.spec)
     ins = _inputs(engine, subject, calls, 2)
-    loops: dict[str, Callable[[np.ndarray], Any]] = {"engine": _engine_call(engine, subject), "bare": bare_loop(subject)}
+    loops: dict[str, Callable[[np.ndarray], Any]] = {
+        "engine": _engine_call(engine, subject),
+        "bare": bare_loop(subject),
+    }
     if engine.fast:
         raw = raw_pingpong(engine, 1, subject.items, public=False)
         loops["raw"] = lambda x: raw(x.reshape(1, subject.items, *engine.frame_shape))
     per: dict[str, list[float]] = {name: [] for name in loops}
     for r in range(rounds + 1):
-        order = list(loops)[r % len(loops):] + list(loops)[: r % len(loops)]
+        order = list(loops)[r % len(loops) :] + list(loops)[: r % len(loops)]
         for name in order:
             fn = loops[name]
             t0 = time.perf_counter()
@@ -200,8 +286,17 @@ def measure(subject: Subject, calls: int = 300, rounds: int = 7) -> Row:
     med = {name: float(np.median(v)) for name, v in per.items()}
     ratio = float(np.median(np.asarray(per["engine"]) / np.asarray(per["bare"])))
     raw_ratio = float(np.median(np.asarray(per["engine"]) / np.asarray(per["raw"]))) if "raw" in per else None
-    return Row(subject.name, _layout(subject.spec), engine.describe()["path"], med["engine"], med["bare"],
-               med.get("raw"), ratio, raw_ratio, compare(subject))  # fmt: skip
+    return Row(
+        subject.name,
+        _layout(subject.spec),
+        engine.describe()["path"],
+        med["engine"],
+        med["bare"],
+        med.get("raw"),
+        ratio,
+        raw_ratio,
+        compare(subject),
+    )
 
 
 def _layout(spec: StreamSpec) -> str:
@@ -220,8 +315,10 @@ def table(rows: list[Row], cpu: str) -> str:
     for r in rows:
         raw = f"{r.raw_us:.1f}" if r.raw_us is not None else "—"
         gap = f"{r.engine_us - r.raw_us:+.1f}" if r.raw_us is not None else "—"
-        lines.append(f"| {r.name} | `{r.layout}` | {r.path} | {r.engine_us:.1f} | {r.bare_us:.1f} | {raw} | "
-                     f"{r.engine_vs_bare:.2f}x | {gap} | {r.max_abs_diff:.1e} |")  # fmt: skip
+        lines.append(
+            f"| {r.name} | `{r.layout}` | {r.path} | {r.engine_us:.1f} | {r.bare_us:.1f} | {raw} | "
+            f"{r.engine_vs_bare:.2f}x | {gap} | {r.max_abs_diff:.1e} |"
+        )
     return "\n".join(lines) + "\n"
 
 

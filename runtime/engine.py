@@ -22,7 +22,7 @@ from edgernn.runtime.buffers import NP_DTYPES, alloc
 from edgernn.runtime.errors import InputError, ModelLoadError, ProfileError, RunError, SpecError
 from edgernn.runtime.frames import FrameCheck
 from edgernn.runtime.graph import check_against_graph
-from edgernn.runtime.safety import check_spec, read_model
+from edgernn.runtime.safety import check_spec, read_model_and_spec
 from edgernn.runtime.session import CpuDefaults, SessionProfile, make_session
 from edgernn.runtime.slots import SlotPool
 from edgernn.runtime.spec import BATCH, TIME, StreamSpec, TensorSpec
@@ -94,7 +94,11 @@ class Engine:
         self.tokens = self.frame_shape == () and np.dtype(self.input_dtype).kind in "iu"
         self.checks = {
             t.name: FrameCheck(
-                t.name, frame_shape(t), NP_DTYPES[t.dtype], self.vocab_size if i == 0 else None, nonfinite,
+                t.name,
+                frame_shape(t),
+                NP_DTYPES[t.dtype],
+                self.vocab_size if i == 0 else None,
+                nonfinite,
                 token_ids=i == 0 and self.tokens,
             )
             for i, t in enumerate(spec.inputs)
@@ -153,15 +157,16 @@ class Engine:
                     f"'cpu'. Use edgernn.devices.load_engine({source!r}, {profile!r})"
                 )
             profile = None
-        data = read_model(source)
+        data, embedded = read_model_and_spec(source)  # the metadata's spec, parsed and checked once
+        if spec is None and embedded is None:
+            StreamSpec.from_metadata({}, source)  # raises the SpecError that says how to bring a spec
         profile = profile or CpuDefaults()
         try:
             session = make_session(data, profile)
         except Exception as exc:  # onnxruntime raises its own untyped exceptions
             raise ModelLoadError(f"{source}: onnxruntime cannot load it: {exc}") from None
         if spec is None:
-            meta = session.get_modelmeta().custom_metadata_map
-            spec = StreamSpec.from_metadata(meta, source)
+            spec = embedded
         else:  # read_model checked a spec found in the metadata; one given in code is checked here
             check_spec(spec, data, source)
         digest = hashlib.sha256(data).hexdigest()
@@ -306,7 +311,7 @@ class Engine:
         inputs = {t.name: alloc((1, time, *frame_shape(t)), t.dtype) for t in spec.inputs}
         ctx = self.initial_context(1) if spec.context is not None else None
         try:
-            outs, _, _, raw = general.call(self, fresh_home(self), ctx, inputs, 1, keep_raw=True)
+            outs, _, _, raw = general.call(self, fresh_home(self), ctx, inputs, 1, keep_raw=True, quiet=True)
         except SpecError as exc:
             raise SpecError(f"{self.source}: {exc}") from None
         except RunError as exc:

@@ -19,12 +19,17 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import onnxruntime as ort
 
 from edgernn.runtime.errors import InputError, RunError, SpecError
 from edgernn.runtime.spec import TensorSpec
 
 if TYPE_CHECKING:
     from edgernn.runtime.engine import Engine
+
+
+_QUIET = ort.RunOptions()
+_QUIET.log_severity_level = 4  # fatal only
 
 
 def to_graph(t: TensorSpec, arr: np.ndarray) -> np.ndarray:
@@ -65,12 +70,14 @@ def call(
     inputs: Mapping[str, np.ndarray],
     n: int,
     keep_raw: bool = False,
+    quiet: bool = False,
 ) -> Any:
     """One session.run for ``n`` streams; returns (outputs in stream layout, new states, new context).
 
     ``inputs``: stream layout per streamed input; ``states``: graph layout, batch ``n``;
     ``ctx``: ``(n, K, *frame)`` for the context input, or None. ``keep_raw`` adds the
-    outputs as the graph returned them (a fourth item).
+    outputs as the graph returned them (a fourth item); ``quiet`` keeps onnxruntime's own
+    error log off stderr (the load-time probe, whose failure the engine reports itself).
     """
     spec = engine.spec
     feeds: dict[str, Any] = dict(engine.constants)
@@ -86,7 +93,7 @@ def call(
     for s, value in zip(spec.states, states):
         feeds[s.input] = value
     try:
-        results = engine.session.run(engine.output_names, feeds)
+        results = engine.session.run(engine.output_names, feeds, _QUIET if quiet else None)
     except Exception as exc:  # onnxruntime raises its own untyped exceptions
         raise RunError(f"{engine.source}: onnxruntime failed: {exc}") from None
     n_out = len(spec.outputs)

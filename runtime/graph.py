@@ -68,14 +68,6 @@ def check_against_graph(spec: StreamSpec, session: ort.InferenceSession, source:
                     f"{source}: {what} {name!r} axis {axis} has size 0 in the spec {list(shape)}; every axis "
                     "must hold at least one item"
                 )
-    for t in spec.inputs:
-        for axis, d in enumerate(t.shape):
-            if isinstance(d, str) and d not in (BATCH, TIME):
-                raise SpecError(
-                    f"{source}: input {t.name!r} axis {axis} is the symbol {d!r}: a streamed input may hold only "
-                    "'batch', 'time' and fixed sizes; give this axis its size in the spec "
-                    "(or a shape hint to infer_spec)"
-                )
     if spec.outputs and any(d == 0 for o in spec.outputs for d in o.shape):
         raise SpecError(f"{source}: an output has an axis of size 0 in the spec: every axis must be >= 1")
     return _fixed_axes(spec, graph_in, source)

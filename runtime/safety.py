@@ -43,7 +43,16 @@ from edgernn.runtime.protowire import (
 )
 from edgernn.runtime.spec import BATCH, METADATA_KEY, TIME, Dim, StreamSpec
 
-__all__ = ["DEFAULT_LIMITS", "Inspection", "Limits", "check_spec", "inspect_model", "read_model", "sniff"]
+__all__ = [
+    "DEFAULT_LIMITS",
+    "Inspection",
+    "Limits",
+    "check_spec",
+    "inspect_model",
+    "read_model",
+    "read_model_and_spec",
+    "sniff",
+]
 
 
 @dataclass
@@ -55,6 +64,7 @@ class Inspection:
     largest_tensor_bytes: int = 0
     inlined: list[str] = field(default_factory=list)  # external-data files read (relative to the folder)
     spec_checked: bool = False
+    spec: StreamSpec | None = None  # the metadata's stream spec, parsed and checked (once per load)
 
 
 def read_model(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> bytes:
@@ -62,10 +72,18 @@ def read_model(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) ->
 
     ModelLoadError names the file and the reason; SpecError a bad stream spec.
     """
+    return read_model_and_spec(path, limits)[0]
+
+
+def read_model_and_spec(
+    path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS
+) -> tuple[bytes, StreamSpec | None]:
+    """``read_model``, and the stream spec its metadata holds (parsed and checked here), or None."""
     source = os.fspath(path)
     data = read_regular_file(source, limits.max_file_bytes, what="model file")
     folder = os.path.dirname(os.path.abspath(source))
-    return inspect_model(data, source, folder, limits).data
+    found = inspect_model(data, source, folder, limits)
+    return found.data, found.spec
 
 
 def read_regular_file(source: str, max_bytes: int, what: str) -> bytes:
@@ -105,7 +123,8 @@ def inspect_model(data: bytes, source: str, folder: str, limits: Limits = DEFAUL
             raise ModelLoadError(
                 f"{source}: with its external data inlined the model exceeds {limits.max_file_bytes} bytes"
             )
-        out.spec_checked = _check_spec(top, source, limits)
+        out.spec = _check_spec(top, source, limits)
+        out.spec_checked = out.spec is not None
     except WireError as exc:
         hint = sniff(data)
         if hint:
@@ -143,8 +162,8 @@ def _require_model(top: list[Field], data: bytes, source: str) -> None:
         raise ModelLoadError(f"{source}: not an ONNX model ({looks})")
 
 
-def _check_spec(top: list[Field], source: str, limits: Limits) -> bool:
-    """Parse the stream spec in the metadata, if any, and check it against the graph. True if checked."""
+def _check_spec(top: list[Field], source: str, limits: Limits) -> StreamSpec | None:
+    """Parse the stream spec in the metadata, if any, and check it against the graph; the spec, or None."""
     found = []
     for f in top:
         if f.number == 14:
@@ -152,7 +171,7 @@ def _check_spec(top: list[Field], source: str, limits: Limits) -> bool:
             if 1 in kv and text(kv[1]) == METADATA_KEY:
                 found.append(text(kv[2]) if 2 in kv else "")
     if not found:
-        return False
+        return None
     if len(found) > 1:
         raise SpecError(f"{source}: the metadata holds {len(found)} stream specs under {METADATA_KEY!r}; expected one")
     try:
@@ -160,7 +179,7 @@ def _check_spec(top: list[Field], source: str, limits: Limits) -> bool:
     except SpecError as exc:
         raise SpecError(f"{source}: {exc}") from None
     _spec_against_graph(spec, graph_io(top), source, limits)
-    return True
+    return spec
 
 
 def check_spec(spec: StreamSpec, data: bytes, source: str = "model", limits: Limits = DEFAULT_LIMITS) -> None:

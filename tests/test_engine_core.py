@@ -174,7 +174,7 @@ def test_spec_version_1_still_loads_and_window_needs_version_2(window_vad) -> No
     raw["window"] = N
     with pytest.raises(SpecError, match="'window' needs version 2"):
         StreamSpec.from_dict(raw)
-    with pytest.raises(SpecError, match="window must be an int"):
+    with pytest.raises(SpecError, match=r"window: got 0 \(int\), expected an int in \[1, "):
         StreamSpec.from_dict({**window_spec().to_dict(), "window": 0})
     assert StreamSpec.from_json(window_spec().to_json()).window == N
 
@@ -249,13 +249,13 @@ except SpecError as exc:
     assert "SpecError:" in proc.stdout and "size 0" in proc.stdout
 
 
-def test_a_symbolic_frame_axis_is_a_spec_error_at_load(fixed_one) -> None:
-    spec = StreamSpec(
-        inputs=(TensorSpec("x", "float32", (BATCH, TIME, "d1")),),
-        outputs=fixed_spec().outputs,
-        states=fixed_spec().states,
-    )
-    with pytest.raises(SpecError, match="axis 2 is the symbol 'd1'"):
+def test_a_symbolic_frame_axis_is_a_spec_error_not_a_value_error_later(fixed_one) -> None:
+    with pytest.raises(SpecError, match=r"input 'x' has shape \['batch', 'time', 'd1'\]"):
+        spec = StreamSpec(
+            inputs=(TensorSpec("x", "float32", (BATCH, TIME, "d1")),),
+            outputs=fixed_spec().outputs,
+            states=fixed_spec().states,
+        )
         Engine.load(fixed_one, spec=spec)
 
 
