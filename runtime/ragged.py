@@ -168,24 +168,41 @@ def _bound_call(batch: Batch, xs: list[Any]) -> np.ndarray:
 
 
 def _acquire_loose(streams: Sequence[Stream]) -> list[threading.Lock]:
-    """Every stream's own lock, in id order; StreamError (all released) if one is or becomes a batch member."""
-    held: list[threading.Lock] = []
-    try:
-        for s in sorted(streams, key=id):
-            lock = s._lock
-            if s._batch is not None:
-                raise StreamError("step_many: mix of batch members and other streams; use one batch or loose streams")
-            lock.acquire()
-            held.append(lock)
-            if lock is not s._lock or s._batch is not None:  # joined a batch while we waited
-                raise StreamError("step_many: a stream joined a batch during the call; call the batch instead")
-            if s._closed:
-                raise StreamError(CLOSED)
-    except BaseException:
+    """Every stream's own lock, in id order, never waiting while holding one; all released on any refusal.
+
+    The first lock is waited for holding nothing; each next one is only tried: when it is
+    busy, every lock taken is released, the busy one is waited for (holding nothing), and
+    the round starts again. So this call never waits while holding a lock, and cannot take
+    part in a deadlock, whatever lock a stream holds at that moment (its own, or a batch's
+    after it joined). A stream that is, or becomes, a batch member is a StreamError.
+    """
+    order = sorted(streams, key=id)
+    while True:
+        held: list[threading.Lock] = []
+        busy: threading.Lock | None = None
+        try:
+            for s in order:
+                if s._batch is not None:
+                    raise StreamError("step_many: mix of batch members and loose streams; use one batch or loose ones")
+                lock = s._lock
+                if not lock.acquire(blocking=not held):
+                    busy = lock
+                    break
+                held.append(lock)
+                if lock is not s._lock or s._batch is not None:  # joined a batch meanwhile
+                    raise StreamError("step_many: a stream joined a batch during the call; call the batch instead")
+                if s._closed:
+                    raise StreamError(CLOSED)
+        except BaseException:
+            for lock in reversed(held):
+                lock.release()
+            raise
+        if busy is None:
+            return held
         for lock in reversed(held):
             lock.release()
-        raise
-    return held
+        with busy:  # wait for it holding nothing, then try the whole round again
+            pass
 
 
 def _ragged_loose(
