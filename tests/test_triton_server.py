@@ -10,11 +10,15 @@ import time
 
 import numpy as np
 import pytest
+from conftest import tiny_model
 from tritonhelp import IDLE_US, TEXTGEN, chunks, make_repository, reference, server_venv
 
+from edgernn.export.onnx_export import attach_spec, to_onnx_proto
 from edgernn.export.triton_route import TwinClient
 from edgernn.export.triton_server import LocalTriton
+from edgernn.export.triton_twin import write_twin
 from edgernn.runtime import Engine
+from edgernn.runtime.spec import StreamSpec
 
 pytestmark = pytest.mark.triton
 VOCAB = 78
@@ -24,7 +28,10 @@ VOCAB = 78
 def server(tmp_path_factory):
     venv = server_venv()
     repo = make_repository(tmp_path_factory.mktemp("repo"))
-    s = LocalTriton(repo, venv=venv, models=["char_twin", "idle_twin", "oldest_twin"])
+    model = tiny_model("lstm", "frames")  # two states (h, c), float frames of 6 features
+    spec = StreamSpec.for_model(model.config)
+    write_twin(repo / "lstm_twin", attach_spec(to_onnx_proto(model), spec), spec, "lstm_twin")
+    s = LocalTriton(repo, venv=venv, models=["char_twin", "idle_twin", "oldest_twin", "lstm_twin"])
     try:
         s.start()
         pgid = s.pid
@@ -86,6 +93,37 @@ def test_interleaved_sequences_equal_the_engine_alone(server, protocol, model) -
     if model == "char_twin":  # `direct` fills empty slots with READY=0 requests: they reached the twin, harmlessly
         assert after["fillers"] > before["fillers"]
     assert after["corrids"] == []  # every sequence ended: no member left
+
+
+def test_lstm_with_float_frames_and_two_states(server) -> None:
+    engine = Engine.load(server.repository / "lstm_twin" / "1" / "model.onnx")
+    rng = np.random.default_rng(7)
+    plans = {4000 + i: [rng.standard_normal((int(rng.integers(1, 4)), 6)).astype(np.float32) for _ in range(6 + i)]
+             for i in range(8)}
+    got: dict[int, list[np.ndarray]] = {c: [] for c in plans}
+    errors: list[BaseException] = []
+
+    def run(corrid: int) -> None:
+        try:
+            client = TwinClient(server.grpc_url, "lstm_twin", "grpc")
+            for k, frames in enumerate(plans[corrid]):
+                got[corrid].append(client.step(corrid, frames, start=k == 0, end=k == len(plans[corrid]) - 1))
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in plans]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors[0]
+    worst = 0.0
+    for corrid, parts in plans.items():
+        stream = engine.stream()
+        want = np.concatenate([stream.push(f) for f in parts])
+        worst = max(worst, float(np.abs(np.concatenate(got[corrid]) - want).max()))
+    print(f"LSTM (h, c), float frames: 8 interleaved sequences vs the engine alone: max |diff| {worst:.2e}")
+    assert worst <= 1e-6
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
