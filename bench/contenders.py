@@ -158,13 +158,19 @@ def _bare_session(path: Path) -> Any:
 
 
 def raw_pingpong(s: Subject) -> Call:
-    """Hand-written onnxruntime: two pre-built IOBindings swapping the state buffers, nothing else."""
-    path = s.path
-    eng = Engine.load(path)  # only for the spec
+    """Hand-written onnxruntime: two pre-built IOBindings swapping the state buffers, nothing else —
+    the runtime's own reference loop (``edgernn.runtime.raw.raw_pingpong``, public API), so the bench,
+    ``edgernn profile`` and ``edgernn devices auto`` time the same primitive; ``PingPong`` where it is absent."""
+    eng = Engine.load(s.path)
     b, t = s.x.shape
-    loop = PingPong(_bare_session(path), eng.spec, b, t)
     x = s.x
-    return lambda: loop(x)
+    try:
+        from edgernn.runtime.raw import raw_pingpong as runtime_loop
+    except ImportError:
+        loop = PingPong(_bare_session(s.path), eng.spec, b, t)
+        return lambda: loop(x)
+    call = runtime_loop(eng, batch=b, time=t, public=True)
+    return lambda: call(x)
 
 
 def session_run(s: Subject) -> Call:
