@@ -17,7 +17,7 @@ EXAMPLE = (
     "  torchrun --nproc_per_node=2 -m edgernn train langid --out runs/langid-ddp"
 )
 TASKS = ("textgen", "langid", "weather", "recall", "forecast", "music")
-CELLS = ("rnn", "gru", "lstm")
+CELLS = ("rnn", "gru", "lstm", "attention")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,6 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory-bias", type=float, help="LSTM forget / GRU update gate bias at init (open gates)")
     p.add_argument("--precision", choices=("fp32", "bf16"), help="forward-pass precision (bf16: autocast, CPU AMX)")
     p.add_argument("--delay", type=int, help="recall: distractor steps")
+    p.add_argument("--window", type=int, help="cell attention: positions each token sees before itself")
+    p.add_argument("--heads", type=int, help="cell attention: heads (dividing --hidden)")
     p.add_argument("--eval-every", type=int, help="steps between evaluations and checkpoints")
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
@@ -77,6 +79,8 @@ def main(args: argparse.Namespace) -> int:
         precision=args.precision,
         memory_bias=args.memory_bias,
         delay=args.delay,
+        window=args.window,
+        heads=args.heads,
         eval_every=args.eval_every,
         seed=args.seed,
         dataset=args.dataset,

@@ -92,6 +92,10 @@ def export_checkpoint(
     if triton is not None:
         _check_triton_root(Path(triton), force)
     model, meta = load_checkpoint(checkpoint)
+    if model.config.cell == "attention":  # traced ops only: the decomposed and int8 forms are for the cells
+        if form == "decomposed" or quantize == "int8":
+            raise ExportError("the attention cell exports as traced ops only (no --form decomposed / --quantize int8)")
+        form = "native"
     provenance = {
         "checkpoint_sha256": file_sha256(checkpoint),
         "train_config_digest": config_digest(meta.get("train", {})),

@@ -30,7 +30,7 @@ READABLE_VERSIONS = (1, 2)  # version 1: no ``window`` field (read as window = N
 METADATA_KEY = "edgernn.stream_spec"
 BATCH = "batch"
 TIME = "time"
-CELLS = ("rnn", "gru", "lstm")
+CELLS = ("rnn", "gru", "lstm", "attention")
 INPUT_KINDS = ("tokens", "frames")
 DTYPES = ("float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool")
 
@@ -39,6 +39,7 @@ INPUT_X = "x"
 OUTPUT_Y = "y"
 STATE_H = ("h", "h_out")
 STATE_C = ("c", "c_out")
+STATE_ATTENTION = (("k", "k_out"), ("v", "v_out"), ("pos", "pos_out"))  # the windowed-attention cell's caches
 
 Dim = int | str
 
@@ -182,6 +183,8 @@ class ModelConfig:
     output_size: int
     dropout: float = 0.0
     embed_size: int = 0
+    window: int = 0  # attention: positions each token sees before itself
+    heads: int = 0  # attention: heads (hidden_size divisible by it)
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -194,14 +197,38 @@ class ModelConfig:
                 raise SpecError(f"model config: {name} must be a positive int, got {value!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise SpecError(f"model config: dropout must be in [0, 1), got {self.dropout}")
+        if self.cell == "attention" and (self.window < 1 or self.heads < 1 or self.hidden_size % self.heads):
+            raise SpecError(
+                f"model config: the attention cell needs window >= 1 and heads >= 1 dividing hidden_size "
+                f"{self.hidden_size}; got window {self.window}, heads {self.heads}"
+            )
 
     @property
     def state_names(self) -> tuple[tuple[str, str], ...]:
+        if self.cell == "attention":
+            return STATE_ATTENTION
         return (STATE_H, STATE_C) if self.cell == "lstm" else (STATE_H,)
+
+    @property
+    def state_shapes(self) -> tuple[tuple[Dim, ...], ...]:
+        """One shape per state pair; the batch axis is axis 1 in every one."""
+        if self.cell == "attention":
+            cache = (self.num_layers, BATCH, self.window, self.hidden_size)  # (layers, batch, window, hidden)
+            return (cache, cache, (1, BATCH, 1))
+        return tuple(self.state_shape for _ in self.state_names)
 
     @property
     def state_shape(self) -> tuple[Dim, ...]:
         return (self.num_layers, BATCH, self.hidden_size)  # (layers, batch, hidden)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a dict; the attention-only fields left out for the recurrent cells, so their
+        specs read as before."""
+        out = asdict(self)
+        if self.cell != "attention":
+            out.pop("window")
+            out.pop("heads")
+        return out
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> ModelConfig:
@@ -282,7 +309,9 @@ class StreamSpec:
             x = TensorSpec(INPUT_X, "int64", (BATCH, TIME))
         else:
             x = TensorSpec(INPUT_X, "float32", (BATCH, TIME, config.input_size))
-        states = tuple(StateSpec(i, o, "float32", config.state_shape) for i, o in config.state_names)
+        states = tuple(
+            StateSpec(i, o, "float32", shape) for (i, o), shape in zip(config.state_names, config.state_shapes)
+        )
         y = TensorSpec(OUTPUT_Y, "float32", (BATCH, TIME, config.output_size))
         return cls(
             inputs=(x,),
@@ -311,6 +340,8 @@ class StreamSpec:
         out["constants"] = [asdict(c) | {"shape": list(c.shape)} for c in self.constants]
         out["task"] = dict(self.task)
         out["provenance"] = dict(self.provenance)
+        if self.model is not None:
+            out["model"] = self.model.to_dict()
         return out
 
     def to_json(self) -> str:

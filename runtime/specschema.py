@@ -202,7 +202,7 @@ SCHEMA: dict[str, dict[str, Rule]] = {
         "frames": Rule(integer(1, MAX_CONTEXT_FRAMES, "a whole number of frames, e.g. 1")),
     },
     "model": {
-        "cell": Rule(string("rnn, gru or lstm", ("rnn", "gru", "lstm"))),
+        "cell": Rule(string("rnn, gru, lstm or attention", ("rnn", "gru", "lstm", "attention"))),
         "input_kind": Rule(string("tokens or frames", ("tokens", "frames"))),
         "input_size": Rule(integer(1, MAX_DIM, "the vocabulary size or feature count")),
         "hidden_size": Rule(integer(1, MAX_DIM, "the hidden width, e.g. 256")),
@@ -210,6 +210,8 @@ SCHEMA: dict[str, dict[str, Rule]] = {
         "output_size": Rule(integer(1, MAX_DIM, "the output width")),
         "dropout": Rule(number(0.0, 1.0, "a probability in [0, 1), e.g. 0.0", hi_open=True), required=False),
         "embed_size": Rule(integer(0, MAX_DIM, "the embedding width, 0 for none"), required=False),
+        "window": Rule(integer(0, MAX_DIM, "attention: positions each token sees, e.g. 64"), required=False),
+        "heads": Rule(integer(0, 1024, "attention: heads, e.g. 4"), required=False),
     },
 }
 

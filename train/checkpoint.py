@@ -65,7 +65,7 @@ def save_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "format": CHECKPOINT_FORMAT,
-        "model": asdict(model.config),
+        "model": model.config.to_dict(),
         "train": train_config,
         "task": task,
         "metrics": metrics or {},

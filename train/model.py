@@ -102,6 +102,11 @@ class RecurrentModel(nn.Module):
 
 
 def build_model(config: ModelConfig) -> RecurrentModel:
+    """The model ``config`` describes: a recurrent cell, or the windowed-attention cell."""
+    if config.cell == "attention":
+        from edgernn.train.attention import AttentionModel
+
+        return AttentionModel(config)  # type: ignore[return-value]  # the same interface
     return RecurrentModel(config)
 
 
@@ -115,7 +120,7 @@ def set_memory_bias(model: RecurrentModel, value: float) -> None:
     & Ollivier 2018, draws b from the delays expected). The Elman RNN has no gate: no effect.
     """
     cfg = model.config
-    if cfg.cell == "rnn":
+    if cfg.cell in ("rnn", "attention"):
         return
     gate = slice(cfg.hidden_size, 2 * cfg.hidden_size)  # LSTM gates (i, f, g, o); GRU gates (r, z, n)
     with torch.no_grad():

@@ -50,10 +50,11 @@ def run_names(only: str | None = None) -> list[tuple[str, dict[str, Any]]]:
         for c, bias in USUAL_BIAS.items():
             runs.append((f"recall-{c}-40-usual-s{seed}", {"cell": c, "delay": 40, "max_steps": RECALL_STEPS[40],
                                                           "seed": seed, "memory_bias": bias}))  # fmt: skip
+    from edgernn.train.results_attention import RUNS as ATTENTION_RUNS
     from edgernn.train.results_forecast import RUNS as FORECAST_RUNS
     from edgernn.train.results_music import RUNS as MUSIC_RUNS
 
-    runs += FORECAST_RUNS + MUSIC_RUNS
+    runs += FORECAST_RUNS + MUSIC_RUNS + ATTENTION_RUNS
     wanted = None if only is None else set(only.split(","))
     return [(n, o) for n, o in runs if wanted is None or n.split("-")[0] in wanted]
 
@@ -65,7 +66,8 @@ def train_one(name: str, overrides: dict[str, Any], threads: int) -> None:
     from edgernn.train.trainer import fit
 
     torch.set_num_threads(threads)
-    cfg = preset(name.split("-")[0], **overrides)
+    overrides = dict(overrides)
+    cfg = preset(overrides.pop("task", name.split("-")[0]), **overrides)
     out = RUNS / name
     for old in ("metrics.jsonl", "metrics.json"):
         (out / old).unlink(missing_ok=True)
@@ -87,6 +89,10 @@ def train_one(name: str, overrides: dict[str, Any], threads: int) -> None:
         from edgernn.train.results_forecast import write_baselines
 
         write_baselines(cfg, out)
+    if name.startswith("attention-text"):
+        from edgernn.train.results_attention import write_latency
+
+        write_latency(out)
     if cfg.task == "music":
         from edgernn.train.results_music import write_key_report
 
@@ -272,10 +278,12 @@ def render() -> str:
 
 def spliced_sections() -> dict[str, list[str]]:
     """Sections that ``--only`` can regenerate alone, spliced into the table between markers."""
+    from edgernn.train.results_attention import section as attention_section
     from edgernn.train.results_forecast import section as forecast_section
     from edgernn.train.results_music import section as music_section
 
-    return {"forecast": forecast_section(_load, RUNS), "music": music_section(_load, RUNS)}
+    return {"forecast": forecast_section(_load, RUNS), "music": music_section(_load, RUNS),
+            "attention": attention_section(_load, RUNS)}  # fmt: skip
 
 
 def splice(text: str, name: str, part: list[str]) -> str:

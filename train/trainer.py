@@ -79,6 +79,8 @@ class TrainConfig:
     log_every: int = 20  # steps between metrics lines
     eval_chars: int = 40_000  # textgen: validation characters scored
     delay: int = 20  # recall: distractor steps between the symbol and the question
+    window: int = 64  # cell attention: positions each token sees before itself
+    heads: int = 4  # cell attention: heads
     dataset: str = ""  # forecast: a series shipped in a package (train/forecast_data.py)
     csv: str = ""  # forecast: or a CSV file read by column name
     time_col: str = ""
@@ -101,6 +103,7 @@ class TrainConfig:
             output_size=output_size,
             dropout=self.dropout,
             embed_size=self.embed_size,
+            **({"window": self.window, "heads": self.heads} if self.cell == "attention" else {}),
         )
 
     def progress(self, step: int, elapsed: float) -> float:
