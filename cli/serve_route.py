@@ -41,6 +41,10 @@ def main(args: argparse.Namespace) -> int:
         router = Router([TwinClient(s, args.model, args.protocol) for s in servers])
     except ImportError:
         raise RouteError("serve-route needs tritonclient: pip install 'edgernn[triton]'") from None
+    except RuntimeError as exc:  # tritonclient without its grpc part raises this at import
+        if "grpc support" not in str(exc):
+            raise
+        raise RouteError("--protocol grpc: this tritonclient has no grpc support; use --protocol http") from None
     if args.owner:
         for corrid in args.owner:
             print(f"{corrid} -> {router.ring.owner(corrid)}")
