@@ -99,7 +99,7 @@ def main(args: argparse.Namespace) -> int:
         memory = scale.memory(hidden=args.memory_hidden, streams=1000 if quick else 5000)
         log("floor")
         floors = scale.floors(run_cells, hidden[-1], results, seconds=0.5 if quick else 2.0)
-        case_floors = scale.case_floors(results, hidden[-1], seconds=0.3 if quick else 0.5)
+        case_floors = scale.case_floors(results, hidden[-1], seconds=0.3 if quick else 1.0)
     soak_steps = args.soak if args.soak is not None else (0 if quick else 10**6)
     soak = None
     if soak_steps > 0:
