@@ -59,6 +59,7 @@ def write(run: Run, out: Path, plot: Path | None) -> None:
         _floor(run.floors),
         gpu_section(),
         thirdparty_section(),
+        overhead_section(),
         _method(run),
     ]
     out.write_text("\n".join(p for p in parts if p))
@@ -67,6 +68,13 @@ def write(run: Run, out: Path, plot: Path | None) -> None:
 def thirdparty_section() -> str:
     """The committed third-party run (bench/thirdparty.py), or nothing where none is committed."""
     from edgernn.bench.thirdparty import section
+
+    return section()
+
+
+def overhead_section() -> str:
+    """The committed engine-overhead table (bench/overhead.py), or nothing where none is committed."""
+    from edgernn.bench.overhead import section
 
     return section()
 

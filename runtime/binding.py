@@ -138,7 +138,9 @@ class Binding:
     by default; device OrtValues leave ``xv`` / ``yv`` empty: the caller copies itself).
     """
 
-    __slots__ = ("batch", "time", "xs", "xv", "ys", "yv", "x0", "y0", "io", "raw_io", "nbytes", "__weakref__")
+    __slots__ = (
+        "batch", "time", "xs", "xv", "ys", "yv", "x0", "y0", "lane0", "out0", "io", "raw_io", "nbytes", "__weakref__"
+    )
 
     def __init__(
         self,
@@ -164,6 +166,9 @@ class Binding:
         self.x0 = self.xv[0][0, k, ...] if on_host else None
         y = self.yv[0] if on_host else None
         self.y0 = None if y is None else (y[0, 0, ...] if spec.outputs[0].time_axis is not None else y[0, ...])
+        # Lane 0's views (a single stream's call): ``(K + T, *frame)`` per input, the first output's rows.
+        self.lane0 = [v[0] for v in self.xv]
+        self.out0 = self.yv[0][0] if on_host else None
         self.nbytes = sum(int(b.nbytes) for b in (*self.xs, *self.ys) if isinstance(b, np.ndarray))
         self.raw_io: list[ort.IOBinding] = []
         for parity in (0, 1):

@@ -124,6 +124,8 @@ class Engine:
             raise SpecError(f"{source}: window streaming takes one streamed input; this spec has {len(spec.inputs)}")
         names = [t.name for t in spec.inputs]
         self.context_index = names.index(spec.context.input) if spec.context is not None else None
+        self.no_frames = self.empty_frames()  # shared, never written: a window stream with nothing pending
+        self.no_frames.flags.writeable = False
         self.run_bound, self.direct_run = runner(session)
         self.probe_note, self.out_frame_shapes, resolved = self._probe()
         self.layout = Layout(spec, resolved, self.context_frames)

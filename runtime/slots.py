@@ -77,30 +77,34 @@ class Slot:
         """
         engine = self.engine
         n = engine.frames_count(xs)
+        if n <= chunk and not engine.multi_input:  # one call of one input: the short way
+            return self._one_call(xs, n, ctx)
         start = self.parity
+        # One call changes nothing until it succeeded; several are rolled back from these copies.
         saved = [pair[start].copy() for pair in self.states] if n > chunk else None
-        saved_ctx = ctx.copy() if ctx is not None else None
+        saved_ctx = ctx.copy() if ctx is not None and n > chunk else None
         parts: list[np.ndarray] = []
         last: tuple[np.ndarray, ...] = ()
         k = engine.context_frames
-        ci = engine.context_index
+        ci = engine.context_index if ctx is not None else None
+        ctx0 = ctx[0] if ctx is not None else None
+        srcs = [xs[t.name] for t in engine.spec.inputs] if engine.multi_input else [xs]
         try:
             for t0 in range(0, n, chunk):
                 t1 = min(n, t0 + chunk)
                 b = self.cache.get(t1 - t0)
-                for i, view in enumerate(b.xv):
-                    src = xs[engine.spec.inputs[i].name] if engine.multi_input else xs
-                    if i == ci and ctx is not None:
-                        view[0, :k] = ctx[0]
-                        view[0, k:] = src[t0:t1]
+                for i, (view, src) in enumerate(zip(b.lane0, srcs)):
+                    if i == ci:
+                        view[:k] = ctx0
+                        view[k:] = src[t0:t1]
                     else:
-                        view[0] = src[t0:t1]
+                        view[...] = src[t0:t1]
                 p = self.parity
                 run(engine, b, p)
                 self.parity = p ^ 1
-                if ci is not None and ctx is not None:
-                    ctx[0] = b.xv[ci][0, t1 - t0 :]
-                parts.append(b.yv[0][0].copy())
+                if ci is not None:
+                    ctx0[...] = b.lane0[ci][t1 - t0 :]
+                parts.append(b.out0.copy())
                 if not engine.single_output:
                     last = tuple((y[0, -1] if t else y[0]).copy() for y, t in zip(b.yv, engine.out_has_time))
         except BaseException:
@@ -112,6 +116,29 @@ class Slot:
                 ctx[...] = saved_ctx
             raise
         return engine.join_outputs(parts), last
+
+
+    def _one_call(self, xs: np.ndarray, n: int, ctx: np.ndarray | None) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        """``advance`` for one call on one streamed input; nothing changes unless the call succeeds."""
+        engine = self.engine
+        b = self.cache.get(n)
+        view = b.lane0[0]
+        if ctx is not None:
+            k = engine.context_frames
+            view[:k] = ctx[0]
+            view[k:] = xs
+        else:
+            view[...] = xs
+        p = self.parity
+        run(engine, b, p)
+        self.parity = p ^ 1
+        if ctx is not None:
+            ctx[0] = view[n:]
+        out = b.out0.copy()
+        last: tuple[np.ndarray, ...] = ()
+        if not engine.single_output:
+            last = tuple((y[0, -1] if t else y[0]).copy() for y, t in zip(b.yv, engine.out_has_time))
+        return (out if engine.out_has_time[0] else out[None]), last
 
 
 def first_input(engine: Engine) -> str:

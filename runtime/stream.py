@@ -61,7 +61,7 @@ class Stream:
         # Window streaming: items received but not yet a whole window, ``(p, *frame)``, p < window.
         self._pending: np.ndarray | None = None
         if engine.window is not None:
-            self._pending = pending if pending is not None else engine.empty_frames()
+            self._pending = pending if pending is not None else engine.no_frames
 
     # -- stepping -----------------------------------------------------------------------
 
@@ -159,7 +159,7 @@ class Stream:
             padded = np.zeros((engine.window, *engine.frame_shape), dtype=engine.input_dtype)
             padded[: pending.shape[0]] = pending
             out = self._advance(padded, engine.window)
-            self._pending = engine.empty_frames()
+            self._pending = engine.no_frames
             return out
 
     def _step_window(self, frame: Any) -> np.ndarray:
@@ -181,6 +181,11 @@ class Stream:
         engine = self.engine
         window = engine.window
         assert window is not None
+        lock = self._lock
+        with lock:  # the hot case first: a loose stream holding a slot, nothing pending, one window
+            slot = self._slot
+            if slot is not None and lock is self._lock and xs.shape[0] == window and not self.pending:
+                return self._advance_slot(slot, xs, window)
         with self._held():
             pending = self._pending
             assert pending is not None
@@ -191,7 +196,8 @@ class Stream:
                 return engine.empty_output()
             run = np.concatenate([pending, xs[: whole - pending.shape[0]]]) if pending.shape[0] else xs[:whole]
             out = self._advance(run, window)  # all or nothing: the pending items change only after it
-            self._pending = xs[whole - pending.shape[0] :].copy()
+            rest = xs.shape[0] - (whole - pending.shape[0])
+            self._pending = xs[xs.shape[0] - rest :].copy() if rest else engine.no_frames
             return out
 
     def _advance(self, xs: Any, chunk: int) -> np.ndarray:
@@ -227,7 +233,7 @@ class Stream:
             if ctx is not None:
                 ctx.fill(0)
             if self._pending is not None:
-                self._pending = self.engine.empty_frames()
+                self._pending = self.engine.no_frames
             self._last = None
 
     # -- state ----------------------------------------------------------------------------
