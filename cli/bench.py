@@ -13,34 +13,44 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+from edgernn.cli.options import add_json, add_out, choice_list, int_list, integer, number, text
+from edgernn.cli.paths import emit_json, report_written, text_out
+
+EXTRA = "all"
+REQUIRES = ("torch", "onnx", "safetensors")
 HELP = "Compare the engine with raw onnxruntime, PyTorch and numpy; check the speed targets; write BENCHMARKS.md."
-EXAMPLE = "edgernn bench --quick --out /tmp/BENCHMARKS.md"
-
-
-def _ints(text: str) -> list[int]:
-    return [int(v) for v in text.split(",") if v]
+EXAMPLE = "edgernn bench --quick -o /tmp/BENCHMARKS.md"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="the target cases on a GRU, small sweeps: about a minute")
-    p.add_argument("--out", default="BENCHMARKS.md", help="the report (its plot is written beside it as .png)")
-    p.add_argument("--json", dest="json_out", default=None, help="also write every figure to this JSON file")
-    p.add_argument("--cells", default="rnn,gru,lstm", help="cells of the full grid")
+    add_out(p, "the report (its plot is written beside it as .png)", default="BENCHMARKS.md")
+    add_json(p)
+    p.add_argument(
+        "--cells", type=choice_list(("rnn", "gru", "lstm")), default="rnn,gru,lstm", help="cells of the full grid"
+    )
     p.add_argument(
         "--hidden",
-        type=_ints,
+        type=int_list(1, 4096),
         default=None,
         help="hidden sizes (default 128,256,512; quick 128,512): quick uses the first for the "
         "target cases and the last for int8 and the floor",
     )
     p.add_argument(
-        "--streams", type=_ints, default=None, help="the streams sweep (default 1,2,4..1024; quick 1,16,256,1024)"
+        "--streams",
+        type=int_list(1, 65_536),
+        default=None,
+        help="the streams sweep (default 1,2,4..1024; quick 1,16,256,1024)",
     )
-    p.add_argument("--hiddens", type=_ints, default=None, help="the model-size sweep (default 64..1024)")
-    p.add_argument("--memory-hidden", type=int, default=256, help="hidden size of the memory model")
-    p.add_argument("--soak-hidden", type=int, default=64, help="hidden size of the soak model (growth, not speed)")
+    p.add_argument("--hiddens", type=int_list(1, 4096), default=None, help="the model-size sweep (default 64..1024)")
+    p.add_argument("--memory-hidden", type=integer(1, 4096), default=256, help="hidden size of the memory model")
+    p.add_argument(
+        "--soak-hidden", type=integer(1, 4096), default=64, help="hidden size of the soak model (growth, not speed)"
+    )
     p.add_argument("--no-scale", action="store_true", help="skip the sweeps, memory and the floor")
-    p.add_argument("--soak", type=int, default=None, help="steps of the no-growth soak (default 10^6 full, 0 quick)")
+    p.add_argument(
+        "--soak", type=integer(0, 10**10), default=None, help="steps of the no-growth soak (default 10^6 full, 0 quick)"
+    )
     p.add_argument(
         "--compile",
         dest="compile_peer",
@@ -48,16 +58,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="time torch.compile too (default: on in the full run)",
     )
-    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds per case (default 15; quick 10)")
     p.add_argument(
-        "--block-ms", type=float, default=None, help="target length of one timed block (default 15; quick 4)"
+        "--rounds", type=integer(1, 10_000), default=None, help="interleaved rounds per case (default 15; quick 10)"
+    )
+    p.add_argument(
+        "--block-ms",
+        type=number(0.0, 60_000.0, lo_open=True),
+        default=None,
+        help="target length of one timed block (default 15; quick 4)",
     )
     p.add_argument(
         "--check",
         action="store_true",
         help="exit 1 when a target FAILs in this run (for CI); verdicts recorded on another machine do not count",
     )
-    p.add_argument("--note", default="", help="conditions to record in the report (e.g. machine load)")
+    p.add_argument("--note", type=text(2000), default="", help="conditions to record in the report (e.g. machine load)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -79,7 +94,7 @@ def main(args: argparse.Namespace) -> int:
     start = machine.describe()
     log = _logger()
 
-    cells = tuple(c for c in args.cells.split(",") if c)
+    cells = tuple(args.cells)
     hidden = args.hidden or ([128, 512] if quick else [128, 256, 512])
     compile_peer = bool(args.compile_peer) if quick else args.compile_peer is not False
     cases = suite.plan(quick, compile_peer, cells, small=hidden[0], big=hidden[-1], hiddens=hidden)
@@ -132,18 +147,20 @@ def main(args: argparse.Namespace) -> int:
     png = out.with_suffix(".png")
     drew = report.plot(run, png)
     report.write(run, out, png if drew else None)
-    if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(asdict(run), indent=1, default=str))
+    shown = text_out(args.json)
+    written = emit_json(args.json, json.dumps(asdict(run), indent=1, default=str))
     for v in verdicts:
-        print(f"{v.status:<15} {v.target:<30} {v.row:<24} {v.measured}  (target {v.figure}) {v.note}")
+        print(f"{v.status:<15} {v.target:<30} {v.row:<24} {v.measured}  (target {v.figure}) {v.note}", file=shown)
     for fl in floors:
         ratio = f"{fl.engine_ratio:.2f}x" if fl.engine_ratio else "not timed"
         print(
             f"floor {fl.cell} h{fl.hidden}: {fl.flops / 1e6:.2f} MFLOP/step at {fl.gflops:.1f} GFLOP/s = "
-            f"{fl.floor_us:.1f} µs; engine {ratio} of it"
+            f"{fl.floor_us:.1f} µs; engine {ratio} of it",
+            file=shown,
         )
-    print(f"wrote {out}" + (f" and {png}" if drew else " (no plot: matplotlib missing)"))
+    if not drew:
+        print("no plot: matplotlib missing", file=shown)
+    report_written([out, png if drew else None, written], shown)
     bad = failed(verdicts)
     if args.check and bad:
         print(f"--check: {len(bad)} target row(s) FAIL: " + ", ".join(f"{v.target} {v.row}".strip() for v in bad))

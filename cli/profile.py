@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from edgernn.cli.options import add_json, integer, number, text
+from edgernn.cli.paths import emit_json, in_file, out_file, report_written, text_out
 from edgernn.devices import load_profile
 from edgernn.runtime.engine import Engine
 from edgernn.runtime.errors import ProfileError
@@ -35,27 +37,44 @@ from edgernn.runtime.profiling import (
 from edgernn.runtime.session import CpuDefaults, SessionProfile
 
 HELP = "Latency p50/p99, throughput, real-time factor, cold start, memory and per-op time of a model."
-EXAMPLE = "edgernn profile runs/demo/model.onnx --chunk 1 --rate 100 --budget-ms 0.5 --json prof.json --plot prof.png"
+EXAMPLE = (
+    "edgernn profile runs/demo/model.onnx --chunk 1 --rate 100 --budget-ms 0.5 --json prof.json --plot prof.png\n"
+    "  edgernn profile runs/demo/model.onnx --trace ort-trace.json   # open in https://ui.perfetto.dev"
+)
 OVER_BUDGET = 2
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="path to an exported .onnx model")
+    p.add_argument("model", type=in_file(), help="path to an exported .onnx model")
     p.add_argument(
         "--device",
+        type=text(200),
         default="cpu",
-        help="device profile: 'cpu' (default), a name `edgernn devices` lists, or a .toml path",
+        help="device profile: 'cpu', a name `edgernn devices` lists, or a .toml path",
     )
-    p.add_argument("--threads", type=int, default=1, help="intra-op threads for the default cpu profile")
-    p.add_argument("--batch", type=int, default=1, help="streams advanced per call")
-    p.add_argument("--chunk", type=int, default=1, help="frames per stream per call (1: step)")
-    p.add_argument("--calls", type=int, default=2000, help="timed calls")
-    p.add_argument("--warmup", type=int, default=200, help="untimed calls first")
-    p.add_argument("--rate", type=float, default=None, help="frame rate in Hz for the real-time factor")
-    p.add_argument("--budget-ms", type=float, default=None, help="exit 2 when p99 per call exceeds this")
-    p.add_argument("--op-calls", type=int, default=200, help="calls under onnxruntime's profiler (0: skip)")
-    p.add_argument("--json", dest="json_out", default=None, help="write every figure to this JSON file")
-    p.add_argument("--plot", default=None, help="write a latency histogram + timeline PNG (needs matplotlib)")
+    p.add_argument("--threads", type=integer(1, 4096), default=1, help="intra-op threads for the default cpu profile")
+    p.add_argument("--batch", type=integer(1, 65_536), default=1, help="streams advanced per call")
+    p.add_argument("--chunk", type=integer(1, 1_000_000), default=1, help="frames per stream per call (1: step)")
+    p.add_argument("--calls", type=integer(1, 100_000_000), default=2000, help="timed calls")
+    p.add_argument("--warmup", type=integer(0, 100_000_000), default=200, help="untimed calls first")
+    p.add_argument(
+        "--rate",
+        type=number(0.0, 1e9, lo_open=True),
+        help="frame rate in Hz for the real-time factor (default: the model's)",
+    )
+    p.add_argument(
+        "--budget-ms", type=number(0.0, 1e7, lo_open=True), help="exit 2 when p99 per call exceeds this (milliseconds)"
+    )
+    p.add_argument(
+        "--op-calls", type=integer(0, 10_000_000), default=200, help="calls under onnxruntime's profiler (0: skip)"
+    )
+    add_json(p)
+    p.add_argument("--plot", type=out_file, help="write a latency histogram + timeline PNG (needs matplotlib)")
+    p.add_argument(
+        "--trace",
+        type=out_file,
+        help="keep onnxruntime's profiling trace of the --op-calls run (Perfetto, chrome://tracing)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress line")
 
 
@@ -92,9 +111,8 @@ def workload(engine: Engine, batch: int, chunk: int) -> tuple[Callable[[], objec
 
 
 def main(args: argparse.Namespace) -> int:
-    for flag in ("batch", "chunk", "calls"):
-        if getattr(args, flag) < 1:
-            raise ProfileError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    if args.trace and args.op_calls == 0:
+        raise ProfileError("--trace keeps the trace of the --op-calls run: give --op-calls above 0")
     if args.plot:
         _require_matplotlib()
     profile = resolve_profile(args.device, args.threads)
@@ -105,15 +123,19 @@ def main(args: argparse.Namespace) -> int:
     stats = LatencyStats.from_us(us, frames_per_call=args.chunk, streams=args.batch)
     ops, op_run_us = ([], 0.0)
     if args.op_calls > 0:
-        ops, op_run_us = op_breakdown(args.model, args.batch, args.chunk, args.op_calls, profile)
+        ops, op_run_us = op_breakdown(args.model, args.batch, args.chunk, args.op_calls, profile, trace=args.trace)
     rate = args.rate if args.rate is not None else _task_rate(engine)
     report = build_report(args, engine, path, stats, cold, ops, op_run_us, rate)
-    print(render(report))
-    if args.json_out:
-        with open(args.json_out, "w") as fh:
-            json.dump(report, fh, indent=2)
+    out = text_out(args.json)
+    print(render(report), file=out)
+    written = [emit_json(args.json, json.dumps(report, indent=2))]
     if args.plot:
-        plot_latency(us, args.plot, f"{os.path.basename(args.model)} — {path}", args.budget_ms)
+        plot_latency(
+            us, args.plot, plot_title(args.model, engine.profile.name, args.batch, args.chunk, path), args.budget_ms
+        )
+        written.append(args.plot)
+    written.append(args.trace)
+    report_written(written, out)
     if args.budget_ms is not None and stats.p99_us > args.budget_ms * 1e3:
         print(f"over budget: p99 {stats.p99_us / 1e3:.3f} ms > {args.budget_ms} ms", file=sys.stderr)
         return OVER_BUDGET
@@ -209,43 +231,64 @@ def _require_matplotlib() -> None:
         raise ProfileError("--plot needs matplotlib, which is not installed: pip install matplotlib (or edgernn[dev])")
 
 
+def plot_title(model: str, device: str, batch: int, chunk: int, path: str) -> str:
+    return f"{os.path.basename(model)} on {device}: batch {batch}, chunk {chunk}\n{path}"
+
+
 def plot_latency(us: np.ndarray, out: str, title: str, budget_ms: float | None = None) -> None:
     """A histogram of per-call latency and the timeline of calls, one PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = latency_figure(us, title, budget_ms)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def latency_figure(us: np.ndarray, title: str, budget_ms: float | None = None) -> Any:
+    """The figure of ``plot_latency``: the histogram spans the bulk of the calls (up to 4x p99;
+    rarer outliers are counted in a note), the timeline every call; a budget outside the data is
+    named, not drawn at the far end of a stretched axis.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (hist, line) = plt.subplots(1, 2, figsize=(11, 4))
-    lo, hi = max(float(us.min()), 1e-3), float(us.max())
-    bins = np.geomspace(lo, hi * 1.0001, 60) if hi > lo else 10
-    hist.hist(us, bins=bins, color="#4878a8")
+    p50, p99 = float(np.percentile(us, 50)), float(np.percentile(us, 99))
+    lo, top = max(float(us.min()), 1e-3), max(float(us.max()), 1e-3)
+    hi = min(top, 4 * p99)
+    bulk = us[us <= hi]
+    hist.hist(bulk, bins=np.geomspace(lo, hi * 1.0001, 60) if hi > lo else 10, color="#4878a8")
     hist.set_xscale("log")
+    hist.set_xlim(lo / 1.05, hi * 1.05)
     hist.set_xlabel("latency per call (µs, log)")
     hist.set_ylabel("calls")
+    notes = [f"{us.size - bulk.size} calls above {hi:.0f} µs (max {top:.0f})"] if bulk.size < us.size else []
     line.plot(np.arange(us.size), us, ".", ms=1.5, color="#4878a8", label="call")
     window = max(1, us.size // 100)
     if us.size >= window * 2:
         rolling = np.convolve(us, np.ones(window) / window, mode="valid")
         line.plot(np.arange(rolling.size) + window // 2, rolling, color="#c44e52", lw=1, label=f"mean of {window}")
     line.set_yscale("log")
+    line.set_ylim(lo / 1.05, top * 1.05)
     line.set_xlabel("call")
-    line.set_ylabel("µs (log)")
-    for ax in (hist, line):
-        for q, style in ((50, "--"), (99, ":")):
-            v = float(np.percentile(us, q))
-            if ax is hist:
-                ax.axvline(v, color="k", ls=style, lw=1, label=f"p{q} {v:.1f} µs")
-            else:
-                ax.axhline(v, color="k", ls=style, lw=1)
-        if budget_ms is not None:
-            if ax is hist:
-                ax.axvline(budget_ms * 1e3, color="#c44e52", lw=1.5, label=f"budget {budget_ms} ms")
-            else:
-                ax.axhline(budget_ms * 1e3, color="#c44e52", lw=1.5)
-    hist.legend(fontsize=8)
+    line.set_ylabel("latency per call (µs, log)")
+    for v, q, style in ((p50, 50, "--"), (p99, 99, ":")):
+        hist.axvline(v, color="k", ls=style, lw=1, label=f"p{q} {v:.1f} µs")
+        line.axhline(v, color="k", ls=style, lw=1)
+    if budget_ms is not None:
+        b = budget_ms * 1e3
+        if lo / 1.05 <= b <= hi * 1.05:
+            hist.axvline(b, color="#c44e52", lw=1.5, label=f"budget {budget_ms:g} ms")
+        else:
+            notes.append(f"budget {budget_ms:g} ms ({b / p99:.2g}x the p99): off this axis")
+        if lo / 1.05 <= b <= top * 1.05:
+            line.axhline(b, color="#c44e52", lw=1.5, label=f"budget {budget_ms:g} ms")
+    if notes:
+        hist.text(0.98, 0.97, "\n".join(notes), transform=hist.transAxes, ha="right", va="top", fontsize=8)
+    hist.legend(fontsize=8, loc="center right")
     line.legend(fontsize=8, loc="upper right")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    return fig

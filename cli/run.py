@@ -9,13 +9,18 @@ weather   the next day's forecast (max, min, chance of rain) after each daily ro
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 import time
+from collections.abc import Iterator
 from typing import TextIO
 
 import numpy as np
 
 from edgernn.cli import run_forecast, run_music
+from edgernn.cli.options import integer, number, seed
+from edgernn.cli.options import text as text_arg
+from edgernn.cli.paths import in_file
 from edgernn.devices import load_engine
 from edgernn.devices.auto import choose_device
 from edgernn.runtime.apps import check_app, load_app, shipped_model
@@ -29,39 +34,61 @@ EXAMPLE = (
     "  echo 'Das ist ein kleines Haus' | edgernn run langid\n"
     "  edgernn run weather --input seattle-weather.csv"
 )
+MAX_INPUT_BYTES = 1 << 30  # --input: 1 GiB of text
+MAX_LINE_CHARS = 100_000  # one text (langid, suggest) or one CSV row (weather)
+SHOWN_CHARS = 60  # the end of the line shown beside each per-character answer
 APPS = ("textgen", "suggest", "langid", "weather", "forecast", "music")
 MODEL_OF_APP = {"textgen": "textgen", "suggest": "textgen", "langid": "langid", "weather": "weather",
                 "forecast": "forecast", "music": "music"}  # fmt: skip
 
 
+def temperature(value: str) -> float:
+    """0 (greedy) or a finite number from 0.01 to 100 (below that, logits / T overflows)."""
+    t = number(0.0, 100.0)(value)
+    if 0.0 < t < 0.01:  # type: ignore[operator]
+        raise argparse.ArgumentTypeError(f"expected 0 (greedy) or a number from 0.01 to 100, got {value!r}")
+    return t  # type: ignore[return-value]
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("app", choices=APPS, help="what to run")
-    p.add_argument("--model", help="an exported .onnx model (default: the example model shipped for the app)")
-    p.add_argument("--device", help="device profile (edgernn devices list) or 'auto' (default: cpu, one thread)")
-    p.add_argument("--input", help="read from this file instead of stdin (suggest, langid, weather)")
+    p.add_argument(
+        "--model", type=in_file(), help="an exported .onnx model (default: the example model shipped for the app)"
+    )
+    p.add_argument(
+        "--device",
+        type=text_arg(200),
+        help="device profile (edgernn devices list) or 'auto' (default: cpu, one thread)",
+    )
+    p.add_argument(
+        "--input",
+        type=in_file(MAX_INPUT_BYTES),
+        help="read from this file instead of stdin (suggest, langid, weather); UTF-8 text",
+    )
     g = p.add_argument_group("textgen")
-    g.add_argument("--prompt", default="And God said", help="text to start from")
-    g.add_argument("--chars", type=int, default=200, help="characters to generate")
-    g.add_argument("--temperature", type=float, default=0.8, help="0 is greedy")
-    g.add_argument("--top-k", type=int, default=0, help="sample among the k most likely (0: all)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument(
+        "--prompt", type=text_arg(10_000, allow_empty=False), default="And God said", help="text to start from"
+    )
+    g.add_argument("--chars", type=integer(0, 1_000_000), default=200, help="characters to generate")
+    g.add_argument("--temperature", type=temperature, default=0.8, help="0 is greedy")
+    g.add_argument("--top-k", type=integer(0, 1_000_000), default=0, help="sample among the k most likely (0: all)")
+    g.add_argument("--seed", type=seed(), default=0, help="random seed of the sampling")
     g = p.add_argument_group("suggest, langid")
-    g.add_argument("--top", type=int, default=3, help="how many suggestions or languages to show")
+    g.add_argument("--top", type=integer(1, 100), default=3, help="how many suggestions or languages to show")
     g.add_argument("--final", action="store_true", help="print once per line instead of after every character")
     run_forecast.add_arguments(p)
     run_music.add_arguments(p)
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.top < 1 or args.chars < 0:
-        raise InputError(f"--top must be >= 1 (got {args.top}) and --chars >= 0 (got {args.chars})")
     engine = app_engine(MODEL_OF_APP[args.app], args.model, args.device)
     if args.app == "forecast":
         return run_forecast.run_forecast(engine, args)
     if args.app == "music":
         return run_music.run_music(engine, args)
+    where = args.input or "stdin"
     try:
-        source = open(args.input, encoding="utf-8") if args.input else sys.stdin
+        source = open(args.input, encoding="utf-8") if args.input else _utf8_stdin()
     except OSError as exc:
         raise InputError(f"--input {args.input}: cannot read it: {exc.strerror}") from None
     try:
@@ -72,9 +99,45 @@ def main(args: argparse.Namespace) -> int:
         if args.app == "langid":
             return run_langid(engine, source, args)
         return run_weather(engine, source)
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{where}: not UTF-8 text (byte {exc.object[exc.start : exc.start + 1]!r}: {exc.reason})"
+        ) from None
     finally:
-        if source is not sys.stdin:
+        if args.input:
             source.close()
+        elif source is not sys.stdin:
+            source.detach()  # the wrapper goes; sys.stdin stays usable
+
+
+def _utf8_stdin() -> TextIO:
+    """stdin as UTF-8 (whatever the locale says), strict: other bytes are an InputError, not guessed."""
+    if is_tty(sys.stdin) or not hasattr(sys.stdin, "buffer"):
+        return sys.stdin  # a terminal is read key by key (console.keystrokes decodes UTF-8 itself)
+    return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="strict")
+
+
+def bounded(chars: Iterator[str], limit: int = MAX_LINE_CHARS) -> Iterator[str]:
+    """``chars`` with at most ``limit`` characters per line (an endless line, e.g. from /dev/zero, is refused)."""
+    n = 0
+    for ch in chars:
+        n = 0 if ch == "\n" else n + 1
+        if n > limit:
+            raise InputError(f"a line is longer than {limit:,} characters; the apps read one text per line")
+        yield ch
+
+
+def lines(source: TextIO, limit: int = MAX_LINE_CHARS) -> Iterator[str]:
+    """The lines of ``source``, each read with a bound (``for line in source`` would read an endless one whole)."""
+    n = 0
+    while True:
+        line = source.readline(limit + 1)
+        if not line:
+            return
+        n += 1
+        if len(line) > limit and not line.endswith("\n"):
+            raise InputError(f"line {n} is longer than {limit:,} characters")
+        yield line
 
 
 def app_engine(task: str, model: str | None, device: str | None) -> Engine:
@@ -123,6 +186,11 @@ def run_textgen(engine: Engine, args: argparse.Namespace) -> int:
     return 0
 
 
+def _tail(text: str) -> str:
+    """The end of a long line: what is printed after every character stays bounded (not quadratic)."""
+    return text if len(text) <= SHOWN_CHARS else "…" + text[-(SHOWN_CHARS - 1) :]
+
+
 def _fmt(ranked: list[tuple[str, float]]) -> str:
     return "  ".join(f"{name} {p:.2f}" for name, p in ranked)
 
@@ -135,7 +203,7 @@ def run_langid(engine: Engine, source: TextIO, args: argparse.Namespace) -> int:
     live = is_tty(source) and is_tty(sys.stdout)
     history: list[tuple[Stream, np.ndarray]] = []  # (fork, probabilities) before each character, for backspace
     text = ""
-    for ch in keystrokes(source):
+    for ch in bounded(keystrokes(source)):
         if ch == "\n":
             if text and (args.final or live):
                 sys.stdout.write(("\r\x1b[K" if live else "") + f"{text}\t{_fmt(det.ranked())}\n")
@@ -150,7 +218,7 @@ def run_langid(engine: Engine, source: TextIO, args: argparse.Namespace) -> int:
                 history.append((det.stream.fork(), det.probs))
             text += ch
             det.step(ch)
-        line = f"{text}\t{_fmt(det.ranked())}"
+        line = f"{_tail(text)}\t{_fmt(det.ranked())}"
         if live:
             sys.stdout.write("\r\x1b[K" + line)
         elif not args.final:
@@ -177,7 +245,7 @@ def run_suggest(engine: Engine, source: TextIO, args: argparse.Namespace) -> int
         sys.stdout.write(("\r\x1b[K" + line) if live else line + "\n")
         sys.stdout.flush()
 
-    for ch in keystrokes(source):
+    for ch in bounded(keystrokes(source)):
         if ch in BACKSPACE and live:
             kb.backspace()
             text = text[:-1]
@@ -211,7 +279,7 @@ def run_weather(engine: Engine, source: TextIO) -> int:
     from edgernn.runtime.apps.weather import Forecaster, parse_row
 
     fc = Forecaster(engine)
-    for n, line in enumerate(source, 1):
+    for n, line in enumerate(lines(source), 1):
         row = parse_row(line, n)
         if row is None:
             continue

@@ -11,47 +11,65 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edgernn.cli.options import add_out, checked, integer, number, seed, text
+from edgernn.cli.paths import in_file, in_path_type, out_dir, report_written
+
+EXTRA = "train"
+REQUIRES = ("torch", "safetensors")
 HELP = "Train a recurrent model on a task preset (real data shipped by packages)."
 EXAMPLE = (
-    "edgernn train textgen --cell gru --hidden 512 --seconds 600 --out runs/textgen\n"
-    "  torchrun --nproc_per_node=2 -m edgernn train langid --out runs/langid-ddp"
+    "edgernn train textgen --cell gru --hidden 512 --seconds 600 -o runs/textgen\n"
+    "  torchrun --nproc_per_node=2 -m edgernn train langid -o runs/langid-ddp"
 )
 TASKS = ("textgen", "langid", "weather", "recall", "forecast", "music")
 CELLS = ("rnn", "gru", "lstm", "attention")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("task", help=f"task preset: one of {', '.join(TASKS)}")
-    p.add_argument("--cell", help=f"recurrent cell: one of {', '.join(CELLS)} (default: the preset's)")
-    p.add_argument("--hidden", type=int, help="hidden size")
-    p.add_argument("--layers", type=int, help="stacked recurrent layers")
-    p.add_argument("--dropout", type=float, help="dropout between layers")
-    p.add_argument("--seq-len", type=int, help="TBPTT window / longest sequence")
-    p.add_argument("--batch", type=int, help="global batch size (split over ranks)")
-    p.add_argument("--seconds", type=float, help="training time budget (0: none)")
-    p.add_argument("--steps", type=int, help="stop after this many updates (0: time only)")
-    p.add_argument("--lr", type=float, help="peak learning rate (Adam)")
-    p.add_argument("--lr-final", type=float, help="final learning rate as a fraction of --lr (cosine)")
-    p.add_argument("--clip", type=float, help="gradient norm clip")
-    p.add_argument("--memory-bias", type=float, help="LSTM forget / GRU update gate bias at init (open gates)")
-    p.add_argument("--precision", choices=("fp32", "bf16"), help="forward-pass precision (bf16: autocast, CPU AMX)")
-    p.add_argument("--delay", type=int, help="recall: distractor steps")
-    p.add_argument("--window", type=int, help="cell attention: positions each token sees before itself")
-    p.add_argument("--heads", type=int, help="cell attention: heads (dividing --hidden)")
-    p.add_argument("--eval-every", type=int, help="steps between evaluations and checkpoints")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
-    p.add_argument("--resume", help="a run directory or checkpoint to continue from")
-    p.add_argument("--out", help="run directory (default runs/<task>)")
+    p.add_argument("task", choices=TASKS, help="task preset")
+    g = p.add_argument_group("preset overrides", "each defaults to the task preset's value (edgernn.train.tasks)")
+    g.add_argument("--cell", choices=CELLS, help="recurrent cell")
+    g.add_argument("--hidden", type=integer(1, 8192), help="hidden size")
+    g.add_argument("--layers", type=integer(1, 32), help="stacked recurrent layers")
+    g.add_argument("--dropout", type=number(0.0, 0.95), help="dropout between layers")
+    g.add_argument("--seq-len", type=integer(1, 1_000_000), help="TBPTT window / longest sequence")
+    g.add_argument("--batch", type=integer(1, 1_000_000), help="global batch size (split over ranks)")
+    g.add_argument("--seconds", type=number(0.0, 1e8), help="training time budget (0: none)")
+    g.add_argument("--steps", type=integer(0, 10**12), help="stop after this many updates (0: time only)")
+    g.add_argument("--lr", type=number(0.0, 10.0, lo_open=True), help="peak learning rate (Adam)")
+    g.add_argument("--lr-final", type=number(0.0, 1.0), help="final learning rate as a fraction of --lr (cosine)")
+    g.add_argument("--clip", type=number(0.0, 1e6, lo_open=True), help="gradient norm clip")
+    g.add_argument(
+        "--memory-bias", type=number(-100.0, 100.0), help="LSTM forget / GRU update gate bias at init (open gates)"
+    )
+    g.add_argument("--precision", choices=("fp32", "bf16"), help="forward-pass precision (bf16: autocast, CPU AMX)")
+    g.add_argument("--delay", type=integer(1, 1_000_000), help="recall: distractor steps")
+    g.add_argument(
+        "--window", type=integer(1, 1_000_000), help="cell attention: positions each token sees before itself"
+    )
+    g.add_argument("--heads", type=integer(1, 1024), help="cell attention: heads (dividing --hidden)")
+    g.add_argument("--eval-every", type=integer(0, 10**12), help="steps between evaluations and checkpoints")
+    g.add_argument("--seed", type=seed(), help="random seed")
+    p.add_argument("--threads", type=integer(0, 4096), default=0, help="torch threads per process (0: torch's default)")
+    p.add_argument("--resume", type=in_path_type, help="a run directory or checkpoint to continue from")
+    add_out(p, "run directory (default: runs/<task>)", folder=True)
     f = p.add_argument_group("forecast (any regular time series)")
-    f.add_argument("--dataset", help="a series shipped in a package: co2, elnino, seattle, sunspots")
-    f.add_argument("--csv", help="or your own CSV file, columns read by header name")
-    f.add_argument("--time", dest="time_col", help="the CSV's time column (ISO date / date-time, YYYY-MM or YYYY)")
-    f.add_argument("--target", dest="target_col", help="the CSV's column to forecast")
-    f.add_argument("--covariates", nargs="*", help="other numeric columns fed as inputs")
-    f.add_argument("--horizon", type=int, help="steps ahead to forecast")
-    f.add_argument("--season", type=int, help="seasonal period of the baselines and MASE (default: from the step)")
-    f.add_argument("--holdout", type=float, help="share of rows held out at the end (default 0.2)")
+    f.add_argument("--dataset", type=text(200), help="a series shipped in a package: co2, elnino, seattle, sunspots")
+    f.add_argument("--csv", type=in_file(1 << 30), help="or your own CSV file, columns read by header name")
+    f.add_argument(
+        "--time", dest="time_col", type=text(200), help="the CSV's time column (ISO date / date-time, YYYY-MM or YYYY)"
+    )
+    f.add_argument("--target", dest="target_col", type=text(200), help="the CSV's column to forecast")
+    f.add_argument("--covariates", nargs="*", type=text(200), help="other numeric columns fed as inputs")
+    f.add_argument("--horizon", type=integer(1, 100_000), help="steps ahead to forecast")
+    f.add_argument(
+        "--season",
+        type=integer(1, 1_000_000),
+        help="seasonal period of baselines and MASE (default: from the step)",
+    )
+    f.add_argument(
+        "--holdout", type=number(0.0, 0.9, lo_open=True), help="share of rows held out at the end (default 0.2)"
+    )
     f.add_argument("--fill", dest="fill_missing", action="store_true", default=None,
                    help="interpolate missing steps (refused by default)")  # fmt: skip
 
@@ -61,7 +79,7 @@ def main(args: argparse.Namespace) -> int:
 
     from edgernn.train.distributed import from_environment, shutdown
     from edgernn.train.tasks import build_task, preset
-    from edgernn.train.trainer import fit
+    from edgernn.train.trainer import TrainingError, fit
 
     cfg = preset(
         args.task,
@@ -93,16 +111,19 @@ def main(args: argparse.Namespace) -> int:
         holdout=args.holdout,
         fill_missing=args.fill_missing,
     )
+    if not cfg.max_seconds and not cfg.max_steps:
+        raise TrainingError("no budget: give --seconds above 0 or --steps above 0")
+    out = Path(checked(out_dir, args.out or f"runs/{cfg.task}", "--out"))
     if args.threads:
         torch.set_num_threads(args.threads)
     info = from_environment()
     try:
         task = build_task(cfg)
-        out = Path(args.out or f"runs/{cfg.task}")
         res = fit(task, cfg, out=out, resume=Path(args.resume) if args.resume else None, info=info)
     finally:
         shutdown(info)
     if info.is_main:
         shown = ", ".join(f"{k} {v}" for k, v in res.metrics.items())
-        print(f"{cfg.task}: {shown}\nrun directory {out} (model.safetensors, metrics.jsonl, loss.png)")
+        print(f"{cfg.task}: {shown}")
+        report_written(sorted(p for p in out.iterdir() if p.is_file()) if out.is_dir() else [out])
     return 0

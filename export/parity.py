@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgernn.export.validate import Outputs, compare_modes, run_modes
+from edgernn.export.validate import Outputs, compare_modes, effective_tolerance, run_modes
 from edgernn.runtime.spec import StreamSpec
 from edgernn.train.model import RecurrentModel
 
@@ -36,13 +36,30 @@ class ParityReport:
     batch: int = 1
     outputs: Mapping[str, float] = field(default_factory=dict)
     modes: Mapping[str, float] = field(default_factory=dict)
+    scales: Mapping[str, float] = field(default_factory=dict)  # each output's bound is tolerance x its scale
 
     @property
     def max_abs(self) -> float:
         return max(self.max_abs_step, self.max_abs_chunked)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"max_abs": self.max_abs, "outputs": dict(self.outputs), "modes": dict(self.modes)}
+        return asdict(self) | {
+            "max_abs": self.max_abs,
+            "outputs": dict(self.outputs),
+            "modes": dict(self.modes),
+            "scales": dict(self.scales),
+        }
+
+    def verdict(self) -> str:
+        """One line: PASS / FAIL, the output nearest its bound, its difference and effective tolerance."""
+        scale = {n: self.scales.get(n, 1.0) for n in self.outputs}
+        name = max(self.outputs, key=lambda n: self.outputs[n] / (self.tolerance * scale[n]))
+        d, limit = self.outputs[name], self.tolerance * scale[name]
+        word = "PASS" if d <= limit else "FAIL"
+        return (
+            f"{word}  parity vs PyTorch over {self.steps} carried steps: max |torch - onnx| {d:.3g} on {name!r} "
+            f"{'<=' if word == 'PASS' else '>'} effective tolerance {effective_tolerance(self.tolerance, scale[name])}"
+        )
 
     def __str__(self) -> str:
         per = ", ".join(f"{k} {v:.3g}" for k, v in self.outputs.items())
@@ -110,4 +127,5 @@ def check_parity(
         batch=xs.shape[0],
         outputs={n: max(d[n] for d in result["modes"].values()) for n in names},
         modes=per_mode,
+        scales=result["scales"],
     )

@@ -179,6 +179,7 @@ def _convert(
             "normalised": result["normalised"],
             **({"max_abs_log_softmax": result["max_abs_log_softmax"]} if "max_abs_log_softmax" in result else {}),
             "tolerance": tolerance,
+            "scale": result["scales"][spec.outputs[0].name],
             "steps": result["steps"],
             "modes": result["modes"],
         }

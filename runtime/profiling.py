@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -125,12 +126,18 @@ class OpCost:
 
 
 def op_breakdown(
-    path: str, batch: int = 1, chunk: int = 1, calls: int = 200, profile: SessionProfile | None = None
+    path: str,
+    batch: int = 1,
+    chunk: int = 1,
+    calls: int = 200,
+    profile: SessionProfile | None = None,
+    trace: str | os.PathLike[str] | None = None,
 ) -> tuple[list[OpCost], float]:
     """Run ``calls`` calls with onnxruntime's profiler on; return per-op costs and the mean run time (µs).
 
     A separate session is used (the profiler slows the run it watches); the shares are what
     to read, not the absolute times. Feeds go through ``session.run`` with carried state.
+    ``trace``: keep onnxruntime's own trace there (Chrome trace JSON: Perfetto, chrome://tracing).
     """
     profile = profile or CpuDefaults()
     opts = profile.session_options()
@@ -152,8 +159,11 @@ def op_breakdown(
         for _ in range(calls):
             new = session.run(names, {spec.inputs[0].name: x, **states})
             states = {s.input: v for s, v in zip(spec.states, new)}
-        with open(session.end_profiling()) as fh:
+        written = session.end_profiling()
+        with open(written) as fh:
             events = json.load(fh)
+        if trace is not None:
+            shutil.copyfile(written, trace)
     return aggregate_trace(events, calls)
 
 

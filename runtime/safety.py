@@ -88,6 +88,8 @@ def read_model_and_spec(
 
 def read_regular_file(source: str, max_bytes: int, what: str) -> bytes:
     """All of ``source`` if it is a regular file of at most ``max_bytes``; never blocks on a FIFO."""
+    if "\x00" in source:  # os.open would raise an untyped ValueError
+        raise ModelLoadError(f"{source!r}: a path cannot contain a NUL character")
     try:
         fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:

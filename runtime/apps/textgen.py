@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -62,6 +63,10 @@ def generate(
     vocab = vocabulary(stream)
     if not prompt:
         raise InputError("prompt: give at least one character")
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
+        raise InputError(f"temperature: expected a finite number >= 0, got {temperature!r}")
+    if not (isinstance(seed, int) and seed >= 0) or not (isinstance(top_k, int) and top_k >= 0):
+        raise InputError(f"seed and top_k: expected integers >= 0, got seed {seed!r}, top_k {top_k!r}")
     ids = encode(vocab, prompt, "prompt")
     rng = np.random.default_rng(seed)
     logits = stream.push(ids)[-1]

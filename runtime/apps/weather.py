@@ -144,6 +144,8 @@ class Forecaster:
             raise InputError("weather: got no row (a header or a blank line)")
         if self.last is not None and row.date <= self.last.date:
             raise InputError(f"weather: rows must be in date order; {row.date} follows {self.last.date}")
+        if row.date >= dt.date.max:  # checked before the step: the stream stays as it was
+            raise InputError(f"weather: date {row.date}: the forecast day would be past {dt.date.max}")
         y = self.stream.step(self.frame(row)).astype(np.float64)
         self.last = row
         tmax, tmin = y[:2] * self.out_std + self.out_mean
