@@ -24,8 +24,16 @@ TEMP_ROOM = 24  # outputs are written as a temporary ".<name>.XXXXXXXX.tmp" besi
 
 
 def typed_as(name: str, check: Callable[[str], object]) -> Callable[[str], object]:
-    check.__name__ = name  # argparse names the type in its own messages
-    return check
+    """``check`` as an argparse type named ``name``; an OSError while checking is a refused value too."""
+
+    def parse(value: str) -> object:
+        try:
+            return check(value)
+        except OSError as exc:  # e.g. a folder on the way that cannot be searched
+            raise argparse.ArgumentTypeError(f"{value}: {exc.strerror or exc}") from None
+
+    parse.__name__ = name  # argparse names the type in its own messages
+    return parse
 
 
 def _check_path(value: str, room: int = 0) -> Path:

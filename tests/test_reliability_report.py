@@ -148,7 +148,7 @@ def test_the_command_writes_the_report(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(reliability.Sizes, "pick", classmethod(lambda cls, long: tiny))
     out = tmp_path / "R.md"
     raw = tmp_path / "runs" / "r.json"
-    args = argparse.Namespace(output=str(out), long=False, json=str(raw), skip=["files", "fuzz"])
+    args = argparse.Namespace(out=str(out), long=False, json=str(raw), skip=["files", "fuzz"])
     assert reliability_cli.main(args) == 0
     text = out.read_text()
     assert "soak 200 steps on one stream" in text and "20 streams x 3 steps" in text
