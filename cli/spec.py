@@ -8,6 +8,8 @@ import os
 import sys
 from typing import Any
 
+from edgernn.cli.options import add_out, integer, text
+from edgernn.cli.paths import in_file, out_file
 from edgernn.runtime.errors import InputError
 
 HELP = "Infer the stream spec of an ONNX model not made here (states, axes, constants); write it or embed it."
@@ -27,19 +29,38 @@ FLAGS = {
 }
 
 
+hint = text(10_000)  # NAME=VALUE, read by _item
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="an .onnx file")
+    p.add_argument("model", type=in_file(), help="an .onnx file")
     g = p.add_argument_group("hints (each NAME is a graph input or output; repeat a flag for several)")
-    g.add_argument("--constant", action="append", default=[], metavar="NAME=VALUE", help="feed VALUE on every call")
-    g.add_argument("--pair", action="append", default=[], metavar="IN=OUT", help="state input IN is carried from OUT")
-    g.add_argument("--batch-axis", action="append", default=[], metavar="NAME=AXIS", help="the batch axis of NAME")
-    g.add_argument("--time-axis", action="append", default=[], metavar="NAME=AXIS", help="its time axis; -1: none")
-    g.add_argument("--shape", action="append", default=[], metavar="NAME=D,D,..", help="sizes: ints, 'batch', 'time'")
-    g.add_argument("--context", action="append", default=[], metavar="NAME=K", help="prepend K frames of the last call")
-    g.add_argument("--window", type=int, metavar="N", help="N items of the time axis per call (audio: samples)")
-    p.add_argument("-o", "--out", help="write the spec as JSON to this file (default: print it)")
+    g.add_argument(
+        "--constant", action="append", default=[], type=hint, metavar="NAME=VALUE", help="feed VALUE on every call"
+    )
+    g.add_argument(
+        "--pair", action="append", default=[], type=hint, metavar="IN=OUT", help="state input IN is carried from OUT"
+    )
+    g.add_argument(
+        "--batch-axis", action="append", default=[], type=hint, metavar="NAME=AXIS", help="the batch axis of NAME"
+    )
+    g.add_argument(
+        "--time-axis", action="append", default=[], type=hint, metavar="NAME=AXIS", help="its time axis; -1: none"
+    )
+    g.add_argument(
+        "--shape", action="append", default=[], type=hint, metavar="NAME=D,D,..", help="sizes: ints, 'batch', 'time'"
+    )
+    g.add_argument(
+        "--context", action="append", default=[], type=hint, metavar="NAME=K", help="prepend K frames of the last call"
+    )
+    g.add_argument(
+        "--window", type=integer(1, 100_000_000), metavar="N", help="N items of the time axis per call (audio: samples)"
+    )
+    add_out(p, "write the spec as JSON to this file (default: print it)")
     p.add_argument("--python", action="store_true", help="print the spec as Python source to paste and edit")
-    p.add_argument("--embed", metavar="COPY.onnx", help="write a copy of the model with the spec in its metadata")
+    p.add_argument(
+        "--embed", metavar="COPY.onnx", type=out_file, help="write a copy of the model with the spec in its metadata"
+    )
     p.add_argument("--force", action="store_true", help="overwrite --out / --embed files")
 
 
