@@ -108,7 +108,7 @@ def in_file(max_bytes: int | None = None, suffixes: Sequence[str] = ()) -> Calla
     def parse(value: str) -> str:
         path = _check_path(value)
         if path.is_dir():
-            raise argparse.ArgumentTypeError(f"{value} is a folder; expected a file")
+            raise argparse.ArgumentTypeError(f"{value} is a folder, not a regular file")
         info = _stat_readable(value)
         if not stat.S_ISREG(info.st_mode):
             raise argparse.ArgumentTypeError(f"{value} is not a regular file (a device, FIFO or socket)")

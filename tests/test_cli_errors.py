@@ -73,7 +73,7 @@ def refused(argv: list[str], capsys: pytest.CaptureFixture[str], status: int = 2
         (["bench", "--cells", "gru,xyz"], "--cells: expected names from rnn, gru, lstm"),
         (["bench", "--block-ms", "nan"], "--block-ms"),
         (["reliability", "-o", "/proc/R.md"], "cannot write into /proc"),
-        (["inspect", "/tmp"], "/tmp is a folder; expected a file"),
+        (["inspect", "/tmp"], "/tmp is a folder, not a regular file"),
         (["nosuchcommand"], "invalid choice"),
     ],
 )

@@ -93,8 +93,9 @@ def test_inspect_refuses_special_files_without_reading_them(special: str, tmp_pa
     else:
         path = special
     proc = _cli_blocked(str(path), timeout=30)
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert proc.stderr.startswith("edgernn inspect: ModelLoadError:") and "not a regular file" in proc.stderr
+    # refused while parsing the arguments (cli/paths.py), before the safe reader is reached
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("edgernn inspect: error: argument model:") and "not a regular file" in proc.stderr
 
 
 def test_inspect_refuses_the_bombs_that_engine_load_refuses(tmp_path) -> None:
