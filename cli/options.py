@@ -129,7 +129,7 @@ def choice_list(choices: Sequence[str]) -> Callable[[str], object]:
             )
         return names
 
-    return typed_as("list", parse)
+    return typed_as("names", parse)
 
 
 def int_list(lo: int, hi: int) -> Callable[[str], object]:
@@ -142,7 +142,7 @@ def int_list(lo: int, hi: int) -> Callable[[str], object]:
             raise argparse.ArgumentTypeError(f"expected integers {_bounds(lo, hi)} separated by commas, got {value!r}")
         return [one(v) for v in items]  # type: ignore[misc]
 
-    return typed_as("list", parse)
+    return typed_as("integers", parse)
 
 
 def _check_text(value: str, what: str) -> None:

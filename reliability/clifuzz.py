@@ -106,7 +106,8 @@ def _values(action: argparse.Action, root: Path) -> list[str | None]:
         return [None]
     if action.choices:
         return ["", "\udcff", "x" * 300, "nope"]
-    if action.type in (int, float) or getattr(action.type, "__name__", "") == "_ints":
+    numeric = ("_ints", "integer", "number", "integers", "temperature")  # the CLI's typed values (cli/options.py)
+    if action.type in (int, float) or getattr(action.type, "__name__", "") in numeric:
         return NUMBERS
     names = [v.format(root=root) for v in NAMES]
     if isinstance(action, argparse._AppendAction):  # NAME=VALUE hints
