@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from edgernn.cli.options import text
 from edgernn.runtime.apps.forecast import SeriesForecaster
 from edgernn.runtime.engine import Engine
 from edgernn.runtime.errors import InputError
@@ -12,8 +13,10 @@ from edgernn.runtime.series import read_csv
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("forecast (needs --input CSV)")
-    g.add_argument("--time", dest="time_col", default="time", help="the CSV's time column")
-    g.add_argument("--target", dest="target_col", help="the column to forecast (default: the model's target name)")
+    g.add_argument("--time", dest="time_col", default="time", type=text(200), help="the CSV's time column")
+    g.add_argument(
+        "--target", dest="target_col", type=text(200), help="the column to forecast (default: the model's target name)"
+    )
 
 
 def run_forecast(engine: Engine, args: argparse.Namespace) -> int:

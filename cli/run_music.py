@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edgernn.cli.options import integer, text
+from edgernn.cli.paths import out_file
 from edgernn.runtime.apps.music import Composer, note_name, parse_primer, render_wav
 from edgernn.runtime.engine import Engine
 from edgernn.runtime.music import seconds, write_midi
@@ -12,10 +14,12 @@ from edgernn.runtime.music import seconds, write_midi
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("music (also --temperature, --top-k, --seed)")
-    g.add_argument("--events", type=int, default=48, help="notes and rests to generate")
-    g.add_argument("--primer", default="", help="a melody to start from, e.g. 'G4:1 A4:1 B4:2' (r:1 is a rest)")
-    g.add_argument("--midi", default="music.mid", help="the MIDI file to write")
-    g.add_argument("--wav", help="also render a WAV (needs fluidsynth and a GM soundfont)")
+    g.add_argument("--events", type=integer(1, 100_000), default=48, help="notes and rests to generate")
+    g.add_argument(
+        "--primer", default="", type=text(10_000), help="a melody to start from, e.g. 'G4:1 A4:1 B4:2' (r:1 is a rest)"
+    )
+    g.add_argument("--midi", default="music.mid", type=out_file, help="the MIDI file to write")
+    g.add_argument("--wav", type=out_file, help="also render a WAV (needs fluidsynth and a GM soundfont)")
 
 
 def run_music(engine: Engine, args: argparse.Namespace) -> int:

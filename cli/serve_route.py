@@ -13,19 +13,27 @@ from __future__ import annotations
 import argparse
 import re
 
+from edgernn.cli.options import integer, text
+
 HELP = "Route sequence ids over Triton twin servers (consistent hashing); move every live sequence off one."
 ADDRESS = re.compile(r"[A-Za-z0-9.\-]{1,253}:[0-9]{1,5}|\[[0-9A-Fa-f:.]{2,45}\]:[0-9]{1,5}")
 EXAMPLE = "edgernn serve-route --servers 127.0.0.1:8001,127.0.0.1:9001 --model char_twin --drain 127.0.0.1:8001"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--servers", required=True, help="comma-separated host:port of the twin servers (the ring)")
-    p.add_argument("--model", default="char_twin", help="the twin model's name (default: char_twin)")
+    p.add_argument(
+        "--servers", required=True, type=text(10_000), help="comma-separated host:port of the twin servers (the ring)"
+    )
+    p.add_argument("--model", default="char_twin", type=text(200), help="the twin model's name (default: char_twin)")
     p.add_argument("--protocol", choices=("grpc", "http"), default="grpc", help="client protocol (default: grpc)")
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--owner", type=int, nargs="+", metavar="ID", help="print the server each sequence id goes to")
+    what.add_argument(
+        "--owner", type=integer(0, 2**63 - 1), nargs="+", metavar="ID", help="print the server each sequence id goes to"
+    )
     what.add_argument("--status", action="store_true", help="print each server's live sequence ids")
-    what.add_argument("--drain", metavar="SERVER", help="move every live sequence off SERVER to its new owner")
+    what.add_argument(
+        "--drain", metavar="SERVER", type=text(200), help="move every live sequence off SERVER to its new owner"
+    )
 
 
 def main(args: argparse.Namespace) -> int:

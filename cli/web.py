@@ -5,15 +5,21 @@ from __future__ import annotations
 import argparse
 import time
 
+from edgernn.cli.options import integer, text
+
 HELP = "Put a model on a web page: the JS engine on onnxruntime-web, app pages; serve it on 127.0.0.1."
 EXAMPLE = "edgernn web edgernn/runtime/models/langid.onnx -o site/ && edgernn web serve site/ --port 8000"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", nargs="+", help="MODEL.onnx to build a site, or: serve DIR")
-    p.add_argument("-o", "--out", default="site", help="the folder to write the site into")
-    p.add_argument("--ort", help="onnxruntime-web's dist folder (default: make web's install, $EDGERNN_ORT_DIR)")
-    p.add_argument("--port", type=int, default=8000, help="serve: the port on 127.0.0.1 (0: any free one)")
+    p.add_argument("target", nargs="+", type=text(4096), help="MODEL.onnx to build a site, or: serve DIR")
+    p.add_argument("-o", "--out", default="site", type=text(4096), help="the folder to write the site into")
+    p.add_argument(
+        "--ort", type=text(4096), help="onnxruntime-web's dist folder (default: make web's install, $EDGERNN_ORT_DIR)"
+    )
+    p.add_argument(
+        "--port", type=integer(0, 65_535), default=8000, help="serve: the port on 127.0.0.1 (0: any free one)"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
