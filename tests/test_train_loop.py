@@ -115,7 +115,7 @@ def test_cli_trains_a_preset_into_a_run_directory(tmp_path: Path, capsys) -> Non
     with pytest.raises(SystemExit) as refused:  # checked while parsing, before any work
         main(["train", "speech"])
     assert refused.value.code == 2
-    assert "invalid choice: 'speech' (choose from 'textgen', 'langid', 'weather', 'recall')" in capsys.readouterr().err
+    assert "invalid choice: 'speech' (choose from 'textgen', 'langid', 'weather', 'recall'" in capsys.readouterr().err
 
 
 def test_bf16_autocast_trains_close_to_fp32_and_keeps_fp32_weights_and_state() -> None:
