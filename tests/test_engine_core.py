@@ -295,3 +295,41 @@ def test_a_batch_member_push_honours_chunk_with_a_context_window(window_vad) -> 
     np.testing.assert_allclose(got, want, atol=1e-6)
     outs = engine.step_many([loose, engine.stream()], [xs, xs[:N]], chunk=N)  # ragged: cut at multiples of N
     assert [o.shape[0] for o in outs] == [3, 1]
+
+
+def test_silero_vad_streams_any_number_of_samples_with_its_window() -> None:
+    """The real model (fetched by `make thirdparty`): window=512 in its spec; pushes of any size == the bare loop."""
+    from edgernn.bench.thirdparty_models import missing, model_path
+    from edgernn.runtime import infer_spec
+
+    if "silero_vad" in missing():
+        pytest.skip("silero-vad not fetched: run `make thirdparty`")
+    import dataclasses
+
+    path = model_path("silero_vad")
+    spec = dataclasses.replace(infer_spec(path, constants={"sr": 16000}, context={"input": 64}), window=512)
+    engine = Engine.load(path, spec=spec)
+    assert engine.describe()["probe"].startswith("ran at the window") and engine.describe()["path"] == "bound"
+    x = (np.random.default_rng(3).standard_normal(512 * 160 + 77) * 0.1).astype(np.float32)
+    s, outs, at = engine.stream(), [], 0
+    for size in [300, 1000, 17, 5000] * 100:
+        if at >= len(x):
+            break
+        outs.append(s.push(x[at : at + size]))
+        at += size
+    got = np.concatenate(outs).ravel()
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    state, ctx, ref = np.zeros((2, 1, 128), np.float32), np.zeros(64, np.float32), []
+    for i in range(0, 512 * 160, 512):
+        row = np.concatenate([ctx, x[i : i + 512]])[None]
+        y, state = sess.run(None, {"input": row, "state": state, "sr": np.array(16000, np.int64)})
+        ref.append(y.ravel())
+        ctx = row[0, -64:]
+    err = float(np.abs(got - np.concatenate(ref)).max())
+    print(f"silero-vad window stream vs bare loop: 160 windows, max |diff| {err:.1e}, pending {s.pending}")
+    assert got.shape == (160,) and err <= 1e-6 and s.pending == 77
+    t = engine.stream()
+    t.restore(s.snapshot())
+    tail = RNG.standard_normal(700).astype(np.float32) * 0.1
+    np.testing.assert_array_equal(s.push(tail), t.push(tail))
+    np.testing.assert_array_equal(s.flush(), t.flush())
