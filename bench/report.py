@@ -60,6 +60,7 @@ def write(run: Run, out: Path, plot: Path | None) -> None:
         gpu_section(),
         thirdparty_section(),
         overhead_section(),
+        apps_section(),
         _method(run),
     ]
     out.write_text("\n".join(p for p in parts if p))
@@ -75,6 +76,13 @@ def thirdparty_section() -> str:
 def overhead_section() -> str:
     """The committed engine-overhead table (bench/overhead.py), or nothing where none is committed."""
     from edgernn.bench.overhead import section
+
+    return section()
+
+
+def apps_section() -> str:
+    """The committed per-app table (bench/apps.py), or nothing where none is committed."""
+    from edgernn.bench.apps import section
 
     return section()
 
