@@ -25,6 +25,7 @@ from edgernn.runtime.errors import EdgeRNNError
 
 MAX_TEXT = 100_000  # characters in one text argument (--prompt, --note, ...)
 SEED_MAX = 2**32 - 1  # numpy's legacy seeding and most others take 32 bits
+MAX_THREADS = 256  # --threads: more than any machine here has cores; thousands fail in libgomp
 
 
 class CliParser(argparse.ArgumentParser):

@@ -146,6 +146,19 @@ def _stat_readable(value: str) -> os.stat_result:
 
 
 out_file = typed_as("path", check_out_file)
+
+
+def out_file_with(suffixes: Sequence[str]) -> Callable[[str], object]:
+    """An ``out_file`` whose name ends in one of ``suffixes`` (the format is read from it)."""
+
+    def parse(value: str) -> str:
+        if not value.lower().endswith(tuple(suffixes)):
+            raise argparse.ArgumentTypeError(f"expected a file name ending in {', '.join(suffixes)}, got {value!r}")
+        return check_out_file(value)
+
+    return typed_as("path", parse)
+
+
 out_dir = typed_as("folder", check_out_dir)
 in_path_type = typed_as("path", in_path)
 

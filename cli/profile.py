@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from edgernn.cli.options import add_json, integer, number, text
-from edgernn.cli.paths import emit_json, in_file, out_file, report_written, text_out
+from edgernn.cli.options import MAX_THREADS, add_json, integer, number, text
+from edgernn.cli.paths import emit_json, in_file, out_file, out_file_with, report_written, text_out
 from edgernn.devices import load_profile
 from edgernn.runtime.engine import Engine
 from edgernn.runtime.errors import ProfileError
@@ -42,6 +42,7 @@ EXAMPLE = (
     "  edgernn profile runs/demo/model.onnx --trace ort-trace.json   # open in https://ui.perfetto.dev"
 )
 OVER_BUDGET = 2
+PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")  # what matplotlib writes, by the name's suffix
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -52,7 +53,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="cpu",
         help="device profile: 'cpu', a name `edgernn devices` lists, or a .toml path",
     )
-    p.add_argument("--threads", type=integer(1, 4096), default=1, help="intra-op threads for the default cpu profile")
+    p.add_argument(
+        "--threads", type=integer(1, MAX_THREADS), default=1, help="intra-op threads for the default cpu profile"
+    )
     p.add_argument("--batch", type=integer(1, 65_536), default=1, help="streams advanced per call")
     p.add_argument("--chunk", type=integer(1, 1_000_000), default=1, help="frames per stream per call (1: step)")
     p.add_argument("--calls", type=integer(1, 100_000_000), default=2000, help="timed calls")
@@ -69,7 +72,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--op-calls", type=integer(0, 10_000_000), default=200, help="calls under onnxruntime's profiler (0: skip)"
     )
     add_json(p)
-    p.add_argument("--plot", type=out_file, help="write a latency histogram + timeline PNG (needs matplotlib)")
+    p.add_argument(
+        "--plot", type=out_file_with(PLOT_SUFFIXES), help="write a latency histogram + timeline PNG (needs matplotlib)"
+    )
     p.add_argument(
         "--trace",
         type=out_file,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edgernn.cli.options import add_out, checked, integer, number, seed, text
+from edgernn.cli.options import MAX_THREADS, add_out, checked, integer, number, seed, text
 from edgernn.cli.paths import in_file, in_path_type, out_dir, report_written
 
 EXTRA = "train"
@@ -50,7 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--heads", type=integer(1, 1024), help="cell attention: heads (dividing --hidden)")
     g.add_argument("--eval-every", type=integer(0, 10**12), help="steps between evaluations and checkpoints")
     g.add_argument("--seed", type=seed(), help="random seed")
-    p.add_argument("--threads", type=integer(0, 4096), default=0, help="torch threads per process (0: torch's default)")
+    p.add_argument(
+        "--threads", type=integer(0, MAX_THREADS), default=0, help="torch threads per process (0: torch's default)"
+    )
     p.add_argument("--resume", type=in_path_type, help="a run directory or checkpoint to continue from")
     add_out(p, "run directory (default: runs/<task>)", folder=True)
     f = p.add_argument_group("forecast (any regular time series)")
