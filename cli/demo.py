@@ -7,7 +7,6 @@ PyTorch over carried steps, stream generated text with the engine, print latency
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from edgernn.cli.options import add_out, integer, number
@@ -37,6 +36,7 @@ def main(args: argparse.Namespace) -> int:
     from edgernn.runtime.latency import measure
     from edgernn.train.checkpoint import save_checkpoint
     from edgernn.train.textgen import TextTrainConfig, task_facts, train_config_dict, train_textgen
+    from edgernn.train.trainer import TrainingError
 
     out = Path(args.out)
     torch.set_num_threads(2)
@@ -47,9 +47,11 @@ def main(args: argparse.Namespace) -> int:
         f"      validation {result.valid_bpc:.3f} bits/char vs unigram baseline {result.unigram_bpc:.3f} "
         f"({result.steps} updates, {result.chars_per_second:,.0f} chars/s)"
     )
-    if not result.valid_bpc < result.unigram_bpc:
-        print("      the model did not beat the unigram baseline", file=sys.stderr)
-        return 1
+    if not result.valid_bpc < result.unigram_bpc:  # a typed one-line error (edgernn.cli.main prints it)
+        raise TrainingError(
+            f"the model did not beat the unigram baseline ({result.valid_bpc:.3f} vs {result.unigram_bpc:.3f} "
+            f"bits/char after {cfg.max_seconds:g} s); train longer (--seconds)"
+        )
     ckpt = save_checkpoint(
         out / "model.safetensors", result.model, train_config_dict(cfg), task_facts(result.corpus), result.metrics()
     )
