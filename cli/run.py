@@ -13,7 +13,7 @@ import io
 import sys
 import time
 from collections.abc import Iterator
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from edgernn.devices import load_engine
 from edgernn.devices.auto import choose_device
 from edgernn.runtime.apps import check_app, load_app, shipped_model
 from edgernn.runtime.apps.console import BACKSPACE, is_tty, keystrokes
-from edgernn.runtime.engine import Engine, Stream
+from edgernn.runtime.engine import Engine
 from edgernn.runtime.errors import InputError
 
 HELP = "Stream an app: textgen, suggest (next words), langid, weather; example models ship inside."
@@ -76,12 +76,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("suggest, langid")
     g.add_argument("--top", type=integer(1, 100), default=3, help="how many suggestions or languages to show")
     g.add_argument("--final", action="store_true", help="print once per line instead of after every character")
+    p.add_argument("--list", action="store_true", help="langid: name the model's languages and when it says unknown")
     run_forecast.add_arguments(p)
     run_music.add_arguments(p)
 
 
 def main(args: argparse.Namespace) -> int:
     engine = app_engine(MODEL_OF_APP[args.app], args.model, args.device)
+    if args.list:
+        return list_app(engine, args.app)
     if args.app == "forecast":
         return run_forecast.run_forecast(engine, args)
     if args.app == "music":
@@ -154,6 +157,22 @@ def app_engine(task: str, model: str | None, device: str | None) -> Engine:
     return check_app(engine, task)
 
 
+def list_app(engine: Engine, app: str) -> int:
+    """``--list``: what the app's model knows (langid: its languages and its "unknown" rule)."""
+    from edgernn.runtime.apps.langid import describe
+
+    if app != "langid":
+        raise InputError(f"--list names the languages of langid; {app} has none")
+    print(describe(engine))
+    return 0
+
+
+def hint(source: TextIO, text: str) -> None:
+    """One line on stderr saying what to type and how to quit, when a person is typing."""
+    if is_tty(source):
+        print(text, file=sys.stderr, flush=True)
+
+
 def run_textgen(engine: Engine, args: argparse.Namespace) -> int:
     from edgernn.runtime.apps.textgen import generate
 
@@ -201,31 +220,39 @@ def run_langid(engine: Engine, source: TextIO, args: argparse.Namespace) -> int:
 
     det = LanguageDetector(engine, top=args.top)
     live = is_tty(source) and is_tty(sys.stdout)
-    history: list[tuple[Stream, np.ndarray]] = []  # (fork, probabilities) before each character, for backspace
+    unknown = " or says unknown" if det.says_unknown else ""
+    hint(source, f"Type a text: its language{unknown} after every key ({len(det.labels)} languages: --list). "
+                 "Enter starts the next text, Ctrl-D quits.")  # fmt: skip
+    history: list[Any] = []  # the detector's marks before each character, for backspace
+
+    def shown(what: str | None = None) -> str:
+        return f"{text if what is None else what}\t{det.answer()[0]}\t{_fmt(det.ranked())}"
+
     text = ""
     for ch in bounded(keystrokes(source)):
         if ch == "\n":
             if text and (args.final or live):
-                sys.stdout.write(("\r\x1b[K" if live else "") + f"{text}\t{_fmt(det.ranked())}\n")
+                sys.stdout.write(("\r\x1b[K" if live else "") + shown() + "\n")
             det.reset()
             text, history = "", []
             continue
         if ch in BACKSPACE and live:
             if history:
-                (det.stream, det.probs), text = history.pop(), text[:-1]
+                det.back(history.pop())
+                text = text[:-1]
         else:
             if live:
-                history.append((det.stream.fork(), det.probs))
+                history.append(det.mark())
             text += ch
             det.step(ch)
-        line = f"{_tail(text)}\t{_fmt(det.ranked())}"
+        line = shown(_tail(text))
         if live:
             sys.stdout.write("\r\x1b[K" + line)
         elif not args.final:
             sys.stdout.write(line + "\n")
         sys.stdout.flush()
     if text and (args.final or live):
-        sys.stdout.write(("\r\x1b[K" if live else "") + f"{text}\t{_fmt(det.ranked())}\n")
+        sys.stdout.write(("\r\x1b[K" if live else "") + shown() + "\n")
     return 0
 
 
@@ -237,16 +264,25 @@ def run_suggest(engine: Engine, source: TextIO, args: argparse.Namespace) -> int
 
     kb = Keyboard(engine)
     live = is_tty(source) and is_tty(sys.stdout)
-    text = ""
+    known = kb.known_words
+    scope = f"words of the training text only ({known:,})" if known else "any spelling (the model has no word list)"
+    hint(source, f"Type text: suggestions after every key, {scope}. Enter starts a new line, Ctrl-D quits.")
+    if not is_tty(source):
+        print(f"suggest: completions are {scope}", file=sys.stderr)
+    text, note, line_no = "", "", 1
 
     def show() -> None:
         words, nxt = kb.suggest(args.top)
-        line = f"{text[-40:]}\t{fmt(words)}\t-> {fmt(nxt)}"
+        told = note or ("" if kb.word_is_known() else f"(no known word starts with {kb.word!r})")
+        line = f"{text[-40:]}\t{fmt(words)}\t-> {fmt(nxt)}" + (f"\t{told}" if told else "")
         sys.stdout.write(("\r\x1b[K" + line) if live else line + "\n")
         sys.stdout.flush()
 
     for ch in bounded(keystrokes(source)):
+        note = ""
         if ch in BACKSPACE and live:
+            if not text:  # the line above is done: editing stays on this line
+                continue
             kb.backspace()
             text = text[:-1]
         elif ch == "\n":
@@ -254,7 +290,7 @@ def run_suggest(engine: Engine, source: TextIO, args: argparse.Namespace) -> int
                 if args.final:
                     show()
                 sys.stdout.write("\n" if live else "")
-            text = ""
+            text, line_no = "", line_no + 1
             try:
                 kb.type(ch)  # the context carries over to the next line
             except InputError:
@@ -264,8 +300,13 @@ def run_suggest(engine: Engine, source: TextIO, args: argparse.Namespace) -> int
             try:
                 kb.type(ch)
             except InputError:
-                continue  # a character the model has never seen: not typed
-            text += ch
+                note = f"({ch!r} is not one of the model's characters: not typed)"
+                if not live:
+                    print(f"suggest: line {line_no}: {ch!r} is not one of the model's characters; skipped",
+                          file=sys.stderr)  # fmt: skip
+                    continue
+            else:
+                text += ch
         if not args.final:
             show()
     if text and args.final:
@@ -276,13 +317,12 @@ def run_suggest(engine: Engine, source: TextIO, args: argparse.Namespace) -> int
 
 
 def run_weather(engine: Engine, source: TextIO) -> int:
-    from edgernn.runtime.apps.weather import Forecaster, parse_row
+    from edgernn.runtime.apps.weather import COLUMNS, Forecaster, read_rows
 
     fc = Forecaster(engine)
-    for n, line in enumerate(lines(source), 1):
-        row = parse_row(line, n)
-        if row is None:
-            continue
+    hint(source, f"Type one day a line: {','.join(COLUMNS)} (or a header line first naming them in any order); "
+                 "Ctrl-D quits.")  # fmt: skip
+    for n, row in read_rows(lines(source), on_note=lambda text: print(text, file=sys.stderr)):
         if fc.last is not None and (row.date - fc.last.date).days > 1:
             print(f"line {n}: {(row.date - fc.last.date).days - 1} day(s) missing before {row.date}; "
                   "the model reads rows as consecutive days", file=sys.stderr)  # fmt: skip

@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dropout", type=number(0.0, 0.95), help="dropout between layers")
     g.add_argument("--seq-len", type=integer(1, 1_000_000), help="TBPTT window / longest sequence")
     g.add_argument("--batch", type=integer(1, 1_000_000), help="global batch size (split over ranks)")
-    g.add_argument("--seconds", type=number(0.0, 1e8), help="training time budget (0: none)")
+    g.add_argument("--seconds", type=number(0.0, 1e8), help="wall-time budget of this run, end to end (0: none)")
     g.add_argument("--steps", type=integer(0, 10**12), help="stop after this many updates (0: time only)")
     g.add_argument("--lr", type=number(0.0, 10.0, lo_open=True), help="peak learning rate (Adam)")
     g.add_argument("--lr-final", type=number(0.0, 1.0), help="final learning rate as a fraction of --lr (cosine)")
@@ -55,6 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--resume", type=in_path_type, help="a run directory or checkpoint to continue from")
     add_out(p, "run directory (default: runs/<task>)", folder=True)
+    p.add_argument("--force", action="store_true", help="replace the run already in --out (else refused)")
     f = p.add_argument_group("forecast (any regular time series)")
     f.add_argument("--dataset", type=text(200), help="a series shipped in a package: co2, elnino, seattle, sunspots")
     f.add_argument("--csv", type=in_file(1 << 30), help="or your own CSV file, columns read by header name")
@@ -79,6 +80,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import torch
 
+    from edgernn.train.clock import process_started
     from edgernn.train.distributed import from_environment, shutdown
     from edgernn.train.tasks import build_task, preset
     from edgernn.train.trainer import TrainingError, fit
@@ -121,7 +123,8 @@ def main(args: argparse.Namespace) -> int:
     info = from_environment()
     try:
         task = build_task(cfg)
-        res = fit(task, cfg, out=out, resume=Path(args.resume) if args.resume else None, info=info)
+        resume = Path(args.resume) if args.resume else None
+        res = fit(task, cfg, out=out, resume=resume, info=info, started=process_started(), overwrite=args.force)
     finally:
         shutdown(info)
     if info.is_main:

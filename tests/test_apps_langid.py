@@ -56,14 +56,19 @@ WRITTEN = {
 
 def run_final(lines: list[str]) -> list[list[tuple[str, float]]]:
     """The top languages printed for each line (``--final``), parsed."""
+    return [ranked for _, ranked in run_answers(lines)]
+
+
+def run_answers(lines: list[str]) -> list[tuple[str, list[tuple[str, float]]]]:
+    """(the answer: a language or "unknown", the top languages) printed for each line (``--final``)."""
     out = edgernn("run", "langid", "--final", stdin="\n".join(lines) + "\n").stdout.splitlines()
     assert len(out) == len(lines)
     parsed = []
     for line, text in zip(out, lines):
-        shown, ranked = line.split("\t")
+        shown, answer, ranked = line.split("\t")
         assert shown == text
         items = ranked.split("  ")
-        parsed.append([(name, float(p)) for name, p in (item.rsplit(" ", 1) for item in items)])
+        parsed.append((answer, [(name, float(p)) for name, p in (item.rsplit(" ", 1) for item in items)]))
     return parsed
 
 
@@ -101,7 +106,7 @@ def test_langid_prints_after_every_character_with_state_carried() -> None:
     det = LanguageDetector(load_app("langid", shipped("langid")))
     pushed = det.feed(text)
     for line, ranked in zip(lines, pushed):
-        shown = [item.rsplit(" ", 1) for item in line.split("\t")[1].split("  ")]
+        shown = [item.rsplit(" ", 1) for item in line.split("\t")[2].split("  ")]
         assert max(abs(float(p) - q) for (_, p), (_, q) in zip(shown, ranked)) <= 0.0051  # printed with 2 decimals
         assert shown[0][0] == ranked[0][0] or abs(ranked[0][1] - ranked[1][1]) < 1e-4
     assert pushed[-1][0][0] == "de"
@@ -148,6 +153,6 @@ def test_langid_reads_keystrokes_from_a_terminal_and_backspace_restores_the_stat
     assert texts[-1] == "Das ist ein Haus"
     det = LanguageDetector(load_app("langid", shipped("langid")))
     expected = det.feed("Das is")[-1]  # the state after backspace equals never having typed the x
-    after_backspace = [item.rsplit(" ", 1) for item in shown[7].split("\t")[1].strip().split("  ")]
+    after_backspace = [item.rsplit(" ", 1) for item in shown[7].split("\t")[2].strip().split("  ")]
     assert [name for name, _ in after_backspace] == [name for name, _ in expected]
     assert all(abs(float(p) - q) <= 0.0051 for (_, p), (_, q) in zip(after_backspace, expected))

@@ -1,4 +1,4 @@
-"""``edgernn run weather`` end to end on the shipped model (torch blocked), and its feature formula.
+"""``edgernn run weather`` end to end on the shipped model (torch blocked), its CSV reader, one feature owner.
 
 The model was trained on 2012–2014 and is scored here on 2015, the held-out year: every row
 of the file is streamed through the CLI (state carried from 2012-01-01, as in training's
@@ -19,7 +19,7 @@ import pytest
 from appcli import BLOCKED_CLI, edgernn, shipped
 
 from edgernn.runtime.apps import load_app
-from edgernn.runtime.apps.weather import FEATURES, Forecaster, parse_row, raw_features
+from edgernn.runtime.apps.weather import Forecaster, raw_features, read_rows
 
 vega = pytest.importorskip("vega_datasets")
 CSV = Path(vega.__file__).parent / "_data" / "seattle-weather.csv"
@@ -40,23 +40,58 @@ def truth() -> dict[dt.date, tuple[float, float, bool]]:
         }
 
 
-def test_runtime_features_match_the_training_formula() -> None:
-    from edgernn.train.data_weather import FEATURES as TRAIN_FEATURES
-    from edgernn.train.data_weather import raw_features as train_raw_features
-    from edgernn.train.data_weather import weather_frame
-
-    assert set(TRAIN_FEATURES) <= set(FEATURES)
+def shuffled_csv(path: Path, rows: int | None = None) -> Path:
+    """The Seattle file with its columns in another order, an extra column, a BOM and CRLF lines."""
     with open(CSV, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    ours = np.stack([raw_features(parse_row(",".join(r.values())), TRAIN_FEATURES) for r in rows])  # type: ignore[arg-type]
-    theirs = np.stack([train_raw_features(r) for r in rows])
-    assert ours.shape == theirs.shape == (1461, len(TRAIN_FEATURES))
-    assert np.abs(ours - theirs).max() <= 1e-5
-    fc = Forecaster(load_app("weather", shipped("weather")))
-    assert fc.inputs == list(TRAIN_FEATURES)
-    for r in rows[::50]:
-        frame = fc.frame(parse_row(",".join(r.values())))  # type: ignore[arg-type]
-        assert np.abs(frame - weather_frame(r, fc.stream.engine.spec.task)).max() <= 1e-5
+        records = list(csv.DictReader(fh))[:rows]
+    order = ["wind", "station", "temp_min", "date", "weather", "precipitation", "temp_max"]
+    with open(path, "w", newline="", encoding="utf-8-sig") as fh:
+        w = csv.DictWriter(fh, fieldnames=order, lineterminator="\r\n")
+        w.writeheader()
+        w.writerows({**r, "station": "SEA"} for r in records)
+    return path
+
+
+def test_weather_reads_columns_by_name_in_any_order(tmp_path: Path) -> None:
+    """The header decides: reordered columns, an extra one and a BOM give the same forecasts."""
+    plain = tmp_path / "plain.csv"
+    plain.write_text("".join(CSV.read_text().splitlines(keepends=True)[:61]))
+    moved = shuffled_csv(tmp_path / "moved.csv", rows=60)
+    first = edgernn("run", "weather", "--input", str(plain)).stdout.splitlines()
+    assert len(first) == 60 and first == edgernn("run", "weather", "--input", str(moved)).stdout.splitlines()
+
+
+def test_training_reads_the_weather_csv_with_the_apps_reader(tmp_path: Path) -> None:
+    """One owner of the features: train's data are the app's rows and formulas, whatever the column order."""
+    from edgernn.train.data_weather import FEATURES as TRAIN_FEATURES
+    from edgernn.train.data_weather import load_weather
+
+    ours, moved = load_weather(), load_weather(shuffled_csv(tmp_path / "moved.csv"))
+    assert ours.raw.shape == (1461, len(TRAIN_FEATURES)) and np.array_equal(ours.raw, moved.raw)
+    assert ours.dates == moved.dates and np.array_equal(ours.precipitation, moved.precipitation)
+    rows = [row for _, row in read_rows(CSV.read_text().splitlines())]
+    assert np.array_equal(np.stack([raw_features(r, TRAIN_FEATURES) for r in rows]).astype(np.float32), ours.raw)
+    assert Forecaster(load_app("weather", shipped("weather"))).inputs == list(TRAIN_FEATURES)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("date,temp_max,wind\n2015/07/01,30,2\n", "line 1: the header has no column 'precipitation', 'temp_min'"),
+        ("wind,date,precipitation,temp_max,temp_min\n3,2015/07/01,0,hot,12\n",
+         "line 2: column 'temp_max' must be a number, got 'hot'"),
+        ("date,precipitation,temp_max,temp_min,wind\n\n2015/07/01,0,30,12\n",
+         "line 3: 4 fields where the header names 5 (column 'wind' is missing)"),
+        ("date,precipitation,temp_max,temp_min,wind\n2015/13/01,0,30,12,3\n",
+         "line 2: column 'date' must be YYYY-MM-DD or YYYY/MM/DD, got '2015/13/01'"),
+    ],
+)  # fmt: skip
+def test_weather_errors_name_the_line_and_the_column(text: str, message: str) -> None:
+    bad = subprocess.run(
+        [sys.executable, "-c", BLOCKED_CLI, "run", "weather"], input=text, capture_output=True, text=True, timeout=60
+    )
+    assert bad.returncode == 1 and message in bad.stderr, bad.stderr
+    assert "Traceback" not in bad.stderr
 
 
 def test_weather_forecasts_the_held_out_year_within_a_sane_error() -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import sys
 
 import numpy as np
 import pytest
 import torch
 
+from edgernn.runtime.apps.weather import read_rows
 from edgernn.train.data_langid import LANGUAGES, TrigramNaiveBayes, accuracy_table, clean, load_catalog_strings
 from edgernn.train.data_text import char_corpus, load_kjv_text
 from edgernn.train.data_weather import FEATURES, load_weather, weather_csv, weather_frame
@@ -63,13 +63,13 @@ def test_weather_frame_rebuilds_the_training_input_from_a_raw_row() -> None:
     data = load_weather()
     x, y = arrays(data, facts)
     with open(weather_csv(), newline="") as fh:
-        rows = list(csv.DictReader(fh))
+        rows = [row for _, row in read_rows(fh)]
     for i in (0, 400, 1200):
         assert np.abs(weather_frame(rows[i], facts) - x[i]).max() <= 1e-5
         nxt = rows[i + 1]
         tmax = y[i, 0] * facts["output_std"][0] + facts["output_mean"][0]
-        assert tmax == pytest.approx(float(nxt["temp_max"]), abs=1e-4)
-        assert y[i, 2] == (float(nxt["precipitation"]) > 0)
+        assert tmax == pytest.approx(nxt.temp_max, abs=1e-4)
+        assert y[i, 2] == (nxt.precipitation > 0)
     base = task.baselines
     assert base["persistence_mae_tmax"] == pytest.approx(2.24, abs=0.01)
     assert base["climatology_brier"] == pytest.approx(0.209, abs=0.002)

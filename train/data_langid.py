@@ -23,6 +23,8 @@ LANGUAGES = (
     "en", "de", "fr", "es", "it", "pt", "nl", "sv", "pl", "cs",
     "ru", "el", "tr", "fi", "hu", "ja", "zh_Hans", "ar", "he", "ko",
 )  # fmt: skip
+# Languages of the same catalogs the model is never trained on: "unknown" is measured on them.
+UNSEEN_LANGUAGES = ("da", "nb", "ca", "ro", "sk", "uk", "bg", "id", "hi", "th")
 _PLACEHOLDER = re.compile(r"%\([^)]*\)[-#0 +]*\d*(?:\.\d+)?[sdifrxXeEgGc]|%[-#0 +]*\d*(?:\.\d+)?[sdifrxXc]|\{[^}]*\}")
 _HTML = re.compile(r"<[^>]*>|&[a-zA-Z]+;|&#\d+;")
 _SPACE = re.compile(r"\s+")
@@ -47,6 +49,21 @@ def _django_root() -> Path:
 
 def _is_test(msgid: str) -> bool:
     return int(hashlib.sha1(msgid.encode()).hexdigest()[:8], 16) % TEST_SHARE == 0
+
+
+def is_calibration(text: str) -> bool:
+    """Half of the test strings (by a hash of the text) calibrate "unknown"; the other half report it."""
+    return int(hashlib.sha1(text.encode()).hexdigest()[:8], 16) % 2 == 0
+
+
+def unseen_strings(per_language: int = 400) -> dict[str, list[str]]:
+    """Up to ``per_language`` strings (all of train and test, by a hash order) of each unseen language."""
+    out = {}
+    for lang in UNSEEN_LANGUAGES:
+        data = load_catalog_strings((lang,))
+        texts = sorted({t for t, _ in data.train + data.test}, key=lambda t: hashlib.sha1(t.encode()).hexdigest())
+        out[lang] = texts[:per_language]
+    return out
 
 
 @dataclass(frozen=True)

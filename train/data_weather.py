@@ -1,7 +1,9 @@
 """Seattle daily weather (``vega_datasets``' local ``seattle-weather.csv``, 2012–2015), numpy only.
 
-An app mirrors ``weather_frame`` to build the model's input from a raw row. For a row
-(date, precipitation [mm], temp_max [°C], temp_min [°C], wind [m/s]) the raw features are
+The CSV is read, and each row turned into features, by the weather app's own code
+(``runtime.apps.weather``: ``read_rows`` by column name, ``FEATURES`` the formulas), so
+the model is trained on exactly what the app computes. For a row (date, precipitation [mm],
+temp_max [°C], temp_min [°C], wind [m/s]) the raw features are
 
     log1p_precipitation = log(1 + precipitation)
     rained              = 1.0 if precipitation > 0 else 0.0
@@ -17,16 +19,17 @@ logit: sigmoid(logit) is the chance of rain.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import importlib.util
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edgernn.runtime.apps.weather import Row, read_rows
+from edgernn.runtime.apps.weather import raw_features as app_features
 
 FEATURES = ("log1p_precipitation", "rained", "temp_max", "temp_min", "wind", "sin_doy", "cos_doy")
 OUTPUTS = ("temp_max", "temp_min", "rain")
@@ -43,24 +46,12 @@ def weather_csv() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "_data" / "seattle-weather.csv"
 
 
-def _date(value: Any) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    return dt.date.fromisoformat(str(value).replace("/", "-")[:10])
+def raw_features(row: Row) -> np.ndarray:
+    """(len(FEATURES),) float32 features of one day, before normalisation (the app's formulas)."""
+    return app_features(row, FEATURES).astype(np.float32)
 
 
-def raw_features(row: Mapping[str, Any]) -> np.ndarray:
-    """(len(FEATURES),) float32 features of one day, before normalisation (formula above)."""
-    day = _date(row["date"])
-    angle = 2.0 * math.pi * (day.timetuple().tm_yday - 1) / 365.25
-    p = float(row["precipitation"])
-    values = [math.log1p(p), 1.0 if p > 0 else 0.0, float(row["temp_max"]), float(row["temp_min"])]
-    return np.array([*values, float(row["wind"]), math.sin(angle), math.cos(angle)], dtype=np.float32)
-
-
-def weather_frame(row: Mapping[str, Any], facts: Mapping[str, Any]) -> np.ndarray:
+def weather_frame(row: Row, facts: Mapping[str, Any]) -> np.ndarray:
     """The model's input frame (len(inputs),) float32 for one raw row, normalised with ``facts``."""
     mean = np.asarray(facts["input_mean"], dtype=np.float32)
     std = np.asarray(facts["input_std"], dtype=np.float32)
@@ -79,13 +70,14 @@ class WeatherData:
         return next(i for i, d in enumerate(self.dates) if d.year == TEST_YEAR) - 1
 
 
-def load_weather() -> WeatherData:
-    with open(weather_csv(), newline="") as fh:
-        rows = list(csv.DictReader(fh))
+def load_weather(path: Path | None = None) -> WeatherData:
+    """The days of ``path`` (default: vega_datasets' Seattle file), read by the app's reader."""
+    with open(path or weather_csv(), newline="", encoding="utf-8") as fh:
+        rows = [row for _, row in read_rows(fh)]
     return WeatherData(
-        dates=[_date(r["date"]) for r in rows],
+        dates=[r.date for r in rows],
         raw=np.stack([raw_features(r) for r in rows]),
-        precipitation=np.array([float(r["precipitation"]) for r in rows]),
+        precipitation=np.array([r.precipitation for r in rows]),
     )
 
 

@@ -79,7 +79,7 @@ def gradient_reach(model: RecurrentModel, delay: int, n: int = 256, seed: int = 
 def recall_task(cfg: TrainConfig) -> Task:
     config = cfg.model_config("tokens", VOCAB, SYMBOLS)
 
-    def evaluate(model: RecurrentModel) -> dict[str, Any]:
+    def evaluate(model: RecurrentModel, deadline: float | None = None) -> dict[str, Any]:  # quick: no deadline
         with torch.random.fork_rng():  # the weights fit started from, without moving the RNG
             at_init = initial_model(config, cfg)
         out = {"accuracy": round(recall_accuracy(model, cfg.delay), 4), "delay": cfg.delay, "chance": 1 / SYMBOLS}

@@ -15,6 +15,28 @@ CONFIG = "config.json"
 METRICS_LINES = "metrics.jsonl"
 METRICS = "metrics.json"
 LOSS_PNG = "loss.png"
+RUN_FILES = (CONFIG, METRICS_LINES, METRICS, LOSS_PNG, "model.safetensors", "train_state.safetensors")
+
+
+def check_out(root: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to train into a directory that already holds files, unless resuming or told to
+    overwrite; ``overwrite`` removes the earlier run's files (only those a run writes)."""
+    from edgernn.train.trainer import TrainingError
+
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise TrainingError(f"--out {root}: exists and is not a directory")
+    held = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+    if not held or resume:
+        return
+    if not overwrite:
+        shown = ", ".join(held[:4]) + (f" and {len(held) - 4} more" if len(held) > 4 else "")
+        raise TrainingError(
+            f"--out {root} already holds files ({shown}): pass --force to replace that run, "
+            f"--resume {root} to continue it, or another --out"
+        )
+    for name in RUN_FILES:
+        (root / name).unlink(missing_ok=True)
 
 
 class RunDir:
@@ -33,6 +55,25 @@ class RunDir:
     def finish(self, metrics: dict[str, Any], history: list[dict[str, Any]]) -> None:
         (self.root / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
         plot_loss(history, self.root / LOSS_PNG, self.loss_name, self.title)
+
+
+def warm_plotting() -> None:
+    """Import matplotlib and draw once now (seconds on a cold start: the import, the fonts), so
+    that the final save does not pay for it."""
+    import io
+
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(figsize=(1, 1), dpi=20)
+    ax.plot([0, 1], [0, 1])
+    ax.set_title("warm-up")
+    fig.savefig(io.BytesIO(), format="png")
+    plt.close(fig)
 
 
 def plot_loss(history: list[dict[str, Any]], path: Path, key: str, title: str) -> Path | None:

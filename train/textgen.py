@@ -10,6 +10,7 @@ mean per character. Validation is the last 5% of the text, scored with the state
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -85,8 +86,12 @@ def token_loss_sum(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_bpc(model: RecurrentModel, ids: np.ndarray, n_lanes: int = 8, window: int = 512) -> float:
-    """Validation bits per character, state carried over the whole of each lane."""
+def evaluate_bpc(
+    model: RecurrentModel, ids: np.ndarray, n_lanes: int = 8, window: int = 512, deadline: float | None = None
+) -> tuple[float, int]:
+    """(validation bits per character, characters scored), state carried over the whole of each
+    lane. With ``deadline`` (a ``time.perf_counter()`` value) it stops after the window that
+    passes it (one window at least): the figure is then on the first part of every lane."""
     was_training = model.training
     model.eval()
     data = lanes(ids, n_lanes)
@@ -100,8 +105,18 @@ def evaluate_bpc(model: RecurrentModel, ids: np.ndarray, n_lanes: int = 8, windo
         loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum")
         total += float(loss)
         count += y.numel()
+        if deadline is not None and time.perf_counter() >= deadline:
+            break
     model.train(was_training)
-    return total / count / LN2
+    return total / count / LN2, count
+
+
+def probe_bpc_seconds(model: RecurrentModel, ids: np.ndarray, n_lanes: int = 8, window: int = 512) -> float:
+    """Seconds ``evaluate_bpc`` will take on ``ids``: one window timed, times the windows."""
+    windows = math.ceil((len(ids) // n_lanes - 1) / window)
+    t = time.perf_counter()
+    evaluate_bpc(model, ids[: n_lanes * (window + 1)], n_lanes, window)
+    return (time.perf_counter() - t) * windows
 
 
 def textgen_task(cfg: TrainConfig, corpus: CharCorpus | None = None, baselines: bool = True) -> Task:
@@ -115,8 +130,9 @@ def textgen_task(cfg: TrainConfig, corpus: CharCorpus | None = None, baselines: 
         for order, name in ((2, "bigram_bpc"), (5, "5gram_bpc")):
             base[name] = round(ngram_bpc(corpus.train, valid, len(corpus.vocab), order), 4)
 
-    def evaluate(model: RecurrentModel) -> dict[str, Any]:
-        return {"valid_bpc": round(evaluate_bpc(model, valid), 4), "valid_chars": len(valid), **base}
+    def evaluate(model: RecurrentModel, deadline: float | None = None) -> dict[str, Any]:
+        bpc, scored = evaluate_bpc(model, valid, deadline=deadline)
+        return {"valid_bpc": round(bpc, 4), "valid_chars": scored, **base}
 
     return Task(
         name="textgen",
@@ -124,6 +140,8 @@ def textgen_task(cfg: TrainConfig, corpus: CharCorpus | None = None, baselines: 
         source=LaneSource(corpus.train, cfg.batch_size, cfg.seq_len),
         loss_sum=token_loss_sum,
         evaluate=evaluate,
+        eval_probe=lambda model: probe_bpc_seconds(model, valid),
+        eval_partial=True,
         facts=task_facts(corpus),
         unit="chars",
         loss_scale=1.0 / LN2,
@@ -154,7 +172,12 @@ def train_textgen(
 
 
 def task_facts(corpus: CharCorpus) -> dict[str, Any]:
-    return {"name": "textgen", "vocabulary": corpus.vocab}
+    """The model's task facts: its characters, and the words of the training text, which the
+    suggest app completes to (``runtime.apps.suggest.words_in`` is the one tokenizer)."""
+    from edgernn.runtime.apps.suggest import words_in
+
+    train_text = np.array(list(corpus.vocab))[corpus.train].tobytes().decode("utf-32-le")
+    return {"name": "textgen", "vocabulary": corpus.vocab, "words": words_in(train_text)}
 
 
 def train_config_dict(cfg: TrainConfig) -> dict[str, Any]:

@@ -32,18 +32,12 @@ from torch import nn
 
 from edgernn.runtime.errors import EdgeRNNError
 from edgernn.runtime.spec import ModelConfig
-from edgernn.train.checkpoint import (
-    CHECKPOINT,
-    checkpoint_file,
-    load_checkpoint,
-    load_train_state,
-    save_checkpoint,
-    save_train_state,
-)
+from edgernn.train.checkpoint import save_checkpoint, save_train_state
+from edgernn.train.clock import Budget, Progress, clock, plan_budget, time_left
 from edgernn.train.distributed import DistInfo, all_mean, barrier, shard
 from edgernn.train.model import RecurrentModel, State, build_model, set_memory_bias
-
-TRAIN_STATE = "train_state.safetensors"
+from edgernn.train.resume import TRAIN_STATE as TRAIN_STATE
+from edgernn.train.resume import resume_run, run_paths
 
 
 class TrainingError(EdgeRNNError):
@@ -155,12 +149,20 @@ class Task:
     config: ModelConfig
     source: BatchSource
     loss_sum: LossFn
-    evaluate: Callable[[RecurrentModel], dict[str, Any]]
+    # metrics on held-out data; with a deadline (a time.perf_counter() value) a task whose data
+    # can be scored in parts stops there and says how much it scored
+    evaluate: Callable[[RecurrentModel, float | None], dict[str, Any]]
     facts: dict[str, Any]
     unit: str = "frames"  # what one real step is, for throughput
     loss_scale: float = 1.0  # printed loss = loss * scale (1/ln 2: bits)
     loss_name: str = "loss"
     baselines: dict[str, Any] = field(default_factory=dict)
+    # seconds the whole evaluation will take, estimated by timing a slice of it (None: time it whole)
+    eval_probe: Callable[[RecurrentModel], float] | None = None
+    eval_partial: bool = False  # evaluate stops at its deadline (and says how much it scored)
+    # facts fitted to the trained model (langid's unknown threshold), merged into ``facts``
+    # before each evaluation, so the checkpoint and the evaluation use the same ones
+    calibrate: Callable[[RecurrentModel], dict[str, Any]] | None = None
 
 
 @dataclass
@@ -209,32 +211,6 @@ def initial_model(config: ModelConfig, cfg: TrainConfig) -> RecurrentModel:
     return model
 
 
-class Progress:
-    """One self-rewriting line on a terminal; a plain line every 10 s otherwise."""
-
-    def __init__(self, name: str, enabled: bool) -> None:
-        self.name, self.enabled = name, enabled
-        self.tty = sys.stderr.isatty()
-        self.last = 0.0
-
-    def update(self, frac: float, text: str, force: bool = False) -> None:
-        now = time.perf_counter()
-        if not self.enabled or (not force and now - self.last < (0.2 if self.tty else 10.0)):
-            return
-        self.last = now
-        filled = int(20 * min(frac, 1.0))
-        line = f"[{self.name}] |{'#' * filled}{'.' * (20 - filled)}| {100 * min(frac, 1.0):3.0f}% {text}"
-        print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.enabled and self.tty:
-            print(file=sys.stderr)
-
-
-def _run_paths(out: Path | None) -> tuple[Path | None, Path | None]:
-    return (out / CHECKPOINT, out / TRAIN_STATE) if out is not None else (None, None)
-
-
 def fit(
     task: Task,
     cfg: TrainConfig,
@@ -242,10 +218,15 @@ def fit(
     resume: Path | None = None,
     info: DistInfo | None = None,
     log: Callable[[str], None] = print,
+    started: float | None = None,
+    overwrite: bool = False,
 ) -> FitResult:
     """Train ``task`` under ``cfg``; with ``out``, keep a run directory (see ``RunDir``).
 
     ``info`` says this process's rank in a distributed run (``distributed.from_environment``).
+    ``started`` (a ``time.perf_counter()`` value, default now) is when the run began: a time
+    budget (``cfg.max_seconds``) counts from it, so setup counts too (see ``clock``). An ``out``
+    that already holds files is refused (TrainingError) unless ``resume`` or ``overwrite``.
 
     Example:
         >>> from edgernn.train.tasks import build_task, preset
@@ -254,32 +235,42 @@ def fit(
         >>> res.steps, sorted(res.metrics)[:2]
         (5, ['accuracy', 'chance'])
     """
-    from edgernn.train.rundir import RunDir
+    from edgernn.train.rundir import RunDir, check_out
 
+    started = time.perf_counter() if started is None else started
     info = info or DistInfo()
     if cfg.batch_size % info.world:
         raise TrainingError(f"batch_size {cfg.batch_size} does not split over {info.world} ranks")
+    if out is not None and info.is_main:
+        check_out(out, resume=resume is not None, overwrite=overwrite)
     model = initial_model(task.config, cfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, spent, state = 0, 0.0, None
     if resume is not None:
-        model, step, spent, state = _resume(resume, task.config, opt, model)
+        model, step, spent, state = resume_run(resume, task.config, opt, model)
+    budget = Budget(cfg.max_seconds, started, spent)
     net: nn.Module = model
     if info.active:
         net = nn.parallel.DistributedDataParallel(model)
-    ckpt, tstate = _run_paths(out)
+    ckpt, tstate = run_paths(out)
     run = RunDir(out, cfg, task) if out is not None and info.is_main else None
     norm = (cfg.batch_size // info.world) * cfg.seq_len
-    bar = Progress(task.name, enabled=info.is_main)
+    bar = Progress(task.name, info.is_main, budget.started)
+    eval_s = plan_budget(
+        task, model, budget, info, lambda: _save(ckpt, tstate, model, opt, cfg, task, {}, step, spent, state)
+    )
     history: list[dict[str, Any]] = []
-    frames, t0 = 0.0, time.perf_counter() - spent
+    frames, first_step, t0 = 0.0, step, time.perf_counter() - spent
     last_good: Path | None = None
+    step_s = 0.0  # the last update's duration
     model.train()
     while True:
-        elapsed = time.perf_counter() - t0
-        if (cfg.max_steps and step >= cfg.max_steps) or (cfg.max_seconds and elapsed >= cfg.max_seconds):
+        now = time.perf_counter()
+        # at least one update per run, even when setup spent the whole budget
+        if (cfg.max_steps and step >= cfg.max_steps) or (step > first_step and budget.training_over(now, step_s)):
             break
-        lr = cfg.lr_at(cfg.progress(step, elapsed), step)
+        frac = step / cfg.max_steps if cfg.max_steps else budget.fraction(now) if budget.timed else 0.0
+        lr = cfg.lr_at(frac, step)
         for group in opt.param_groups:
             group["lr"] = lr
         batch = task.source.global_batch(step)
@@ -307,10 +298,16 @@ def fit(
             )
         opt.step()
         step += 1
-        elapsed = time.perf_counter() - t0
+        step_s, now = time.perf_counter() - now, time.perf_counter()
+        elapsed = now - t0
         rate = frames / max(elapsed - spent, 1e-9)
         shown = value * task.loss_scale
-        bar.update(cfg.progress(step, elapsed), f"step {step} {task.loss_name} {shown:.3f} {rate:,.0f} {task.unit}/s")
+        done = step / cfg.max_steps if cfg.max_steps else budget.fraction(now) if budget.timed else 0.0
+        bar.update(
+            done,
+            f"step {step} {task.loss_name} {shown:.3f} {rate:,.0f} {task.unit}/s",
+            time_left(cfg.max_steps, budget, step, first_step, now),
+        )
         if step % cfg.log_every == 0 or step == 1:
             row = {"step": step, "seconds": round(elapsed, 2), task.loss_name: round(shown, 5), "lr": lr}
             row |= {"grad_norm": round(gnorm, 4), f"{task.unit}_per_s": round(rate)}
@@ -319,49 +316,71 @@ def fit(
                 run.append(row)
         if cfg.eval_every and step % cfg.eval_every == 0:
             metrics = _evaluate(task, model, run, step, elapsed, info)
-            if ckpt is not None and tstate is not None and info.is_main:
-                save_checkpoint(ckpt, model, asdict(cfg), task.facts, metrics, step=step)
-                save_train_state(tstate, ckpt, opt, step, elapsed, state if not info.active else None)
+            if info.is_main and _save(ckpt, tstate, model, opt, cfg, task, metrics, step, elapsed, state, info):
                 last_good = ckpt
             barrier(info)
-    bar.close()
     seconds = time.perf_counter() - t0
-    metrics = _evaluate(task, model, run, step, seconds, info)
     rate = frames / max(seconds - spent, 1e-9)
+    bar.stage(f"trained {step - first_step} updates; final evaluation" + (f", about {eval_s:.0f} s" if eval_s else ""))
+    t_eval = time.perf_counter()
+    deadline = budget.deadline - (budget.reserve - eval_s) if budget.timed else None
+    metrics = _evaluate(task, model, run, step, seconds, info, deadline)
     metrics |= {"steps": step, "train_seconds": round(seconds, 1), f"{task.unit}_per_s": round(rate)}
-    if ckpt is not None and tstate is not None and info.is_main:
-        save_checkpoint(ckpt, model, asdict(cfg), task.facts, metrics, step=step)
-        save_train_state(tstate, ckpt, opt, step, seconds, state if not info.active else None)
+    t_save = time.perf_counter()
+    if info.is_main and out is not None:
+        bar.stage(f"evaluated in {t_save - t_eval:.1f} s; saving {out}")
+        _save(ckpt, tstate, model, opt, cfg, task, metrics, step, seconds, state, info)
     if run:
         run.finish(metrics, history)
     barrier(info)
     model.eval()
+    end = time.perf_counter()
+    of = f" of a {clock(budget.seconds)} budget" if budget.timed else ""
+    spent_on = f"evaluation {t_save - t_eval:.1f} s, saving {end - t_save:.1f} s"
+    bar.stage(f"done: {clock(end - budget.started)} wall time{of} ({spent_on})")
     return FitResult(model, metrics, step, seconds, rate, history)
 
 
-def _evaluate(task: Task, model: RecurrentModel, run: Any, step: int, elapsed: float, info: DistInfo) -> dict[str, Any]:
+def _save(
+    ckpt: Path | None,
+    tstate: Path | None,
+    model: RecurrentModel,
+    opt: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    task: Task,
+    metrics: dict[str, Any],
+    step: int,
+    seconds: float,
+    state: State | None,
+    info: DistInfo | None = None,
+) -> bool:
+    """Write the checkpoint and the resume state (a run with a directory); whether it wrote."""
+    if ckpt is None or tstate is None:
+        return False
+    save_checkpoint(ckpt, model, asdict(cfg), task.facts, metrics, step=step)
+    save_train_state(tstate, ckpt, opt, step, seconds, state if info is None or not info.active else None)
+    return True
+
+
+def _evaluate(
+    task: Task,
+    model: RecurrentModel,
+    run: Any,
+    step: int,
+    elapsed: float,
+    info: DistInfo,
+    deadline: float | None = None,
+) -> dict[str, Any]:
     if not info.is_main:
         return {}
     model.eval()
-    metrics = dict(task.evaluate(model))
+    if task.calibrate is not None:
+        task.facts.update(task.calibrate(model))
+    metrics = dict(task.evaluate(model, deadline))
     model.train()
     if run:
         run.append({"step": step, "seconds": round(elapsed, 2), "eval": metrics})
     return metrics
-
-
-def _resume(
-    path: Path, expect: ModelConfig, opt: torch.optim.Optimizer, fresh: RecurrentModel
-) -> tuple[RecurrentModel, int, float, State | None]:
-    """Load weights (refusing another config, naming the field) and, if present, the train state."""
-    ckpt = checkpoint_file(path)
-    model, meta = load_checkpoint(ckpt, expect=expect)
-    fresh.load_state_dict(model.state_dict())
-    tpath = ckpt.parent / TRAIN_STATE
-    if not tpath.exists():
-        return fresh, 0, 0.0, None
-    step, seconds, carry = load_train_state(tpath, meta, opt)
-    return fresh, step, seconds, carry
 
 
 def with_overrides(cfg: TrainConfig, **changes: Any) -> TrainConfig:

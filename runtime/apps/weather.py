@@ -4,23 +4,28 @@ Each row (date, precipitation mm, max and min temperature °C, wind m/s) becomes
 of the features the model was trained on (``spec.task['inputs']``, normalised with
 ``input_mean`` / ``input_std``); after it, the model gives the next day's max and min
 temperature (normalised with ``output_mean`` / ``output_std``) and a rain logit.
-The raw-row → feature formulas mirror ``train/data_weather.py`` (the runtime cannot import
-``train``; a test checks the two agree).
+
+CSV is read by its header (``read_rows``, ``csv.DictReader``): the columns may come in any
+order, extra columns are ignored, a UTF-8 byte-order mark is tolerated, and an error names
+the line and the column. The feature formulas (``FEATURES``) have one owner, this module:
+training (``train/data_weather.py``) reads its CSV with ``read_rows`` and builds its inputs
+with ``raw_features``.
 
 Example:
     >>> from edgernn.runtime.apps import load_app
-    >>> from edgernn.runtime.apps.weather import Forecaster, parse_row
+    >>> from edgernn.runtime.apps.weather import Forecaster, read_rows
     >>> fc = Forecaster(load_app("weather"))
-    >>> f = fc.update(parse_row("2015/06/01,0.0,24.4,12.2,3.1"))
-    >>> f.date.isoformat()
-    '2015-06-02'
+    >>> rows = read_rows(["wind,date,temp_min,temp_max,precipitation", "3.1,2015/06/01,12.2,24.4,0.0"])
+    >>> [fc.update(row).date.isoformat() for _, row in rows]
+    ['2015-06-02']
 """
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,37 +58,84 @@ class Forecast:
     rain: float  # chance of any precipitation, 0..1
 
 
-def parse_row(line: str, line_no: int = 0) -> Row | None:
-    """A row from ``date,precipitation,temp_max,temp_min,wind[,...]``; None for a header or blank line."""
-    parts = [p.strip() for p in line.strip().split(",")]
-    if not parts[0] or parts[0].lower() == "date":
-        return None
-    where = f"line {line_no}" if line_no else "row"
-    if len(parts) < len(COLUMNS):
-        raise InputError(f"{where}: expected {len(COLUMNS)} columns ({','.join(COLUMNS)}), got {len(parts)}: {line!r}")
+def _number(fields: Mapping[str, str], name: str, where: str) -> float:
+    text = (fields.get(name) or "").strip()
     try:
-        date = dt.date.fromisoformat(parts[0].replace("/", "-"))
+        value = float(text)
     except ValueError:
-        raise InputError(f"{where}: column 'date' must be YYYY-MM-DD or YYYY/MM/DD, got {parts[0]!r}") from None
-    values: list[float] = []
-    for name, text in zip(COLUMNS[1:], parts[1:5]):
-        try:
-            value = float(text)
-        except ValueError:
-            raise InputError(f"{where}: column {name!r} must be a number, got {text!r}") from None
-        if not math.isfinite(value):
-            raise InputError(f"{where}: column {name!r} is {text!r}, not a finite number")
-        if value < 0 and name in ("precipitation", "wind"):
-            raise InputError(f"{where}: column {name!r} cannot be negative, got {text!r}")
-        values.append(value)
-    return Row(date, *values)
+        raise InputError(f"{where}: column {name!r} must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise InputError(f"{where}: column {name!r} is {text!r}, not a finite number")
+    if value < 0 and name in ("precipitation", "wind"):
+        raise InputError(f"{where}: column {name!r} cannot be negative, got {text!r}")
+    return value
+
+
+def row_from(fields: Mapping[str, str], line_no: int = 0) -> Row:
+    """A Row from one record, by column name (``COLUMNS``; others ignored); InputError naming
+    the line and the column otherwise."""
+    where = f"line {line_no}" if line_no else "row"
+    text = (fields.get("date") or "").strip()
+    try:
+        date = dt.date.fromisoformat(text.replace("/", "-"))
+    except ValueError:
+        raise InputError(f"{where}: column 'date' must be YYYY-MM-DD or YYYY/MM/DD, got {text!r}") from None
+    return Row(date, *(_number(fields, name, where) for name in COLUMNS[1:]))
+
+
+def _header(names: Sequence[str]) -> list[str]:
+    return [n.lstrip("\ufeff").strip().lower() for n in names]
+
+
+def read_rows(lines: Iterable[str], on_note: Callable[[str], None] | None = None) -> Iterator[tuple[int, Row]]:
+    """(line number, Row) for each record of CSV ``lines``, read by the header's column names.
+
+    A first line that is a record, not a header (its first field is a date), is read as
+    ``COLUMNS`` in that order, and ``on_note`` is told so. Blank lines are skipped. Lines are
+    read one at a time, so rows typed at a terminal are answered as they come."""
+    reader = csv.reader(lines)
+    header: list[str] | None = None
+    for fields in reader:
+        n = reader.line_num
+        if not any(f.strip() for f in fields):
+            continue
+        if header is None:
+            fields[0] = fields[0].lstrip("\ufeff")
+            names = _header(fields)
+            if _looks_like_date(names[0]):
+                header = list(COLUMNS)
+                if on_note is not None:
+                    on_note(f"line {n}: no header; reading the columns as {','.join(COLUMNS)}")
+            else:
+                missing = [c for c in COLUMNS if c not in names]
+                if missing:
+                    raise InputError(
+                        f"line {n}: the header has no column {', '.join(map(repr, missing))} "
+                        f"(it has {', '.join(map(repr, names))}; needed: {','.join(COLUMNS)}, in any order)"
+                    )
+                header = names
+                continue
+        if len(fields) < len(header):
+            raise InputError(
+                f"line {n}: {len(fields)} fields where the header names {len(header)} "
+                f"(column {header[len(fields)]!r} is missing)"
+            )
+        yield n, row_from(dict(zip(header, fields)), n)
+
+
+def _looks_like_date(text: str) -> bool:
+    try:
+        dt.date.fromisoformat(text.strip().replace("/", "-"))
+    except ValueError:
+        return False
+    return True
 
 
 def _day_angle(d: dt.date) -> float:
     return 2.0 * math.pi * (d.timetuple().tm_yday - 1) / 365.25
 
 
-# Feature name → formula on one row; mirrors train/data_weather.py (raw_features), checked by a test.
+# Feature name → formula on one row: the one definition, training imports it (train/data_weather.py).
 FEATURES: dict[str, Callable[[Row], float]] = {
     "log1p_precipitation": lambda r: math.log1p(r.precipitation),
     "rained": lambda r: 1.0 if r.precipitation > 0 else 0.0,
@@ -138,10 +190,8 @@ class Forecaster:
         """The normalised feature frame of ``row``."""
         return ((raw_features(row, self.inputs) - self.in_mean) / self.in_std).astype(np.float32)
 
-    def update(self, row: Row | None) -> Forecast:
+    def update(self, row: Row) -> Forecast:
         """Feed one day; the forecast for the day after it."""
-        if row is None:
-            raise InputError("weather: got no row (a header or a blank line)")
         if self.last is not None and row.date <= self.last.date:
             raise InputError(f"weather: rows must be in date order; {row.date} follows {self.last.date}")
         if row.date >= dt.date.max:  # checked before the step: the stream stays as it was
