@@ -149,6 +149,7 @@ def test_langid_reads_keystrokes_from_a_terminal_and_backspace_restores_the_stat
         os.close(master)
     shown = [part for part in out.decode().split("\r\x1b[K") if "\t" in part]
     texts = [part.split("\t")[0] for part in shown]
+    assert b"Ctrl-D quits" in out and b"--list" in out  # the one-line hint: what to type, how to quit
     assert texts[:8] == ["D", "Da", "Das", "Das ", "Das i", "Das is", "Das isx", "Das is"]
     assert texts[-1] == "Das ist ein Haus"
     det = LanguageDetector(load_app("langid", shipped("langid")))
@@ -156,3 +157,44 @@ def test_langid_reads_keystrokes_from_a_terminal_and_backspace_restores_the_stat
     after_backspace = [item.rsplit(" ", 1) for item in shown[7].split("\t")[2].strip().split("  ")]
     assert [name for name, _ in after_backspace] == [name for name, _ in expected]
     assert all(abs(float(p) - q) <= 0.0051 for (_, p), (_, q) in zip(after_backspace, expected))
+
+
+def test_langid_list_names_its_languages_and_when_it_says_unknown() -> None:
+    from edgernn.runtime.apps.langid import NAMES
+
+    task = load_app("langid", shipped("langid")).spec.task
+    out = edgernn("run", "langid", "--list").stdout.splitlines()
+    assert out[0].startswith(f"{len(task['labels'])} languages")
+    listed = [line.split(None, 1) for line in out[1 : 1 + len(task["labels"])]]
+    assert [code for code, _ in listed] == task["labels"]
+    assert all(name == NAMES[code] for code, name in listed)  # a name for every code: "de German"
+    assert f"below {task['unknown_below']:.2f}" in out[-1] and "50% of the characters" in out[-1]
+
+
+def test_langid_says_unknown_on_languages_it_was_never_trained_on() -> None:
+    """The runtime's rule reproduces training's measurement string by string, and the CLI says "unknown"."""
+    pytest.importorskip("django")
+    from edgernn.train.data_langid import unseen_strings
+
+    engine = load_app("langid", shipped("langid"))
+    metrics = engine.spec.provenance["metrics"]
+    unseen = unseen_strings()
+    det = LanguageDetector(engine)
+    for lang in ("da", "th"):  # a close relative of Swedish, and a script the model never saw
+        answers = []
+        for text in unseen[lang]:
+            det.reset()
+            det.feed(text)
+            answers.append(det.answer()[0])
+        rate = answers.count("unknown") / len(answers)
+        assert abs(rate - metrics[f"unseen_{lang}_unknown"]) <= 2 / len(answers), (lang, rate)  # fp32 ORT vs torch
+    assert metrics["unseen_th_unknown"] > 0.9 and metrics["unseen_da_unknown"] > 0.2, metrics
+    picks = unseen["hi"][:10] + unseen["da"][:30]
+    said = [answer for answer, _ in run_answers(picks)]
+    assert said[:10].count("unknown") >= 9 and said[10:].count("unknown") >= 5, said
+    # the cost on the languages it knows: the sentences written for this test are still named
+    labels = engine.spec.task["labels"]
+    known = [s for lang, sentences in WRITTEN.items() if lang in labels for s in sentences]
+    answers = run_answers(known)
+    assert sum(a == "unknown" for a, _ in answers) <= len(known) // 5, answers
+    assert all(a == r[0][0] for a, r in answers if a != "unknown")  # when it names one, it is the top one

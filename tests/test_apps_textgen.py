@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 
 import onnxruntime as ort
 import pytest
-from appcli import edgernn, shipped
+from appcli import BLOCKED_CLI, edgernn, shipped
+
+if sys.platform != "win32":
+    import pty
+    import termios
 
 from edgernn.runtime.spec import StreamSpec
 
@@ -57,9 +65,9 @@ def test_suggest_completes_the_current_word_and_predicts_the_next() -> None:
     words, after = last_suggestions("And God said unto Mo")
     assert "Moses" in words
     words, after = last_suggestions("And the LOR")
-    assert words[0] == "LORD" and len(words) == 3
+    assert words[0] == "LORD" and set(words) <= set(spec_of("textgen").task["words"])  # only words of the text
     words, after = last_suggestions("And God sa")
-    assert "said" in words and "unto" in after
+    assert "said" in words and {"unto", "Let"} & set(after)  # "And God said, Let there be light"
 
 
 def test_keyboard_beam_search_forks_and_leaves_the_typed_stream_alone() -> None:
@@ -119,3 +127,81 @@ def test_keyboard_top3_on_held_out_text() -> None:
             pos += 1
     assert len(hits[0]) > 300
     assert np.mean(hits[0]) > 0.15 and np.mean(hits[1]) > 0.45, {k: np.mean(v) for k, v in hits.items()}
+
+
+def test_shipped_textgen_beats_the_5gram_at_under_2_mb() -> None:
+    spec = spec_of("textgen")
+    metrics = spec.provenance["metrics"]
+    assert shipped("textgen").stat().st_size <= 2_000_000
+    assert metrics["valid_bpc"] <= 1.90 and metrics["valid_bpc"] < metrics["5gram_bpc"], metrics
+    assert metrics["valid_chars"] > 200_000  # the whole held-out text, not a slice
+
+
+def test_suggest_completes_only_to_words_of_the_training_text() -> None:
+    from edgernn.runtime.apps import load_app
+    from edgernn.runtime.apps.suggest import Keyboard
+
+    words = set(spec_of("textgen").task["words"])
+    assert {"LORD", "said", "Moses"} <= words and len(words) > 10_000
+    kb = Keyboard(load_app("textgen", shipped("textgen")))
+    offered: set[str] = set()
+    for ch in "And it came to pass, when the heavens were opened, that GOD said unto the sa":
+        kb.type(ch)
+        now, after = kb.suggest(3)
+        offered |= {s.word for s in now + after}
+    assert len(offered) > 20 and offered <= words, sorted(offered - words)
+    proc = edgernn("run", "suggest", stdin="And he sa\nxqz")
+    assert f"completions are words of the training text only ({len(words):,})" in proc.stderr
+    last = proc.stdout.splitlines()[-1].split("\t")
+    assert last[0] == "xqz" and last[1] == "-" and last[3] == "(no known word starts with 'xqz')"
+
+
+def test_suggest_says_which_characters_it_cannot_type() -> None:
+    proc = edgernn("run", "suggest", stdin="And God sa\u00efd\n")
+    assert "suggest: line 1: '\u00ef' is not one of the model's characters; skipped" in proc.stderr
+    assert proc.stdout.splitlines()[-1].startswith("And God sad\t")  # the others were typed
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
+def test_suggest_on_a_terminal_hints_and_keeps_editing_on_the_current_line() -> None:
+    """Backspace right after Enter used to delete from the line above while the screen showed otherwise."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BLOCKED_CLI, "run", "suggest"], stdin=slave, stdout=slave, stderr=slave
+    )
+    os.close(slave)
+    out = b""
+    try:
+        deadline = time.time() + 30
+        while termios.tcgetattr(master)[3] & termios.ICANON:
+            assert time.time() < deadline and proc.poll() is None, "the app never put the terminal in cbreak mode"
+            time.sleep(0.05)
+        for key in [*"And Moses", "\r", "\x7f", "\x7f", *"And the LOR", "\x04"]:
+            os.write(master, key.encode())
+            time.sleep(0.02)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert proc.wait(timeout=20) == 0, out.decode(errors="replace")
+    finally:
+        os.close(master)
+    text = out.decode(errors="replace")
+    assert "Ctrl-D quits" in text and "words of the training text only" in text  # the hint, first
+    shown = [part.split("\t") for part in text.split("\r\x1b[K") if "\t" in part]
+    typed = [p[0] for p in shown]
+    after = typed[typed.index("And Moses") + 1 :]
+    assert after and not any(t.startswith("And Mose") for t in after)  # the backspaces after Enter did nothing
+    assert typed[-1] == "And the LOR" and shown[-1][1].startswith("LORD ")
+    # the engine's state agrees with the screen: the same suggestions as typing both lines afresh
+    from edgernn.runtime.apps import load_app
+    from edgernn.runtime.apps.suggest import Keyboard
+
+    kb = Keyboard(load_app("textgen", shipped("textgen")))
+    kb.type("And Moses\nAnd the LOR")
+    assert shown[-1][1].split(" | ")[0].rsplit(" ", 1)[0] == kb.suggest(3)[0][0].word

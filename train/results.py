@@ -3,6 +3,7 @@
     python -m edgernn.train.results               # train every run (about 45 min on 2 cores), then write
     python -m edgernn.train.results --only recall --jobs 2 --threads 1  # one task, two runs at once
     python -m edgernn.train.results --render      # only rewrite the table from the runs on disk
+    python -m edgernn.train.results --only shipped  # only the shipped models' section (from their metadata)
 
 Runs go to ``runs/results/<name>`` (each a normal run directory); the table is written
 from their ``metrics.json`` and ``config.json``, with the machine's load while they ran.
@@ -281,9 +282,10 @@ def spliced_sections() -> dict[str, list[str]]:
     from edgernn.train.results_attention import section as attention_section
     from edgernn.train.results_forecast import section as forecast_section
     from edgernn.train.results_music import section as music_section
+    from edgernn.train.results_shipped import section as shipped_section
 
     return {"forecast": forecast_section(_load, RUNS), "music": music_section(_load, RUNS),
-            "attention": attention_section(_load, RUNS)}  # fmt: skip
+            "attention": attention_section(_load, RUNS), "shipped": shipped_section()}  # fmt: skip
 
 
 def splice(text: str, name: str, part: list[str]) -> str:

@@ -17,7 +17,7 @@ Example:
     >>> kb = Keyboard(load_app("textgen"))
     >>> kb.type("And God sa")
     >>> [s.word for s in kb.completions()]
-    ['said', 'saith', 'say']
+    ['said', 'saw', 'say']
 """
 
 from __future__ import annotations
