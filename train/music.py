@@ -47,7 +47,7 @@ def music_task(cfg: TrainConfig, chorales: list[Chorale] | None = None) -> Task:
     base = {f"{k}gram_nll": round(ngram_bpc(train_ids, valid_ids, len(vocab), k) * LN2 * per_event, 4) for k in (3, 5)}
 
     def evaluate(model: RecurrentModel, deadline: float | None = None) -> dict[str, Any]:  # quick: no deadline
-        nll = evaluate_bpc(model, valid_ids, n_lanes=4, window=256) * LN2 * per_event
+        nll = evaluate_bpc(model, valid_ids, n_lanes=4, window=256)[0] * LN2 * per_event
         return {"valid_nll_per_event": round(nll, 4), "valid_events": events_in(valid_ids, vocab),
                 "train_chorales": len(train), "valid_chorales": len(valid), **base}  # fmt: skip
 

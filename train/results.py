@@ -74,7 +74,7 @@ def train_one(name: str, overrides: dict[str, Any], threads: int) -> None:
         (out / old).unlink(missing_ok=True)
     load0 = os.getloadavg()[0]
     t0 = time.time()
-    res = fit(build_task(cfg), cfg, out=out)
+    res = fit(build_task(cfg), cfg, out=out, overwrite=True)  # a rerun replaces the run
     env = {
         "threads": threads,
         "load_start": round(load0, 2),
