@@ -67,7 +67,7 @@ MODELS: tuple[ThirdParty, ...] = (
         "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3",
         "Silero VAD (snakers4/silero-vad)",
         "state (2, batch, 128) + int64 scalar sr + 64-sample context; 512-sample window",
-        {"constants": {"sr": 16000}, "context": {"input": 64}},
+        {"constants": {"sr": 16000}, "context": {"input": 64}, "window": 512},
         False,
         Bare("input", (("state", "stateN", 1),), "output", (), True, 512, 64, {"sr": np.int64(16000)}, True, 0.1),
     ),

@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 
 from edgernn.bench.thirdparty_models import MODELS, BareLoop, ThirdParty, frames, missing, model_path
-from edgernn.runtime import Engine
+from edgernn.runtime import EdgeRNNError, Engine
 from edgernn.runtime.infer import infer_spec
 
 CALLS = 160
@@ -27,15 +27,7 @@ def spec_of(m: ThirdParty):
     return infer_spec(model_path(m.key), **m.hints)
 
 
-# silero-vad's graph refuses inputs under 130 samples; Engine.load's probe feeds one sample plus the
-# context until window streaming (issue 14, item 3) lands: then its spec gains window=512 and this goes.
-WAITING = {"silero_vad": "Engine.load probes silero-vad with 65 samples; it needs the spec's window (issue 14.3)"}
-PARAMS = [
-    pytest.param(m.key, marks=pytest.mark.skip(reason=WAITING[m.key])) if m.key in WAITING else m.key for m in MODELS
-]
-
-
-@pytest.fixture(scope="module", params=PARAMS)
+@pytest.fixture(scope="module", params=[m.key for m in MODELS])
 def model(request) -> tuple[ThirdParty, Engine, ort.InferenceSession]:
     m = next(x for x in MODELS if x.key == request.param)
     engine = Engine.load(model_path(m.key), spec=spec_of(m))
@@ -56,18 +48,18 @@ def report(what: str, m: ThirdParty, got: np.ndarray, want: np.ndarray) -> float
     return diff
 
 
-def step_all(stream, m: ThirdParty, xs: np.ndarray) -> list[np.ndarray]:
-    """One call per frame (per window where the model takes a window)."""
-    n = m.bare.per_call if m.bare.context else 1
-    return [stream.push(xs[t : t + n], chunk=n) if n > 1 else stream.step(xs[t]) for t in range(0, len(xs), n)]
+def window(m: ThirdParty) -> int:
+    """Items per step: the spec's window (silero: 512 samples), else one frame."""
+    return int(m.hints.get("window") or 1)
 
 
 def test_step_equals_the_bare_loop(model) -> None:
     m, engine, bare = model
-    per = m.bare.per_call if m.bare.context else 1
-    xs = frames(m, CALLS * m.bare.per_call // per)[: CALLS * per]
-    got = flat(step_all(engine.stream(), m, xs))
-    assert report("step", m, got, BareLoop(bare, m.bare).run(xs, per)) <= TOL
+    w = window(m)
+    xs = frames(m, CALLS * w // m.bare.per_call)
+    stream = engine.stream()
+    got = flat([stream.step(xs[t : t + w] if w > 1 else xs[t]) for t in range(0, len(xs), w)])
+    assert report("step", m, got, BareLoop(bare, m.bare).run(xs, w)) <= TOL
 
 
 def test_push_equals_the_bare_loop(model) -> None:
@@ -113,3 +105,36 @@ def test_streams_batched_equal_their_solo_runs(model) -> None:
     for i, (s, x) in enumerate(zip(members, inputs)):
         solo = BareLoop(bare, m.bare).run(x, per)
         assert report(f"batch member {i}", m, flat(got[s]), solo) <= TOL
+
+
+def test_a_window_stream_takes_any_number_of_samples_and_flushes(model) -> None:
+    m, engine, bare = model
+    w = window(m)
+    if w == 1:
+        pytest.skip(f"{m.key}: no window; push is checked above")
+    xs = frames(m, CALLS, seed=4)[: CALLS * w - 100]  # not a whole number of windows
+    cuts = np.cumsum(np.random.default_rng(5).integers(1, 3 * w, size=len(xs)))
+    cuts = [0, *[int(c) for c in cuts if c < len(xs)], len(xs)]
+    stream, got = engine.stream(), []
+    for i, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])):
+        if i == len(cuts) // 2:  # a snapshot mid-window carries the pending samples too
+            restored = engine.stream()
+            restored.restore(stream.snapshot())
+            stream = restored
+        got.append(stream.push(xs[a:b]))
+    got.append(stream.flush())
+    padded = np.concatenate([xs, np.zeros(w - len(xs) % w, xs.dtype)])
+    assert report("push in ragged pieces + flush", m, flat(got), BareLoop(bare, m.bare).run(padded, w)) <= TOL
+    assert stream.flush().size == 0  # nothing left
+
+
+def test_a_graph_with_batch_fixed_at_1_refuses_a_second_member(model) -> None:
+    m, engine, _ = model
+    if m.bare.batchable:
+        pytest.skip(f"{m.key}: its batch axis is free (batched above)")
+    batch = engine.batch(max_streams=4)
+    first = batch.join()
+    with pytest.raises(EdgeRNNError, match="1"):
+        batch.join()
+    x = frames(m, 1)
+    np.testing.assert_array_equal(batch.step_many({first: x})[first], engine.stream().push(x, chunk=m.bare.per_call))

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+import textwrap
 
+import numpy as np
+import onnxruntime as ort
 import pytest
 
-from edgernn.bench.thirdparty_models import MODELS, ROOT, by_key, missing, model_path
+from edgernn.bench.thirdparty_models import MODELS, ROOT, BareLoop, by_key, missing, model_path
 from edgernn.runtime.infer import HintError, infer_spec
 
 DOC = ROOT / "docs" / "THIRDPARTY.md"
@@ -40,3 +43,16 @@ def test_the_messages_shown_are_the_ones_infer_spec_gives(key, monkeypatch) -> N
     with pytest.raises(HintError) as info:
         infer_spec(f"build/thirdparty/{key}.onnx")
     assert str(info.value) + "\n" in blocks("text"), f"docs/THIRDPARTY.md shows another message for {key}"
+
+
+def test_the_readme_third_party_example_runs_as_written(monkeypatch, capsys) -> None:
+    readme = (ROOT / "README.md").read_text()
+    (code,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "build/thirdparty/" in b]
+    monkeypatch.chdir(ROOT)
+    scope: dict = {}
+    exec(textwrap.dedent(code), scope)
+    assert capsys.readouterr().out.strip() == "(32, 1)"
+    m = by_key("silero_vad")
+    audio = np.concatenate([scope["audio"], np.zeros(32 * 512 - 16000, np.float32)])
+    bare = ort.InferenceSession(str(model_path("silero_vad")), providers=["CPUExecutionProvider"])
+    assert np.abs(scope["probs"].ravel() - BareLoop(bare, m.bare).run(audio, 512)).max() <= 1e-6
