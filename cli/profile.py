@@ -33,6 +33,7 @@ from edgernn.runtime.profiling import (
     peak_rss_bytes,
     rss_bytes,
     state_bytes,
+    step_shape,
 )
 from edgernn.runtime.session import CpuDefaults, SessionProfile
 
@@ -47,6 +48,9 @@ PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")  # what matplotlib wri
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", type=in_file(), help="path to an exported .onnx model")
+    p.add_argument(
+        "--spec", type=in_file(), help="a spec.json for a model without one in its metadata (see edgernn spec)"
+    )
     p.add_argument(
         "--device",
         type=text(200),
@@ -95,8 +99,9 @@ def workload(engine: Engine, batch: int, chunk: int) -> tuple[Callable[[], objec
     if batch == 1:
         stream = engine.stream()
         if chunk == 1:
-            frame = example_frames(engine, ())
-            return (lambda: stream.step(frame)), "engine Stream.step"
+            frame = example_frames(engine, step_shape(engine))
+            what = f" (one window of {engine.window})" if getattr(engine, "window", None) else ""
+            return (lambda: stream.step(frame)), f"engine Stream.step{what}"
         frames = example_frames(engine, (chunk,))
         return (lambda: stream.push(frames, chunk=chunk)), f"engine Stream.push ({chunk} frames)"
     xs = example_frames(engine, (batch, chunk))
@@ -121,14 +126,16 @@ def main(args: argparse.Namespace) -> int:
     if args.plot:
         _require_matplotlib()
     profile = resolve_profile(args.device, args.threads)
-    engine, cold = cold_start(args.model, profile)
+    engine, cold = cold_start(args.model, profile, spec=args.spec)
     call, path = workload(engine, args.batch, args.chunk)
     progress = None if args.quiet else ProgressLine("profile")
     us = time_calls(call, args.calls, args.warmup, progress)
     stats = LatencyStats.from_us(us, frames_per_call=args.chunk, streams=args.batch)
     ops, op_run_us = ([], 0.0)
     if args.op_calls > 0:
-        ops, op_run_us = op_breakdown(args.model, args.batch, args.chunk, args.op_calls, profile, trace=args.trace)
+        ops, op_run_us = op_breakdown(
+            args.model, args.batch, args.chunk, args.op_calls, profile, trace=args.trace, spec=engine.spec
+        )
     rate = args.rate if args.rate is not None else _task_rate(engine)
     report = build_report(args, engine, path, stats, cold, ops, op_run_us, rate)
     out = text_out(args.json)

@@ -26,6 +26,7 @@ from edgernn.runtime.safety import check_spec, read_model_and_spec
 from edgernn.runtime.session import CpuDefaults, SessionProfile, make_session
 from edgernn.runtime.slots import SlotPool
 from edgernn.runtime.spec import BATCH, TIME, StreamSpec, TensorSpec
+from edgernn.runtime.specfile import read_spec
 from edgernn.runtime.stream import Stream, fresh_home
 
 if TYPE_CHECKING:
@@ -142,16 +143,21 @@ class Engine:
         cls,
         path: str | os.PathLike[str],
         profile: SessionProfile | str | None = None,
-        spec: StreamSpec | None = None,
+        spec: StreamSpec | str | os.PathLike[str] | None = None,
         nonfinite: str = "raise",
     ) -> Engine:
         """Load ``path`` with ``profile`` (CPU, one thread, by default; ``"cpu"`` says the same).
+
+        ``spec``: a StreamSpec, or the path of a spec.json (``edgernn spec -o``), for a model
+        whose metadata holds none.
 
         The spec comes from the model's metadata; for a model not made here pass ``spec``:
         written by hand, or from ``edgernn.runtime.infer_spec(path, ...)``. Other device
         profiles (``"cuda"``, ``"cpu-int8"``...) load through ``edgernn.devices.load_engine``.
         """
         source = os.fspath(path)
+        if isinstance(spec, (str, os.PathLike)):
+            spec = read_spec(spec)
         if isinstance(profile, str):
             if profile != "cpu":
                 raise ProfileError(

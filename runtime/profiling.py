@@ -46,6 +46,12 @@ def example_input(spec: StreamSpec, shape: tuple[int, ...], seed: int = 0) -> np
     return np.asarray(rng.standard_normal((*shape, *frame_shape(inp))), dtype=dtype)
 
 
+def step_shape(engine: Engine) -> tuple[int, ...]:
+    """The leading axes of one ``step``: one window for a window model, else one frame."""
+    window = getattr(engine, "window", None)
+    return (window,) if window else ()
+
+
 def example_frames(engine: Engine, shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
     """Valid input for ``engine`` with leading axes ``shape`` (e.g. (batch, time)) before one frame."""
     return example_input(engine.spec, shape, seed)
@@ -104,12 +110,14 @@ class ColdStart:
         return self.load_ms + self.first_call_ms
 
 
-def cold_start(path: str, profile: SessionProfile | None = None) -> tuple[Engine, ColdStart]:
-    """Load ``path`` and run one step on a fresh stream, timing both; returns the engine too."""
+def cold_start(
+    path: str, profile: SessionProfile | None = None, spec: StreamSpec | str | None = None
+) -> tuple[Engine, ColdStart]:
+    """Load ``path`` (with ``spec``: a StreamSpec or a spec.json, for a model without one) and time one step."""
     t0 = time.perf_counter()
-    engine = Engine.load(path, profile)
+    engine = Engine.load(path, profile, spec=spec)
     t1 = time.perf_counter()
-    engine.stream().step(example_frames(engine, ()))
+    engine.stream().step(example_frames(engine, step_shape(engine)))
     t2 = time.perf_counter()
     return engine, ColdStart(load_ms=(t1 - t0) * 1e3, first_call_ms=(t2 - t1) * 1e3)
 
@@ -132,6 +140,7 @@ def op_breakdown(
     calls: int = 200,
     profile: SessionProfile | None = None,
     trace: str | os.PathLike[str] | None = None,
+    spec: StreamSpec | None = None,
 ) -> tuple[list[OpCost], float]:
     """Run ``calls`` calls with onnxruntime's profiler on; return per-op costs and the mean run time (µs).
 
@@ -152,12 +161,13 @@ def op_breakdown(
             providers=[n for n, _ in providers],
             provider_options=[o for _, o in providers],
         )
-        spec = _spec_of(session, path)
-        x = example_input(spec, (batch, chunk))
+        spec = spec or _spec_of(session, path)
+        x = graph_input(spec, batch, chunk)
         states = {s.input: np.full(s.concrete_shape(batch), s.init, dtype=NP_DTYPES[s.dtype]) for s in spec.states}
+        consts = {c.name: np.array(c.value, dtype=NP_DTYPES[c.dtype]).reshape(c.shape) for c in spec.constants}
         names = [s.output for s in spec.states]
         for _ in range(calls):
-            new = session.run(names, {spec.inputs[0].name: x, **states})
+            new = session.run(names, {spec.inputs[0].name: x, **consts, **states})
             states = {s.input: v for s, v in zip(spec.states, new)}
         written = session.end_profiling()
         with open(written) as fh:
@@ -165,6 +175,19 @@ def op_breakdown(
         if trace is not None:
             shutil.copyfile(written, trace)
     return aggregate_trace(events, calls)
+
+
+def graph_input(spec: StreamSpec, batch: int, chunk: int) -> np.ndarray:
+    """One call's streamed input in the graph's layout: ``chunk`` frames (the window, where the spec has one)
+    plus the context frames, the batch and time axes where the spec puts them."""
+    inp = spec.inputs[0]
+    window = getattr(spec, "window", None)
+    time_items = (window or chunk) + (spec.context.frames if spec.context is not None else 0)
+    x = example_input(spec, (batch, time_items))  # (batch, time, *frame)
+    b, t = inp.batch_axis, inp.time_axis
+    if t is None:
+        return np.ascontiguousarray(np.moveaxis(x[:, 0], 0, b if b is not None else 0))
+    return np.ascontiguousarray(np.moveaxis(x, (0, 1), (b, t)))
 
 
 def _spec_of(session: ort.InferenceSession, source: str) -> StreamSpec:

@@ -389,6 +389,7 @@ class StreamSpec:
         if METADATA_KEY not in custom:
             raise SpecError(
                 f"{source}: no stream spec in its metadata (key {METADATA_KEY!r}); export it with "
-                "edgernn, or pass a StreamSpec (hand-written or from infer_spec) to Engine.load"
+                "edgernn, or pass a StreamSpec (hand-written or from infer_spec) or a spec.json "
+                "(`edgernn spec MODEL -o spec.json`) to Engine.load(spec=...) / --spec"
             )
         return cls.from_json(custom[METADATA_KEY])

@@ -121,3 +121,17 @@ def test_cli_spec_prints_the_command_that_settles_it(tmp_path, capsys) -> None:
     assert "exists: pass --force" in capsys.readouterr().err
     assert cli_main(["spec", path, "--batch-axis", "input_2"]) == 1
     assert "--batch-axis 'input_2': expected NAME=VALUE" in capsys.readouterr().err
+
+
+def test_a_spec_file_loads_the_engine_and_drives_profile(tmp_path, capsys) -> None:
+    m = by_key("silero_vad")
+    path = model_path(m.key)
+    spec_file = tmp_path / "silero.json"
+    spec_file.write_text(spec_json(infer_spec(path, **m.hints)))
+    assert Engine.load(path, spec=spec_file).spec == infer_spec(path, **m.hints)
+    with pytest.raises(SpecError, match=r"no stream spec in its metadata.*edgernn spec MODEL -o spec.json"):
+        Engine.load(path)
+    argv = ["profile", str(path), "--spec", str(spec_file), "--calls", "20", "--warmup", "2", "--op-calls", "5"]
+    assert cli_main([*argv, "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "engine Stream.step (one window of 512)" in out and "LSTM" in out
