@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import statistics
 import sys
 import time
@@ -108,10 +109,10 @@ def overhead(m: ThirdParty, engine: Engine, calls: int, rounds: int) -> dict[str
         lo = (r * block) % calls
         for name in names[r % len(names) :] + names[: r % len(names)]:
             fn = contenders[name]
-            t0 = time.perf_counter_ns()
+            t0 = time.thread_time_ns()
             for i in range(lo, lo + block):
                 fn(i % calls)
-            us[name].append((time.perf_counter_ns() - t0) / block / 1e3)
+            us[name].append((time.thread_time_ns() - t0) / block / 1e3)
     ratio = statistics.median(e / b for e, b in zip(us["engine"], us["bare"]))
     out: dict[str, float | None] = {k + "_us": statistics.median(v) for k, v in us.items()}
     out.setdefault("raw_us", None)
@@ -170,6 +171,7 @@ def run(calls: int, rounds: int) -> dict[str, Any]:
         "measured_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": machine.get("cpu", "?"),
         "onnxruntime": ort.__version__,
+        "load": " / ".join(f"{v:.1f}" for v in os.getloadavg()),
         "calls": calls,
         "rounds": rounds,
         "models": rows,
@@ -196,10 +198,13 @@ def section(res: dict[str, Any] | None = None) -> str:
         "(step: one frame or window a call; push: the whole input in calls of `per call` frames; batched: 3 "
         "streams in one batch, each against its solo run). Overhead: median µs per call of the engine and of a "
         "bare `session.run` loop on the same session (a feeds dict, the state and the `[context | window]` row "
-        "built by hand) and of raw ping-pong (the runtime's binding primitive with no checks), timed interleaved "
-        f"in {res['rounds']} rounds of short blocks, order rotated, over {res['calls']} calls; the ratio is the "
+        "built by hand) and of raw ping-pong (the runtime's binding primitive with no checks), in this thread's "
+        "CPU time (onnxruntime runs its kernels on the calling thread at one thread; a shared machine's load "
+        f"inflates wall time, not this), interleaved in {res['rounds']} rounds of short blocks, order rotated, "
+        f"over {res['calls']} calls; the ratio is the "
         "median of the per-round ratios. Step for a window model is one window (512 samples); FSMN-VAD is timed "
-        "in calls of 8 frames. PASS where every parity figure is <= 1e-6.",
+        f"in calls of 8 frames. Load average while measured: {res.get('load', '?')}. PASS where every parity "
+        "figure is <= 1e-6.",
         "",
         "| model | package | upstream | state layout | per call | step | push | batched | engine µs | bare µs "
         "| raw µs | engine / bare | path | verdict |",
