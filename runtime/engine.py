@@ -295,9 +295,15 @@ class Engine:
 
     def join_outputs(self, parts: list[np.ndarray]) -> np.ndarray:
         """Per-call first outputs of one stream → one array: along time, or one row per call."""
-        if self.out_has_time[0]:
-            return np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
-        return np.stack(parts) if len(parts) > 1 else parts[0][None]
+        try:
+            if self.out_has_time[0]:
+                return np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
+            return np.stack(parts) if len(parts) > 1 else parts[0][None]
+        except ValueError as exc:  # a graph whose output width varies per call
+            raise RunError(
+                f"{self.source}: output {self.spec.outputs[0].name!r} changes shape between calls "
+                f"({[p.shape for p in parts]}): push with one call (a larger chunk) or step ({exc})"
+            ) from None
 
     def last_from(self, outs: list[np.ndarray]) -> Any:
         """The latest frame of each output of one stream (stream layout less the batch axis)."""

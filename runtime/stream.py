@@ -18,7 +18,7 @@ import numpy as np
 
 from edgernn.runtime import general
 from edgernn.runtime.buffers import alloc
-from edgernn.runtime.errors import InputError, RunError, StreamError
+from edgernn.runtime.errors import InputError, StreamError
 from edgernn.runtime.slots import Demoted, Slot, wrap_run_error
 
 if TYPE_CHECKING:
@@ -342,13 +342,7 @@ class Stream:
             ctx = new_ctx if new_ctx is not None else ctx
             parts.append(outs[0][0])
             last = [o[0] for o in outs]
-        try:  # before committing: a graph whose output width varies per call cannot be joined
-            joined = engine.join_outputs(parts)
-        except ValueError as exc:
-            raise RunError(
-                f"{engine.source}: output {engine.spec.outputs[0].name!r} changes shape between calls "
-                f"({[p.shape for p in parts]}): push with one call (a larger chunk) or step ({exc})"
-            ) from None
+        joined = engine.join_outputs(parts)  # before committing: RunError when the widths differ per call
         self._home, self._ctx = states, ctx
         self._last = engine.last_from(last)
         return joined
