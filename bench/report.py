@@ -274,7 +274,7 @@ def _comparison(cases: list[CaseResult], floors: dict[str, float] | None = None)
     bad = [e for e in exact if e[2] > 1e-4]
     worst = max((e[2] for e in exact), default=0.0)
     lines.append(
-        f"- Parity: every timed contender's first output matched the numpy reference within {worst:.1e} (max abs)."
+        f"- Parity: every timed contender's first output matched the float64 reference within {worst:.1e} (max abs)."
         if not bad
         else "- Parity FAILED (max abs diff > 1e-4): " + ", ".join(f"{c} {n} {d:.1e}" for c, n, d in bad)
     )
@@ -436,8 +436,9 @@ def _method(run: Run) -> str:
         "reaches); **session.run** with numpy state; **engine separate** (`batch` streams each stepped alone); "
         "**torch eager** (the model on (batch, chunk)); **torchscript** (frozen: a cell at chunk 1, the whole "
         "model above); **torch.compile** (inductor; where listed); **numpy** (a float32 reference).\n"
-        "- Before timing, each contender's first output is compared with the numpy reference.\n"
-        "- The PyTorch peers and the numpy reference run fp32 only.\n"
+        "- Before timing, each contender's first output is compared with the float64 reference "
+        "(`reliability/reference.py`).\n"
+        "- The PyTorch peers and the numpy contender (the same reference in float32) run fp32 only.\n"
         "- Serving through a real Triton server (latency over HTTP / gRPC, throughput, migration pause) is "
         "measured apart: [BENCHMARKS-triton.md](BENCHMARKS-triton.md), written by `make triton-bench`.\n"
     )

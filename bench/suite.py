@@ -3,7 +3,8 @@
 Within a case every contender runs in short blocks, round after round, the order rotated
 each round, so a change in machine load touches them all alike; a contender's figure is
 the median (and p99) over all its timed calls. Before timing, each contender's first
-output (from the initial state) is compared with the numpy reference.
+output (from the initial state) is compared with the float64 reference
+(``reliability/reference.py``, the cell equations written once).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from edgernn.bench import models
-from edgernn.bench.contenders import CONTENDERS, Case, NotAvailable, NumpyModel, Subject
+from edgernn.bench.contenders import CONTENDERS, Case, NotAvailable, Subject
+from edgernn.reliability.reference import Reference
 
 # int8 error is bounded but not small: its first output is reported, not held to fp32 parity.
 APPROXIMATE = ("engine int8", "engine int8 accurate")
@@ -27,7 +29,7 @@ class Timing:
     median_us: float
     p99_us: float
     calls: int
-    max_abs_diff: float  # first output vs the numpy (fp32) reference
+    max_abs_diff: float  # first output vs the float64 reference
     rounds: list[float] = field(default_factory=list)  # the median of each round's block
 
 
@@ -95,8 +97,7 @@ def run_case(case: Case, names: list[str], settings: Settings, log: Callable[[st
     """Time ``names`` on ``case``, interleaved; contenders that cannot run are recorded with the reason."""
     result = CaseResult(case)
     subject = subject_for(case, int8="engine int8" in names)
-    ref_model = NumpyModel(case.cell, subject.weights, 1)
-    ref, _ = ref_model(subject.x, ref_model.initial_state(case.batch))
+    ref, _ = Reference(subject.weights, subject.torch_model.config).sequences(subject.x)
     calls: dict[str, Callable[[], Any]] = {}
     diffs: dict[str, float] = {}
     for name in names:

@@ -1,6 +1,7 @@
 """``edgernn demo``: the main job end to end on the embedded defaults (CPU, a small GRU).
 
-Train a character model on the KJV text, export it with its stream spec, check parity with
+Train a character model on the KJV text (the ``demo`` recipe of train/recipes.toml, through
+the same ``fit`` as ``edgernn train``), export it with its stream spec, check parity with
 PyTorch over carried steps, stream generated text with the engine, print latency.
 """
 
@@ -19,9 +20,9 @@ EXAMPLE = "edgernn demo --seconds 120 -o runs/demo"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seconds", type=number(0.0, 1e6, lo_open=True), default=120.0, help="training time budget")
-    p.add_argument("--cell", choices=("rnn", "gru", "lstm"), default="gru", help="recurrent cell")
-    p.add_argument("--hidden", type=integer(1, 4096), default=256, help="hidden size")
+    p.add_argument("--seconds", type=number(0.0, 1e6, lo_open=True), help="training s (default: the demo recipe's)")
+    p.add_argument("--cell", choices=("rnn", "gru", "lstm"), help="recurrent cell (default: the demo recipe's)")
+    p.add_argument("--hidden", type=integer(1, 4096), help="hidden size (default: the demo recipe's)")
     p.add_argument("--chars", type=integer(0, 1_000_000), default=300, help="characters to generate")
     add_out(p, "where the checkpoint and models go", default="runs/demo", folder=True)
 
@@ -31,31 +32,29 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     from edgernn.export.pipeline import export_checkpoint
+    from edgernn.runtime.apps.textgen import generate
     from edgernn.runtime.engine import Engine
-    from edgernn.runtime.generate import generate
     from edgernn.runtime.latency import measure
-    from edgernn.train.checkpoint import save_checkpoint
-    from edgernn.train.textgen import TextTrainConfig, task_facts, train_config_dict, train_textgen
-    from edgernn.train.trainer import TrainingError
+    from edgernn.train.tasks import RECIPES, build_task, recipe
+    from edgernn.train.trainer import TrainingError, fit
 
     out = Path(args.out)
-    torch.set_num_threads(2)
-    cfg = TextTrainConfig(cell=args.cell, hidden_size=args.hidden, max_seconds=args.seconds)
+    torch.set_num_threads(RECIPES["demo"].threads)
+    cfg = recipe("demo", cell=args.cell, hidden_size=args.hidden, max_seconds=args.seconds)
     print(f"[1/5] training a {cfg.cell.upper()} (hidden {cfg.hidden_size}) on the KJV text for {cfg.max_seconds:.0f} s")
-    result = train_textgen(cfg)
+    result = fit(build_task(cfg), cfg, out=out)  # what `edgernn train demo --out <out>` runs
+    valid, unigram = float(result.metrics["valid_bpc"]), float(result.metrics["unigram_bpc"])
     print(
-        f"      validation {result.valid_bpc:.3f} bits/char vs unigram baseline {result.unigram_bpc:.3f} "
-        f"({result.steps} updates, {result.chars_per_second:,.0f} chars/s)"
+        f"      validation {valid:.3f} bits/char vs unigram baseline {unigram:.3f} "
+        f"({result.steps} updates, {result.frames_per_second:,.0f} chars/s)"
     )
-    if not result.valid_bpc < result.unigram_bpc:  # a typed one-line error (edgernn.cli.main prints it)
+    if not valid < unigram:  # a typed one-line error (edgernn.cli.main prints it)
         raise TrainingError(
-            f"the model did not beat the unigram baseline ({result.valid_bpc:.3f} vs {result.unigram_bpc:.3f} "
+            f"the model did not beat the unigram baseline ({valid:.3f} vs {unigram:.3f} "
             f"bits/char after {cfg.max_seconds:g} s); train longer (--seconds)"
         )
-    ckpt = save_checkpoint(
-        out / "model.safetensors", result.model, train_config_dict(cfg), task_facts(result.corpus), result.metrics()
-    )
-    print(f"[2/5] checkpoint {ckpt}")
+    ckpt = out / "model.safetensors"
+    print(f"[2/5] run directory {out} (checkpoint {ckpt.name})")
 
     onnx_path = out / "model.onnx"
     spec, report = export_checkpoint(ckpt, onnx_path, validate=True, steps=500, force=True)
@@ -73,7 +72,7 @@ def main(args: argparse.Namespace) -> int:
     stream.reset()
     token = np.int64(0)
     step = measure(lambda: stream.step(token), calls=3000, warmup=300)
-    chunk = np.random.default_rng(0).integers(0, len(result.corpus.vocab), size=64)
+    chunk = np.random.default_rng(0).integers(0, engine.vocab_size or 1, size=64)
     pushed = measure(lambda: stream.push(chunk), calls=300, warmup=30, frames_per_call=64)
     other = Engine.load(decomposed_path).stream()
     dec_step = measure(lambda: other.step(token), calls=3000, warmup=300)

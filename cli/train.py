@@ -1,4 +1,4 @@
-"""``edgernn train``: train a model on one of the task presets and keep a run directory.
+"""``edgernn train``: train a model on a named recipe (train/recipes.toml) and keep a run directory.
 
 The run directory holds model.safetensors (the checkpoint: weights, ModelConfig, training
 config and the task's facts in its metadata), config.json, metrics.jsonl, metrics.json,
@@ -9,25 +9,34 @@ trains with DistributedDataParallel (gloo on CPU); only rank 0 writes.
 from __future__ import annotations
 
 import argparse
+import sys
+from importlib.resources import files
 from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - the tomli backport on 3.10
+    import tomli as tomllib
 
 from edgernn.cli.options import MAX_THREADS, add_out, checked, integer, number, seed, text
 from edgernn.cli.paths import in_file, in_path_type, out_dir, report_written
 
 EXTRA = "train"
 REQUIRES = ("torch", "safetensors")
-HELP = "Train a recurrent model on a task preset (real data shipped by packages)."
+HELP = "Train a recurrent model on a named recipe (real data shipped by packages)."
 EXAMPLE = (
     "edgernn train textgen --cell gru --hidden 512 --seconds 600 -o runs/textgen\n"
+    "  edgernn train shipped-weather -o runs/models/weather\n"
     "  torchrun --nproc_per_node=2 -m edgernn train langid -o runs/langid-ddp"
 )
-TASKS = ("textgen", "langid", "weather", "recall", "forecast", "music")
+# The recipe names, read from the data file itself (no torch needed to parse the command line).
+RECIPES = tuple(tomllib.loads((files("edgernn.train") / "recipes.toml").read_text(encoding="utf-8")))
 CELLS = ("rnn", "gru", "lstm", "attention")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("task", choices=TASKS, help="task preset")
-    g = p.add_argument_group("preset overrides", "each defaults to the task preset's value (edgernn.train.tasks)")
+    p.add_argument("recipe", choices=RECIPES, help="a recipe of train/recipes.toml (a task's name: its preset)")
+    g = p.add_argument_group("recipe overrides", "each defaults to the recipe's value (train/recipes.toml)")
     g.add_argument("--cell", choices=CELLS, help="recurrent cell")
     g.add_argument("--hidden", type=integer(1, 8192), help="hidden size")
     g.add_argument("--layers", type=integer(1, 32), help="stacked recurrent layers")
@@ -50,11 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--heads", type=integer(1, 1024), help="cell attention: heads (dividing --hidden)")
     g.add_argument("--eval-every", type=integer(0, 10**12), help="steps between evaluations and checkpoints")
     g.add_argument("--seed", type=seed(), help="random seed")
-    p.add_argument(
-        "--threads", type=integer(0, MAX_THREADS), default=0, help="torch threads per process (0: torch's default)"
-    )
+    p.add_argument("--threads", type=integer(0, MAX_THREADS), help="torch threads (default: the recipe's; 0: torch's)")
     p.add_argument("--resume", type=in_path_type, help="a run directory or checkpoint to continue from")
-    add_out(p, "run directory (default: runs/<task>)", folder=True)
+    add_out(p, "run directory (default: runs/<recipe>)", folder=True)
     p.add_argument("--force", action="store_true", help="replace the run already in --out (else refused)")
     f = p.add_argument_group("forecast (any regular time series)")
     f.add_argument("--dataset", type=text(200), help="a series shipped in a package: co2, elnino, seattle, sunspots")
@@ -82,11 +89,12 @@ def main(args: argparse.Namespace) -> int:
 
     from edgernn.train.clock import process_started
     from edgernn.train.distributed import from_environment, shutdown
-    from edgernn.train.tasks import build_task, preset
+    from edgernn.train.tasks import RECIPES as RECIPE_TABLE
+    from edgernn.train.tasks import build_task, recipe
     from edgernn.train.trainer import TrainingError, fit
 
-    cfg = preset(
-        args.task,
+    cfg = recipe(
+        args.recipe,
         cell=args.cell,
         hidden_size=args.hidden,
         num_layers=args.layers,
@@ -117,9 +125,10 @@ def main(args: argparse.Namespace) -> int:
     )
     if not cfg.max_seconds and not cfg.max_steps:
         raise TrainingError("no budget: give --seconds above 0 or --steps above 0")
-    out = Path(checked(out_dir, args.out or f"runs/{cfg.task}", "--out"))
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    out = Path(checked(out_dir, args.out or f"runs/{args.recipe}", "--out"))
+    threads = args.threads if args.threads is not None else RECIPE_TABLE[args.recipe].threads
+    if threads:
+        torch.set_num_threads(threads)
     info = from_environment()
     try:
         task = build_task(cfg)

@@ -35,7 +35,8 @@ from edgernn.devices.cudart import (  # noqa: F401 - re-exported: the CUDA piece
     stream_options,
 )
 from edgernn.runtime.binding import Binding, state_pairs, stream_view
-from edgernn.runtime.engine import NP_DTYPES, Engine, Stream
+from edgernn.runtime.dtypes import NP_DTYPES
+from edgernn.runtime.engine import Engine, Stream
 from edgernn.runtime.errors import InputError, RunError, StreamError
 from edgernn.runtime.snapshot import decode, encode
 

@@ -30,7 +30,8 @@ import numpy as np
 import onnxruntime as ort
 
 from edgernn.devices.profiles import CPU_EP, DeviceProfile, ProviderEntry, load_profile
-from edgernn.runtime.engine import NP_DTYPES, Engine
+from edgernn.runtime.dtypes import NP_DTYPES
+from edgernn.runtime.engine import Engine
 from edgernn.runtime.errors import ProfileError
 from edgernn.runtime.spec import StreamSpec
 

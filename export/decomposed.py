@@ -38,6 +38,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgernn.export.errors import QuantizeError
 from edgernn.export.graphbuild import MS_DOMAIN, Builder
+from edgernn.runtime.dtypes import ONNX_CODE
 from edgernn.runtime.spec import BATCH, INPUT_X, OUTPUT_Y, STATE_C, STATE_H, StreamSpec
 
 
@@ -112,7 +113,7 @@ def read_weights(proto: onnx.ModelProto, spec: StreamSpec) -> NetWeights:
 def _body(cell: str, layer: LayerWeights, hidden: int, bld: Builder, idx: int, gemm: bool = False) -> onnx.GraphProto:
     """Scan body: (h_prev[, c_prev], gi_t) -> (h_next[, c_next], h_next as scan output). Its weights are its own
     initializers: onnxruntime pre-packs DynamicQuantizeMatMul weights only when they are
-    (measured: outer-scope weights made the int8 RNN step 10-25% slower). For RNN and LSTM, gi_t
+    (outer-scope weights make the int8 step slower). For RNN and LSTM, gi_t
     already holds the recurrent bias (``_in_bias``), so the recurrent product adds gi_t straight
     away: with ``gemm`` (a 2-D state: the Scan) one Gemm node, else MatMul + Add (or int8 parts + Sum)."""
     start = len(bld.inits)
@@ -264,10 +265,8 @@ def build_decomposed(
     hidden = cfg.hidden_size
     bld = Builder(quantize, residual)
     # An LSTM's h = o * tanh(c) seldom spans [-1, 1], so its zero point is not stuck at 127.5, and
-    # (h + 1) / 2 would spend uint8 steps on [0, min u]: measured on an LSTM 512 trained 10 min,
-    # max |dp| 0.016 / 0.026 / 0.016 without the offset, 0.020 / 0.019 / 0.018 with it (three
-    # input samples); Elman RNN 512: 0.028-0.037 without, 0.011-0.014 with; GRU 768: up to 0.017
-    # without, 0.008 with.
+    # (h + 1) / 2 would spend uint8 steps on [0, min u]: on trained LSTMs the offset did not help,
+    # where it cut the trained Elman RNN's and GRU's error by about half.
     bld.offset = cfg.cell != "lstm"
     nodes: list[onnx.NodeProto] = []
     first = weights.layers[0]
@@ -340,12 +339,11 @@ def build_decomposed(
 
 
 def _model(nodes: list[onnx.NodeProto], inits: list[TensorProto], spec: StreamSpec, opset: int) -> onnx.ModelProto:
-    types = {"float32": TensorProto.FLOAT, "int64": TensorProto.INT64}
     vi = helper.make_tensor_value_info
-    inputs = [vi(t.name, types[t.dtype], list(t.shape)) for t in spec.inputs]
-    inputs += [vi(s.input, types[s.dtype], list(s.shape)) for s in spec.states]
-    outputs = [vi(t.name, types[t.dtype], list(t.shape)) for t in spec.outputs]
-    outputs += [vi(s.output, types[s.dtype], list(s.shape)) for s in spec.states]
+    inputs = [vi(t.name, ONNX_CODE[t.dtype], list(t.shape)) for t in spec.inputs]
+    inputs += [vi(s.input, ONNX_CODE[s.dtype], list(s.shape)) for s in spec.states]
+    outputs = [vi(t.name, ONNX_CODE[t.dtype], list(t.shape)) for t in spec.outputs]
+    outputs += [vi(s.output, ONNX_CODE[s.dtype], list(s.shape)) for s in spec.states]
     graph = helper.make_graph(nodes, "edgernn_decomposed", inputs, outputs, inits)
     imports = [helper.make_opsetid("", opset), helper.make_opsetid(MS_DOMAIN, 1)]
     model = helper.make_model(graph, opset_imports=imports, producer_name="edgernn")

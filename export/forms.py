@@ -18,6 +18,7 @@ docs/ARCHITECTURE.md ("Which form export writes") has the measurements behind th
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import onnx
@@ -130,7 +131,7 @@ def _as_branch(graph: onnx.GraphProto, prefix: str, outer: set[str], name: str) 
     return copy
 
 
-def _rename(graph: onnx.GraphProto, fn) -> None:  # type: ignore[no-untyped-def]
+def _rename(graph: onnx.GraphProto, fn: Callable[[str], str]) -> None:
     """Apply ``fn`` to every value name in ``graph`` and its subgraphs (names are unique model-wide)."""
     for t in graph.initializer:
         t.name = fn(t.name)

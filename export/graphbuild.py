@@ -56,7 +56,7 @@ class Builder:
             return out
         prod = self.name(f"{stem}_mm") if (b or add) else out
         if self.quantize and not fp32:
-            # per-tensor: per-column scales were slower (DESIGN.md) and, on trained char models,
+            # per-tensor: per-column scales were slower and, on trained char models,
             # not accurate enough either (LSTM 256: 0.026 max |dp|); the two-part form is
             q, scale = int8_weights(w)
             ins = [a, self.const(f"{stem}_wq", q), self.const(f"{stem}_ws", np.array(scale, np.float32))]
@@ -85,7 +85,7 @@ class Builder:
         -1/2 sum(q s) folded into the bias (module docstring)."""
         if self.offset:
             parts = two_parts(2.0 * w.astype(np.float64))
-            offset = 0.5 * sum(q.astype(np.float64) * sc for q, sc in parts).sum(axis=0)
+            offset = 0.5 * np.sum([q.astype(np.float64) * sc for q, sc in parts], axis=0).sum(axis=0)
             u = self.name(f"{stem}_u")
             nodes.append(helper.make_node("HardSigmoid", [a], [u], alpha=0.5, beta=0.5))  # (a + 1) / 2 on [-1, 1]
         else:

@@ -2,7 +2,7 @@
 
 The legacy TorchScript exporter (``dynamo=False``) is used: it emits the native ONNX
 RNN / GRU / LSTM ops and keeps the batch and time axes dynamic. The dynamo exporter
-unrolls tanh RNNs and fixes the time axis to the example's length (see DESIGN.md).
+unrolls tanh RNNs and fixes the time axis to the example's length.
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ def export_checkpoint(
     (``edgernn.export.decomposed``) instead of the native RNN / GRU / LSTM op: the same names,
     shapes, spec and parity suite. On the CPU provider it is faster for Elman RNNs and, one frame
     per call, where the input product is wide (it folds into the embedding table); level or
-    slower for small models and GRU / LSTM chunks (docs/ARCHITECTURE.md has the figures). GPU and
+    slower for small models and GRU / LSTM chunks (BENCHMARKS.md has the figures). GPU and
     NPU providers run the native ops better than a Scan, so it is opt-in.
 
     ``form`` (``edgernn.export.forms``): which fp32 graph to write. ``"auto"`` (the default for
@@ -162,7 +162,7 @@ def _convert(
         def check(candidate_proto: onnx.ModelProto, name: str) -> dict:
             candidate = tmp / f"{mode}-{name}.onnx"
             write_model(candidate_proto, candidate)
-            return compare_graphs(probe, candidate, xs, tolerance=tolerance, fp16=mode == "fp16")
+            return compare_graphs(probe, candidate, xs, tolerance=tolerance)
 
         try:
             result = check(out, "fast")

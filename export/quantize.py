@@ -53,13 +53,9 @@ def quantize_int8(
 
     ``accurate``: every cell decomposed, each weight in two int8 parts (the second quantizes
     the first one's rounding error), two per-tensor products added; for GRU and RNN the products
-    quantize (h + 1) / 2, not h (``edgernn.export.decomposed`` says why). Measured on char models
-    trained 150 s - 10 min (max |dp| over 1000 steps, batch 1 and 3, three input samples):
-    Elman RNN 512 0.011-0.014 (fast 0.09-0.11; two parts without the offset 0.028-0.037); GRU 768
-    0.008 (fast 0.046); LSTM 512 0.015-0.026 (fast 0.075-0.091): at the tolerance's edge; LSTM
-    256 0.011-0.016 (fast 0.053-0.072). Speed vs fp32 (engine, chunks of 64 / one frame): RNN 512
-    1.33x / 1.42x, LSTM 512 2.15x / 2.00x, GRU 768 1.77x / 1.81x. The fallback when the fast form
-    misses the tolerance.
+    quantize (h + 1) / 2, not h (``edgernn.export.decomposed`` says why). It reads twice the
+    weight bytes of the fast form, so it is slower; it is the fallback export takes when the fast
+    form misses the tolerance, which long-trained models do (BENCHMARKS.md has both forms' figures).
     """
     cfg = spec.model
     if cfg is None:
@@ -160,10 +156,8 @@ def quantize_model(
     ``accurate=True``: two-part int8 weights for every cell (see ``quantize_int8``); the export
     pipeline falls back to it by itself when the fast form misses the tolerance.
 
-    ``lstm_decomposed=True`` builds an LSTM the GRU / RNN way instead of DynamicQuantizeLSTM.
-    Measured at hidden 512 (trained char models, 2 vCPU): more accurate (max |Δp| 0.005 vs
-    0.009; 0.028 vs 0.036 at hidden 256), faster one frame per call (5.3x vs 4.4x fp32),
-    slower in chunks of 64 (5.1x vs 6.8x).
+    ``lstm_decomposed=True`` builds an LSTM the GRU / RNN way instead of DynamicQuantizeLSTM:
+    a trade between one frame per call and chunks, and between the two forms' rounding.
     """
     proto = onnx.load_from_string(read_model(path_in))  # the runtime's safe reader: no FIFO, device, bomb
     out, spec = convert_proto(proto, mode, cell_aware, lstm_decomposed, accurate)

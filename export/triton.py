@@ -32,12 +32,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgernn.export.errors import ExportError, OutputExistsError
 from edgernn.export.triton_twin import TWIN_SUFFIX, write_twin
+from edgernn.runtime.dtypes import ONNX_CODE, TRITON
 from edgernn.runtime.spec import BATCH, METADATA_KEY, TIME, StreamSpec
 
 START, READY = "START", "READY"
 TRITON_KEY = "edgernn.triton"
-TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_INT64", "int32": "TYPE_INT32"}
-ONNX_TYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "int64": TensorProto.INT64}
 
 
 def state_names(input_name: str) -> tuple[str, str]:
@@ -75,7 +74,7 @@ def triton_variant(proto: onnx.ModelProto, spec: StreamSpec) -> onnx.ModelProto:
         t_in, t_out = state_names(s.input)
         perm, inv = _batch_first(s.shape)
         dims = [d for d in s.shape if d != BATCH]
-        dtype = ONNX_TYPES[s.dtype]
+        dtype = ONNX_CODE[s.dtype]
         new_in.append(vi(t_in, dtype, [BATCH, *dims]))
         new_out.append(vi(t_out, dtype, [BATCH, *dims]))
         zero = f"{s.input}_init"
@@ -115,11 +114,11 @@ def config_pbtxt(spec: StreamSpec, name: str, max_batch_size: int = 64, kind: st
     """The ``config.pbtxt`` of the Triton variant of ``spec``'s graph (text protobuf)."""
     lines = [f'name: "{name}"', 'backend: "onnxruntime"', f"max_batch_size: {max_batch_size}", "input ["]
     lines += [
-        f'  {{ name: "{t.name}" data_type: {TRITON_TYPES[t.dtype]} dims: [ {_dims(t.shape)} ] }}' for t in spec.inputs
+        f'  {{ name: "{t.name}" data_type: {TRITON[t.dtype]} dims: [ {_dims(t.shape)} ] }}' for t in spec.inputs
     ]
     lines += ["]", "output ["]
     lines += [
-        f'  {{ name: "{t.name}" data_type: {TRITON_TYPES[t.dtype]} dims: [ {_dims(t.shape)} ] }}' for t in spec.outputs
+        f'  {{ name: "{t.name}" data_type: {TRITON[t.dtype]} dims: [ {_dims(t.shape)} ] }}' for t in spec.outputs
     ]
     lines += ["]", "sequence_batching {", "  max_sequence_idle_microseconds: 60000000"]
     lines += ["  direct { max_queue_delay_microseconds: 1000 }", "  control_input ["]
@@ -129,7 +128,7 @@ def config_pbtxt(spec: StreamSpec, name: str, max_batch_size: int = 64, kind: st
     lines += ["  ]", "  state ["]
     for s in spec.states:
         t_in, t_out = state_names(s.input)
-        dt, dims = TRITON_TYPES[s.dtype], _dims(s.shape)
+        dt, dims = TRITON[s.dtype], _dims(s.shape)
         init = f'initial_state: {{ data_type: {dt} dims: [ {dims} ] zero_data: true name: "zeros" }}'
         lines.append(f'    {{ input_name: "{t_in}" output_name: "{t_out}" data_type: {dt} dims: [ {dims} ] {init} }},')
     lines[-1] = lines[-1].rstrip(",")

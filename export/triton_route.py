@@ -30,9 +30,10 @@ import numpy as np
 
 from edgernn.export.errors import ExportError
 from edgernn.export.triton_twin import COMMAND, INFO, RESTORE, SNAPSHOT
+from edgernn.runtime.dtypes import TRITON
 
 INFO_CORRID = 2**63 - 1  # reserved: an "info" request is a one-request sequence with this id
-_TYPES = {"int64": "INT64", "int32": "INT32", "float32": "FP32", "float16": "FP16"}
+_TYPES = {name: triton.removeprefix("TYPE_") for name, triton in TRITON.items()}  # the client's spelling
 
 
 class RouteError(ExportError):
@@ -48,7 +49,7 @@ class TwinClient:
         if protocol == "http":
             import tritonclient.http as tc
         else:
-            import tritonclient.grpc as tc  # type: ignore[no-redef]
+            import tritonclient.grpc as tc
         self.tc = tc
         self.url, self.model, self.protocol = url, model, protocol
         self._local = threading.local()

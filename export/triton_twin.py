@@ -21,12 +21,12 @@ from pathlib import Path
 
 import onnx
 
+from edgernn.runtime.dtypes import TRITON
 from edgernn.runtime.spec import BATCH, TIME, StreamSpec
 
 TWIN_SUFFIX = "_twin"
 STRATEGIES = ("direct", "oldest")
 TEMPLATE = Path(__file__).with_name("triton_twin_model.py")
-TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_INT64", "int32": "TYPE_INT32"}
 # Extra tensors of the twin (each request carries batch 1, so each is (1, 1) BYTES on the wire).
 RESTORE, COMMAND, SNAPSHOT, INFO = "RESTORE", "COMMAND", "SNAPSHOT", "INFO"
 
@@ -48,12 +48,12 @@ def twin_config_pbtxt(
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     lines = [f'name: "{name}"', 'backend: "python"', f"max_batch_size: {max_batch_size}", "input ["]
-    tensors = [f'{{ name: "{t.name}" data_type: {TYPES[t.dtype]} dims: [ {_dims(t.shape)} ] optional: true }}'
+    tensors = [f'{{ name: "{t.name}" data_type: {TRITON[t.dtype]} dims: [ {_dims(t.shape)} ] optional: true }}'
                for t in spec.inputs]
     tensors += [f'{{ name: "{n}" data_type: TYPE_STRING dims: [ 1 ] optional: true }}' for n in (RESTORE, COMMAND)]
     lines += ["  " + ",\n  ".join(tensors), "]", "output ["]
     y = spec.outputs[0]
-    tensors = [f'{{ name: "{y.name}" data_type: {TYPES[y.dtype]} dims: [ {_dims(y.shape)} ] }}']
+    tensors = [f'{{ name: "{y.name}" data_type: {TRITON[y.dtype]} dims: [ {_dims(y.shape)} ] }}']
     tensors += [f'{{ name: "{n}" data_type: TYPE_STRING dims: [ 1 ] }}' for n in (SNAPSHOT, INFO)]
     lines += ["  " + ",\n  ".join(tensors), "]", "sequence_batching {"]
     lines.append(f"  max_sequence_idle_microseconds: {idle_microseconds}")

@@ -29,7 +29,7 @@ import threading
 from typing import Any
 
 import numpy as np
-import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
+import triton_python_backend_utils as pb_utils
 
 from edgernn.runtime import Engine
 from edgernn.runtime.errors import EdgeRNNError
@@ -101,7 +101,8 @@ class TritonPythonModel:
             pending = list(range(len(requests)))
             while pending:  # one round per occurrence of a CORRID in this call (normally one round)
                 seen: set[int] = set()
-                now, later = [], []
+                now: list[int] = []
+                later: list[int] = []
                 for i in pending:
                     corrid = _scalar(requests[i], "CORRID")
                     (later if corrid in seen and _scalar(requests[i], "READY", 1) else now).append(i)
@@ -144,8 +145,8 @@ class TritonPythonModel:
             return out  # a filler slot: no member is touched
         corrid = _scalar(request, "CORRID")
         start, end = _scalar(request, "START"), _scalar(request, "END")
-        command = _bytes(request, "COMMAND")
-        command = command.decode(errors="replace") if command is not None else None
+        raw_command = _bytes(request, "COMMAND")
+        command = raw_command.decode(errors="replace") if raw_command is not None else None
         if command not in (None, "", "snapshot", "info"):
             raise EdgeRNNError(f"input 'COMMAND': expected 'snapshot' or 'info', got {command!r}")
         restore = _bytes(request, "RESTORE")

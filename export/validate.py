@@ -17,38 +17,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
 from edgernn.export.errors import OutputNameError, OutputShapeError, OutputValueError
-from edgernn.runtime.engine import NP_DTYPES, Engine
+from edgernn.runtime.dtypes import NP_DTYPES
+from edgernn.runtime.engine import Engine
 from edgernn.runtime.session import SessionProfile
 from edgernn.runtime.spec import StreamSpec
 
 Outputs = dict[str, np.ndarray]  # streamed output -> (batch, time, ...); state output -> final state
 Reference = Callable[[np.ndarray], Outputs]  # (batch, time, ...) inputs -> outputs from the initial state
-
-
-@dataclass(frozen=True)
-class ExtendedCpu:
-    """CPU, one thread, optimisations up to EXTENDED: onnxruntime 1.32 crashes (SIGSEGV) building a
-    float16 graph at ENABLE_ALL on the CPU EP, so fp16 graphs are checked here with this profile."""
-
-    name: str = "cpu-extended"
-    device: str = "cpu"
-
-    def session_options(self) -> ort.SessionOptions:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-        opts.log_severity_level = 3
-        return opts
-
-    def providers(self) -> list[tuple[str, dict[str, Any]]]:
-        return [("CPUExecutionProvider", {})]
 
 
 def random_chunks(steps: int, rng: np.random.Generator, largest: int = 96) -> list[int]:
@@ -245,16 +226,16 @@ def compare_graphs(
     xs: np.ndarray,
     tolerance: float = 2e-2,
     seed: int = 0,
-    fp16: bool = False,
 ) -> dict[str, Any]:
     """A converted graph (int8, fp16) against its fp32 source over the four modes, on normalised outputs.
 
     The gate is the first (streamed) output after ``normaliser``; state differences are reported.
+    An fp16 graph loads at the optimisation level ``session.safe_options`` allows on the CPU EP.
     """
     ref_engine = Engine.load(reference)
     spec = ref_engine.spec
     ref = drive_session(ref_engine.session, spec, xs, [xs.shape[1]])
-    _, _, modes = run_modes(candidate, xs, None, seed, ExtendedCpu() if fp16 else None, expected=spec)
+    _, _, modes = run_modes(candidate, xs, None, seed, expected=spec)
     result = compare_modes(modes, ref, spec, tolerance, normaliser(spec, ref), gate=[spec.outputs[0].name])
     first = spec.outputs[0].name
     worst = max(m[first] for m in result["modes"].values())

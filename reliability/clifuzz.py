@@ -27,6 +27,7 @@ import random
 import signal
 import stat
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,7 @@ def _actions() -> list[tuple[str, argparse.Action]]:
     return out
 
 
-def _values(action: argparse.Action, root: Path) -> list[str | None]:
+def _values(action: argparse.Action, root: Path) -> Sequence[str | None]:
     if action.nargs == 0:
         return [None]
     if action.choices:
@@ -120,8 +121,9 @@ def setup(root: Path, seed: int) -> dict[str, Any]:
 
     warnings.resetwarnings()  # library warnings print, as they would for a user
     cases = enumerate_cases(root)
-    ctx = {"root": root, "seed": seed, "cases": cases, "base": _baselines(root)}
-    for cmd, (positionals, options) in ctx["base"].items():  # warm: imports and first-call caches
+    base = _baselines(root)
+    ctx: dict[str, Any] = {"root": root, "seed": seed, "cases": cases, "base": base}
+    for cmd, (positionals, options) in base.items():  # warm: imports and first-call caches
         if cmd not in LONG:  # those would only run into their budget
             invoke(cmd, [cmd, *positionals, *_flags(options)])
     return ctx

@@ -131,7 +131,9 @@ def run_surface(
     died = [f"case {i}: {r['outcome']} ({r.get('detail', '')})" for i, r in results.items() if "detail" in r]
     outcomes = Counter(_group(r["outcome"]) for r in results.values())
     held = [r.get("held_mib", 0.0) for r in results.values()]
-    worst = max(results.items(), key=lambda kv: kv[1].get("held_mib", 0.0), default=(None, {}))
+    worst: tuple[Any, dict[str, Any]] = max(
+        results.items(), key=lambda kv: kv[1].get("held_mib", 0.0), default=(None, {})
+    )
     return {
         "cases": cases,
         "outcomes": dict(outcomes.most_common()),

@@ -32,90 +32,107 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))  # stable for any x
 
 
-class Reference:
-    """Steps a batch of independent streams in float64; ``state`` is (h,) or (h, c), each (layers, batch, hidden)."""
+def cell_update(
+    cell: str, gi: np.ndarray, gh: np.ndarray, h: np.ndarray, c: np.ndarray | None, ifo: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """One step of one layer: the cell equations, written once (PyTorch's gate order).
 
-    def __init__(self, weights: Mapping[str, np.ndarray], config: ModelConfig) -> None:
+    ``gi`` / ``gh`` are the input and recurrent products with their biases, (..., gates * hidden);
+    ``h`` / ``c`` (..., hidden). ``ifo`` is the LSTM's i, f, o gate rows (``ifo_rows``), passed
+    in so a loop over time builds it once. Returns the next (h, c); c is None except for LSTM.
+    """
+    n = h.shape[-1]
+    if cell == "rnn":
+        return np.tanh(gi + gh), None
+    if cell == "gru":
+        rz = _sigmoid(gi[..., : 2 * n] + gh[..., : 2 * n])  # reset, update
+        cand = np.tanh(gi[..., 2 * n :] + rz[..., :n] * gh[..., 2 * n :])
+        return (1.0 - rz[..., n:]) * cand + rz[..., n:] * h, None
+    a = gi + gh
+    gates = _sigmoid(a[..., ifo if ifo is not None else ifo_rows(n)])  # i, f, o in one call; g apart
+    c_next = gates[..., n : 2 * n] * c + gates[..., :n] * np.tanh(a[..., 2 * n : 3 * n])
+    return gates[..., 2 * n :] * np.tanh(c_next), c_next
+
+
+def ifo_rows(hidden: int) -> np.ndarray:
+    """The rows of an LSTM's gate vector that are the sigmoid gates i, f, o (g, rows 2n-3n, apart)."""
+    return np.r_[0 : 2 * hidden, 3 * hidden : 4 * hidden]
+
+
+class Reference:
+    """Steps a batch of independent streams; ``state`` is (h,) or (h, c), each (layers, batch, hidden).
+
+    float64 by default (the yardstick for soak, fuzz and concurrency); the bench times the same
+    code in float32 (``dtype=np.float32``) as its plain-numpy contender.
+    """
+
+    def __init__(self, weights: Mapping[str, np.ndarray], config: ModelConfig, dtype: type = np.float64) -> None:
         self.config = config
-        self.w = {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
+        self.dtype = dtype
+        self.w: dict[str, np.ndarray] = {k: np.asarray(v, dtype=dtype) for k, v in weights.items()}
+        self._ifo = ifo_rows(config.hidden_size)
 
     def initial_state(self, batch: int) -> State:
         cfg = self.config
         shape = (cfg.num_layers, batch, cfg.hidden_size)  # (layers, batch, hidden)
-        return tuple(np.zeros(shape) for _ in range(2 if cfg.cell == "lstm" else 1))
+        return tuple(np.zeros(shape, self.dtype) for _ in range(2 if cfg.cell == "lstm" else 1))
 
     def encode(self, x: np.ndarray) -> np.ndarray:
-        """(batch,) token ids or (batch, features) frames → (batch, width)."""
+        """Token ids (...) or frames (..., features) → (..., width)."""
         if self.config.input_kind == "tokens":
             return self.w["encoder.weight"][np.asarray(x, dtype=np.int64)]
-        return np.asarray(x, dtype=np.float64) @ self.w["encoder.weight"].T + self.w["encoder.bias"]
+        return np.asarray(x, dtype=self.dtype) @ self.w["encoder.weight"].T + self.w["encoder.bias"]
 
     def step(self, x: np.ndarray, state: State) -> tuple[np.ndarray, State]:
         """One frame for every stream of the batch: returns (batch, output) and the next state."""
         inp = self.encode(x)  # (batch, width)
         hs, cs = [], []
         for k in range(self.config.num_layers):
-            wi, wh = self.w[f"rnn.weight_ih_l{k}"], self.w[f"rnn.weight_hh_l{k}"]
-            gi = inp @ wi.T + self.w[f"rnn.bias_ih_l{k}"]  # (batch, gates * hidden)
-            gh = state[0][k] @ wh.T + self.w[f"rnn.bias_hh_l{k}"]
-            if self.config.cell == "rnn":
-                h = np.tanh(gi + gh)
-            elif self.config.cell == "gru":
-                ir, iz, in_ = np.split(gi, 3, axis=1)
-                hr, hz, hn = np.split(gh, 3, axis=1)
-                r, z = _sigmoid(ir + hr), _sigmoid(iz + hz)
-                n = np.tanh(in_ + r * hn)
-                h = (1.0 - z) * n + z * state[0][k]
-            else:
-                i, f, g, o = np.split(gi + gh, 4, axis=1)
-                c = _sigmoid(f) * state[1][k] + _sigmoid(i) * np.tanh(g)
-                h = _sigmoid(o) * np.tanh(c)
-                cs.append(c)
+            gi = inp @ self.w[f"rnn.weight_ih_l{k}"].T + self.w[f"rnn.bias_ih_l{k}"]  # (batch, gates * hidden)
+            gh = state[0][k] @ self.w[f"rnn.weight_hh_l{k}"].T + self.w[f"rnn.bias_hh_l{k}"]
+            c_k = state[1][k] if len(state) > 1 else None
+            h, c = cell_update(self.config.cell, gi, gh, state[0][k], c_k, self._ifo)
             hs.append(h)
+            if c is not None:
+                cs.append(c)
             inp = h
         y = inp @ self.w["head.weight"].T + self.w["head.bias"]  # (batch, output)
         new: State = (np.stack(hs),) if not cs else (np.stack(hs), np.stack(cs))
         return y, new
 
-    def run(self, xs: np.ndarray, state: State | None = None) -> tuple[np.ndarray, State]:
-        """One stream through ``len(xs)`` frames: returns (time, output) and the final state.
+    def sequences(self, xs: np.ndarray, state: State | None = None) -> tuple[np.ndarray, State]:
+        """Every stream of the batch through ``xs.shape[1]`` frames: returns (batch, time, output), final state.
 
         Layer by layer: the input projections of a whole layer are one matrix product, so the
         loop over time holds only the recurrent product (the same sums as ``step``).
         """
         cfg = self.config
-        state = state if state is not None else self.initial_state(1)
-        if len(xs) == 0:
-            return np.zeros((0, cfg.output_size)), state
-        seq = self.encode(np.asarray(xs))  # (time, width)
+        xs = np.asarray(xs)
+        batch, steps = xs.shape[:2]
+        state = state if state is not None else self.initial_state(batch)
+        if steps == 0:
+            return np.zeros((batch, 0, cfg.output_size), self.dtype), state
+        seq = self.encode(xs)  # (batch, time, width)
         hs, cs = [], []
         for k in range(cfg.num_layers):
-            gi_all = seq @ self.w[f"rnn.weight_ih_l{k}"].T + self.w[f"rnn.bias_ih_l{k}"]  # (time, gates * hidden)
+            gi_all = seq @ self.w[f"rnn.weight_ih_l{k}"].T + self.w[f"rnn.bias_ih_l{k}"]  # (batch, time, gates*hidden)
             wh_t, bh = self.w[f"rnn.weight_hh_l{k}"].T, self.w[f"rnn.bias_hh_l{k}"]
-            h = state[0][k, 0]
-            c = state[1][k, 0] if cfg.cell == "lstm" else h
-            out = np.empty((len(seq), cfg.hidden_size))
-            n = cfg.hidden_size
-            ifo_rows = np.r_[0 : 2 * n, 3 * n : 4 * n]  # LSTM gates i, f, o (then g apart)
-            for t in range(len(seq)):
-                gi, gh = gi_all[t], h @ wh_t + bh
-                if cfg.cell == "rnn":
-                    h = np.tanh(gi + gh)
-                elif cfg.cell == "gru":
-                    rz = _sigmoid(gi[: 2 * n] + gh[: 2 * n])
-                    h = (1.0 - rz[n:]) * np.tanh(gi[2 * n :] + rz[:n] * gh[2 * n :]) + rz[n:] * h
-                else:
-                    a = gi + gh
-                    ifo = _sigmoid(a[ifo_rows])
-                    c = ifo[n : 2 * n] * c + ifo[:n] * np.tanh(a[2 * n : 3 * n])
-                    h = ifo[2 * n :] * np.tanh(c)
-                out[t] = h
+            h, c = state[0][k], state[1][k] if cfg.cell == "lstm" else None
+            out = np.empty((batch, steps, cfg.hidden_size), self.dtype)
+            for t in range(steps):
+                h, c = cell_update(cfg.cell, gi_all[:, t], h @ wh_t + bh, h, c, self._ifo)
+                out[:, t] = h
             hs.append(h)
-            cs.append(c)
+            if c is not None:
+                cs.append(c)
             seq = out
-        y = seq @ self.w["head.weight"].T + self.w["head.bias"]  # (time, output)
-        new = np.stack(hs)[:, None]  # (layers, 1, hidden)
-        return y, ((new,) if cfg.cell != "lstm" else (new, np.stack(cs)[:, None]))
+        y = seq @ self.w["head.weight"].T + self.w["head.bias"]  # (batch, time, output)
+        return y, ((np.stack(hs),) if not cs else (np.stack(hs), np.stack(cs)))
+
+    def run(self, xs: np.ndarray, state: State | None = None) -> tuple[np.ndarray, State]:
+        """One stream through ``len(xs)`` frames: returns (time, output) and the final state."""
+        y, state = self.sequences(np.asarray(xs)[None], state)
+        return y[0], state
 
 
 def weights_of(model: object) -> dict[str, np.ndarray]:

@@ -132,7 +132,7 @@ def run_case(ctx: dict[str, Any], i: int) -> str:
 
 def example_frames(engine: Any, frames: int, rng: random.Random) -> Any:
     """Input for ``frames`` frames as the engine's spec declares it (symbolic axes as 1)."""
-    from edgernn.runtime.buffers import NP_DTYPES
+    from edgernn.runtime.dtypes import NP_DTYPES
 
     def one(t: Any) -> np.ndarray:
         dims = [frames if d == "time" else 1 if isinstance(d, str) else d for d in t.shape if d != "batch"]

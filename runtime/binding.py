@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from edgernn.runtime.buffers import NP_DTYPES, alloc
+from edgernn.runtime.buffers import alloc
+from edgernn.runtime.dtypes import NP_DTYPES
 from edgernn.runtime.errors import SpecError
 from edgernn.runtime.spec import BATCH, TIME, StreamSpec, TensorSpec
 

@@ -10,16 +10,7 @@ from typing import Any
 
 import numpy as np
 
-NP_DTYPES: dict[str, Any] = {
-    "float32": np.float32,
-    "float16": np.float16,
-    "float64": np.float64,
-    "int64": np.int64,
-    "int32": np.int32,
-    "int8": np.int8,
-    "uint8": np.uint8,
-    "bool": np.bool_,
-}
+from edgernn.runtime.dtypes import NP_DTYPES
 
 
 def alloc(shape: tuple[int, ...], dtype: str | Any, fill: float = 0.0) -> np.ndarray:

@@ -23,11 +23,12 @@ import math
 import struct
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
+from typing import Any
 
+from edgernn.runtime.dtypes import ITEM_BYTES
 from edgernn.runtime.protowire import BYTES, FIXED32, Field, WireError, iter_fields, repeated_ints, signed64, text
 
 MAX_VALUES = 1024  # values tracked per tensor: shape vectors are small
-ITEMS = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 16: 2}
 FLOATS = (1, 10, 11, 16)
 
 Number = int | float
@@ -186,7 +187,7 @@ def _vec(k: Known | None) -> list[int] | None:
 
 
 def _item(k: Known | None) -> int:
-    return ITEMS.get(k.dtype, 4) if k is not None else 4
+    return ITEM_BYTES.get(k.dtype, 4) if k is not None else 4
 
 
 def evaluate(node: Node, ins: list[Known | None], check: Check) -> Known | None:
@@ -223,7 +224,9 @@ def evaluate(node: Node, ins: list[Known | None], check: Check) -> Known | None:
         vec = _vec(first)
         if vec is None or not vec or (first.dims is not None and len(first.dims) > 1):
             return None
-        fn = {"ReduceProd": math.prod, "ReduceSum": sum, "ReduceMax": max, "ReduceMin": min}[op]
+        reducers: dict[str, Callable[[list[Any]], Any]] = {"ReduceProd": math.prod, "ReduceSum": sum}
+        reducers |= {"ReduceMax": max, "ReduceMin": min}
+        fn = reducers[op]
         keep = node.int_attr("keepdims", 1)
         return Known(first.dtype, [1] if keep else [], [fn(vec)])
     if op == "ConstantOfShape":
@@ -249,7 +252,7 @@ def evaluate(node: Node, ins: list[Known | None], check: Check) -> Known | None:
         dims = [d * r for d, r in zip(first.dims, reps)]
         check(dims, _item(first), what)
         small = first.values is not None and len(dims) == 1 and dims[0] <= MAX_VALUES
-        vals = first.values * reps[0] if small else None  # type: ignore[operator]
+        vals = list(first.values) * int(reps[0]) if small and first.values is not None else None
         return Known(first.dtype, dims, vals)
     if op == "Range" and len(ins) == 3 and all(k is not None and k.values for k in ins):
         start, limit, delta = (k.values[0] for k in ins)  # type: ignore[union-attr,index]

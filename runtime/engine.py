@@ -18,7 +18,8 @@ import onnxruntime as ort
 
 from edgernn.runtime import general
 from edgernn.runtime.binding import Layout, runner
-from edgernn.runtime.buffers import NP_DTYPES, alloc
+from edgernn.runtime.buffers import alloc
+from edgernn.runtime.dtypes import NP_DTYPES
 from edgernn.runtime.errors import InputError, ModelLoadError, ProfileError, RunError, SpecError
 from edgernn.runtime.frames import FrameCheck
 from edgernn.runtime.graph import check_against_graph
@@ -32,7 +33,7 @@ from edgernn.runtime.stream import Stream, fresh_home
 if TYPE_CHECKING:
     from edgernn.runtime.batch import Batch
 
-__all__ = ["NP_DTYPES", "Engine", "Stream", "frame_shape"]
+__all__ = ["Engine", "Stream", "frame_shape"]
 
 
 def frame_shape(t: TensorSpec) -> tuple[int, ...]:

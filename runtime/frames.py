@@ -10,7 +10,7 @@ dot product (NaN / Inf propagate; an overflow falls back to the exact test).
 from __future__ import annotations
 
 from math import isfinite
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -52,7 +52,8 @@ class FrameCheck:
 
     def _fast_one(self) -> Any:
         """``one`` for the common case (real-valued vector frames, NaN / Inf refused) as a closure: no lookups."""
-        nd, shape, dtype, checked, zero = np.ndarray, self.shape, self.dtype, self.checked_one, self.zero
+        nd, shape, dtype, checked = np.ndarray, self.shape, self.dtype, self.checked_one
+        zero = cast(np.ndarray, self.zero)  # set for real-valued frames, the only ones this path takes
 
         def one(frame: Any) -> Any:
             if type(frame) is nd and frame.shape == shape and frame.dtype is dtype:

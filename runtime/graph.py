@@ -17,13 +17,9 @@ from dataclasses import dataclass
 
 import onnxruntime as ort
 
-from edgernn.runtime.buffers import NP_DTYPES
+from edgernn.runtime.dtypes import FROM_ORT
 from edgernn.runtime.errors import SpecError
 from edgernn.runtime.spec import BATCH, TIME, StreamSpec
-
-ORT_TYPES = {f"tensor({k if k != 'float32' else 'float'})": k for k in NP_DTYPES}
-ORT_TYPES["tensor(double)"] = "float64"
-ORT_TYPES["tensor(float16)"] = "float16"
 
 
 @dataclass(frozen=True)
@@ -56,7 +52,7 @@ def check_against_graph(spec: StreamSpec, session: ort.InferenceSession, source:
     declared.update({s.output: s.dtype for s in spec.states})
     for name, dtype in declared.items():
         node = graph_in.get(name) or graph_out[name]
-        graph_dtype = ORT_TYPES.get(node.type)
+        graph_dtype = FROM_ORT.get(node.type)
         if graph_dtype is not None and graph_dtype != dtype:
             raise SpecError(f"{source}: tensor {name!r} is {graph_dtype} in the graph, {dtype} in the spec")
     shaped = [(t.name, t.shape, "input") for t in spec.inputs] + [(s.input, s.shape, "state") for s in spec.states]

@@ -17,14 +17,12 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from edgernn.runtime.dtypes import FROM_ONNX, FROM_ORT, NAMES
 from edgernn.runtime.errors import ModelLoadError, SpecError
-from edgernn.runtime.modelscan import ONNX_DTYPES, last_int, last_text
+from edgernn.runtime.modelscan import last_int, last_text
 from edgernn.runtime.protowire import BYTES, Field, WireError, iter_fields
 
 Dims = list[Any]  # int sizes, str symbols, None for an unnamed dynamic axis
-
-_ORT = {f"tensor({'float' if v == 'float32' else 'double' if v == 'float64' else v})": v for v in ONNX_DTYPES.values()}
-
 
 @dataclass(frozen=True)
 class GraphIO:
@@ -38,8 +36,9 @@ class GraphIO:
 def graph_signature(model: str | os.PathLike[str] | bytes | Any) -> GraphIO:
     """Read ``model`` (a path, a ModelProto's bytes, or an onnxruntime session)."""
     if hasattr(model, "get_inputs"):
-        ins = {i.name: (_ort_dtype(i.name, i.type), list(i.shape)) for i in model.get_inputs()}
-        outs = {o.name: (_ort_dtype(o.name, o.type), list(o.shape)) for o in model.get_outputs()}
+        session: Any = model
+        ins = {i.name: (_ort_dtype(i.name, i.type), list(i.shape)) for i in session.get_inputs()}
+        outs = {o.name: (_ort_dtype(o.name, o.type), list(o.shape)) for o in session.get_outputs()}
         return GraphIO("model", ins, outs)
     if isinstance(model, (bytes, bytearray, memoryview)):
         return _parse(bytes(model), "model")
@@ -67,7 +66,8 @@ def _parse(data: bytes, source: str) -> GraphIO:
 def _value_info(f: Field, source: str) -> tuple[str, tuple[str, Dims]]:
     vi = list(iter_fields(f.payload))
     name = last_text(vi, 1)
-    elem, dims = 0, []
+    elem = 0
+    dims: Dims = []
     for t in (g for g in vi if g.number == 2):
         for tt in (g for g in iter_fields(t.payload) if g.number == 1 and g.wire == BYTES):
             tensor_type = list(iter_fields(tt.payload))
@@ -78,14 +78,12 @@ def _value_info(f: Field, source: str) -> tuple[str, tuple[str, Dims]]:
                     d = list(iter_fields(dim.payload))
                     value = last_int(d, 1)
                     dims.append(value if value is not None else last_text(d, 2, "") or None)
-    if elem not in ONNX_DTYPES:
-        raise SpecError(
-            f"{source}: tensor {name!r} has ONNX element type {elem}, not one of {sorted(ONNX_DTYPES.values())}"
-        )
-    return name, (ONNX_DTYPES[elem], dims)
+    if elem not in FROM_ONNX:
+        raise SpecError(f"{source}: tensor {name!r} has ONNX element type {elem}, not one of {sorted(NAMES)}")
+    return name, (FROM_ONNX[elem], dims)
 
 
 def _ort_dtype(name: str, ort_type: str) -> str:
-    if ort_type not in _ORT:
+    if ort_type not in FROM_ORT:
         raise SpecError(f"tensor {name!r}: type {ort_type} is not supported")
-    return _ORT[ort_type]
+    return FROM_ORT[ort_type]

@@ -339,7 +339,7 @@ def _input_axes(
         batchish = [k for k in sym if _named(dims, k, _BATCH_NAME)]
         neutral = [k for k in sym if k not in timeish]
         ones = [k for k, d in enumerate(dims) if d == 1]
-        b = (batchish or neutral or [None])[0]
+        b = next(iter(batchish or neutral), None)
         if b is None and len(ones) == 1:
             b = ones[0]  # the graph fixes its batch at 1
         elif b is None:
@@ -498,7 +498,7 @@ def _show(dims: Dims) -> str:
 
 def _const_shape(name: str, dims: Dims, value: Any) -> tuple[int, ...]:
     if all(isinstance(d, int) for d in dims):
-        return tuple(int(d) for d in dims)  # type: ignore[arg-type]
+        return tuple(int(d) for d in dims)
     shape = getattr(value, "shape", None)
     if shape is None:
         raise SpecError(f"constant {name!r}: the graph's shape {_show(dims)} is symbolic; give the value as an array")

@@ -23,6 +23,7 @@ import sys
 from collections import Counter
 from typing import Any
 
+from edgernn.runtime.dtypes import FROM_ORT
 from edgernn.runtime.modelscan import DEFAULT_LIMITS, Limits, graph_io, last_int, last_text
 from edgernn.runtime.protowire import BYTES, Field, iter_fields, repeated_ints, text
 from edgernn.runtime.safety import inspect_model, read_regular_file
@@ -59,6 +60,7 @@ _GPU_PROVIDERS = (
     "MIGraphXExecutionProvider",
 )
 
+_ORT_NAMES = ",".join(f"{ort}={name}" for ort, name in FROM_ORT.items())  # the probe's dtype table, from ours
 _PROBE = r"""
 import resource, sys
 limit = int(sys.argv[2])
@@ -77,12 +79,11 @@ try:
     s = ort.InferenceSession(data, opts, providers=[ep])
 except Exception as exc:
     print("load failed: " + (str(exc).splitlines() or [type(exc).__name__])[0][:200]); sys.exit(0)
-types = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
-         "tensor(int32)": np.int32, "tensor(bool)": np.bool_, "tensor(double)": np.float64}
+types = dict(t.split("=") for t in sys.argv[3].split(","))  # onnxruntime type -> numpy name
 feeds = {}
 for i in s.get_inputs():
     shape = [d if isinstance(d, int) and d > 0 else 1 for d in i.shape]
-    feeds[i.name] = np.zeros(shape, dtype=types.get(i.type, np.float32))
+    feeds[i.name] = np.zeros(shape, dtype=types.get(i.type, "float32"))
 try:
     s.run(None, feeds)
 except Exception as exc:
@@ -115,7 +116,7 @@ def probe_providers(data: bytes, timeout: float = PROBE_TIMEOUT) -> dict[str, st
         limit = 0 if ep in _GPU_PROVIDERS else PROBE_ADDRESS_SPACE + len(data) * 4
         try:
             proc = subprocess.run(
-                [sys.executable, "-c", _PROBE, ep, str(limit)],
+                [sys.executable, "-c", _PROBE, ep, str(limit), _ORT_NAMES],
                 input=data,
                 capture_output=True,
                 timeout=timeout,

@@ -15,6 +15,7 @@ from collections import ChainMap
 from dataclasses import dataclass
 
 from edgernn.runtime.constfold import Known, fold_graph, parse_node, tensor_known
+from edgernn.runtime.dtypes import ITEM_BYTES
 from edgernn.runtime.errors import ModelLoadError
 from edgernn.runtime.protowire import (
     BYTES,
@@ -28,11 +29,7 @@ from edgernn.runtime.protowire import (
     text,
 )
 
-# ONNX TensorProto.DataType → bytes per element (sub-byte types rounded up; strings unsized).
-ITEM_BYTES = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 14: 8, 15: 16, 16: 2}
-ITEM_BYTES.update({k: 1 for k in range(17, 26)})  # float8 variants, int4 / uint4, float4
-STRING = 8
-ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64"}
+STRING = 8  # ONNX TensorProto.DataType of strings (unsized: ITEM_BYTES has no entry)
 
 # Field numbers of onnx.proto3 that lead to tensors or subgraphs.
 _CHILDREN: dict[str, dict[int, str]] = {

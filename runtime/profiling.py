@@ -28,7 +28,8 @@ import numpy as np
 import onnxruntime as ort
 
 from edgernn.runtime.binding import Binding, Layout, state_pairs
-from edgernn.runtime.engine import NP_DTYPES, Engine, frame_shape
+from edgernn.runtime.dtypes import NP_DTYPES
+from edgernn.runtime.engine import Engine, frame_shape
 from edgernn.runtime.errors import ProfileError
 from edgernn.runtime.safety import read_model
 from edgernn.runtime.session import CpuDefaults, SessionProfile, safe_options

@@ -31,8 +31,9 @@ import os
 import stat
 from dataclasses import dataclass, field
 
+from edgernn.runtime.dtypes import ITEM_BYTES, ONNX_CODE
 from edgernn.runtime.errors import ModelLoadError, SpecError
-from edgernn.runtime.modelscan import DEFAULT_LIMITS, ITEM_BYTES, ONNX_DTYPES, Limits, Scan, graph_io
+from edgernn.runtime.modelscan import DEFAULT_LIMITS, Limits, Scan, graph_io
 from edgernn.runtime.protowire import (
     BYTES,
     VARINT,
@@ -246,4 +247,4 @@ def _elements(shape: tuple[int, ...]) -> int:
 
 
 def _onnx_code(dtype: str) -> int:
-    return next(code for code, name in ONNX_DTYPES.items() if name == dtype)
+    return ONNX_CODE[dtype]

@@ -141,8 +141,8 @@ def step_between(a: dt.datetime, b: dt.datetime, step: int) -> int:
         n, r = divmod(_months(a, b), -step)
         same = (a.day, a.time()) == (b.day, b.time())
         return n if r == 0 and same else -1
-    n, r = divmod((b - a).total_seconds(), step)
-    return int(n) if r == 0 else -1
+    q, rest = divmod((b - a).total_seconds(), step)
+    return int(q) if rest == 0 else -1
 
 
 def advance(t: dt.datetime, step: int, n: int = 1) -> dt.datetime:

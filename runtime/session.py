@@ -11,9 +11,8 @@ from typing import Any, Protocol
 
 import onnxruntime as ort
 
+from edgernn.runtime.dtypes import ONNX_CODE
 from edgernn.runtime.protowire import BYTES, VARINT, WireError, iter_fields
-
-_ONNX_FLOAT16 = 10  # TensorProto.FLOAT16
 
 
 class SessionProfile(Protocol):
@@ -65,7 +64,7 @@ def has_float16_weights(model: bytes) -> bool:
             for g in iter_fields(top.payload):
                 if g.number == 5 and g.wire == BYTES:  # GraphProto.initializer
                     for t in iter_fields(g.payload):
-                        if t.number == 2 and t.wire == VARINT and t.value == _ONNX_FLOAT16:  # data_type
+                        if t.number == 2 and t.wire == VARINT and t.value == ONNX_CODE["float16"]:  # data_type
                             return True
     except WireError:
         return False  # not readable here: onnxruntime reports it when it loads the bytes

@@ -102,7 +102,7 @@ class Slot:
                 p = self.parity
                 run(engine, b, p)
                 self.parity = p ^ 1
-                if ci is not None:
+                if ci is not None and ctx0 is not None:
                     ctx0[...] = b.lane0[ci][t1 - t0 :]
                 parts.append(b.out0.copy())
                 if not engine.single_output:

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from edgernn.runtime.dtypes import NAMES
 from edgernn.runtime.errors import SpecError
 from edgernn.runtime.specschema import load_json, validate
 
@@ -32,7 +33,7 @@ BATCH = "batch"
 TIME = "time"
 CELLS = ("rnn", "gru", "lstm", "attention")
 INPUT_KINDS = ("tokens", "frames")
-DTYPES = ("float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool")
+DTYPES = NAMES  # runtime/dtypes.py owns the table
 
 # Names of our own graphs' inputs and outputs, defined once.
 INPUT_X = "x"

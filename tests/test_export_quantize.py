@@ -116,7 +116,7 @@ def test_fp16_weights_half_precision_io_float32(exported, tmp_path) -> None:
     assert dtypes == {onnx.TensorProto.FLOAT16}
     assert {i.type.tensor_type.elem_type for i in proto.graph.input} == {onnx.TensorProto.FLOAT}
     assert spec.provenance["quantization"]["dtype"] == "float16"
-    result = compare_graphs(fp32, out, sample_batch(model, 300, 2, seed=1), tolerance=1e-2, fp16=True)
+    result = compare_graphs(fp32, out, sample_batch(model, 300, 2, seed=1), tolerance=1e-2)
     assert 0.0 < result["max_abs_normalised"] <= 1e-2
 
 

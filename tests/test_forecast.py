@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 from edgernn.train.forecast import model_forecasts, origins, scale, score  # noqa: E402
 from edgernn.train.forecast_baselines import naive, seasonal_naive  # noqa: E402
 from edgernn.train.forecast_data import elnino, write_csv  # noqa: E402
-from edgernn.train.tasks import build_task, preset  # noqa: E402
+from edgernn.train.tasks import build_task, recipe  # noqa: E402
 from edgernn.train.trainer import TrainingError, fit  # noqa: E402
 
 
@@ -69,7 +69,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object, obj
     """A forecaster trained briefly on a real CSV (El Nino, written as a user would bring it)."""
     root = tmp_path_factory.mktemp("forecast")
     csv_path = write_csv(elnino(), root / "elnino.csv")
-    cfg = preset("forecast", csv=str(csv_path), time_col="time", target_col="sst", horizon=6,
+    cfg = recipe("forecast", csv=str(csv_path), time_col="time", target_col="sst", horizon=6,
                  hidden_size=16, max_steps=40, seq_len=48)  # fmt: skip
     task = build_task(cfg)
     res = fit(task, cfg, out=root / "run", log=lambda s: None)
@@ -120,7 +120,7 @@ def test_a_row_out_of_order_is_refused_and_the_state_kept(trained: tuple) -> Non
 
 def test_settings_the_series_cannot_serve_are_refused(trained: tuple) -> None:
     csv_path = trained[0]
-    cfg = preset("forecast", csv=str(csv_path), time_col="time", target_col="sst", horizon=60, seq_len=48)
+    cfg = recipe("forecast", csv=str(csv_path), time_col="time", target_col="sst", horizon=60, seq_len=48)
     with pytest.raises(TrainingError, match="not shorter than the training window"):
         build_task(cfg)
     with pytest.raises(TrainingError, match="need at least"):

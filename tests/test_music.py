@@ -57,11 +57,11 @@ def test_tunes_stay_on_one_side_of_the_split(chorales: list) -> None:
 def exported(tmp_path_factory: pytest.TempPathFactory, chorales: list) -> Path:
     from edgernn.export.pipeline import export_checkpoint
     from edgernn.train.music import music_task
-    from edgernn.train.tasks import preset
+    from edgernn.train.tasks import recipe
     from edgernn.train.trainer import fit
 
     root = tmp_path_factory.mktemp("music")
-    cfg = preset("music", hidden_size=32, max_steps=30, batch_size=8, seq_len=64)
+    cfg = recipe("music", hidden_size=32, max_steps=30, batch_size=8, seq_len=64)
     res = fit(music_task(cfg, chorales), cfg, out=root / "run", log=lambda s: None)
     m = res.metrics
     assert m["valid_nll_per_event"] > 0 and m["5gram_nll"] > 0 and m["valid_chorales"] > 0

@@ -11,6 +11,9 @@ import pytest
 
 from edgernn.cli import COMMANDS
 
+# Every folder of the one import package: the library, then the tools beside it.
+FOLDERS = ("runtime", "runtime/apps", "devices", "export", "train", "cli", "bench", "reliability", "web")
+
 BLOCK = (
     "import sys\n"
     "for name in ('torch', 'onnx', 'safetensors'):\n"
@@ -52,7 +55,10 @@ def test_run_and_profile_subcommands_without_torch(exported) -> None:
 
 
 def test_wheel_installs_one_package_named_edgernn(tmp_path: Path) -> None:
-    """The wheel's top level holds edgernn/ and its dist-info only: no 'train', 'export', 'runtime'."""
+    """The wheel's top level holds edgernn/ and its dist-info only: no 'train', 'export', 'runtime'.
+
+    Every module of every folder (library and tools) is in it, with the data files they read.
+    """
     repo = Path(__file__).resolve().parents[1]
     proc = subprocess.run(
         [
@@ -73,13 +79,24 @@ def test_wheel_installs_one_package_named_edgernn(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     (wheel,) = tmp_path.glob("edgernn-*.whl")
-    names = zipfile.ZipFile(wheel).namelist()
+    names = set(zipfile.ZipFile(wheel).namelist())
     top = {n.split("/")[0] for n in names}
     assert top == {"edgernn", wheel.name.split("-py3")[0] + ".dist-info"}, top
-    for module in ("edgernn/runtime/engine.py", "edgernn/train/model.py", "edgernn/export/parity.py",
-                   "edgernn/cli/__init__.py", "edgernn/cli/run.py", "edgernn/reliability/suite.py"):  # fmt: skip
-        assert module in names
-    assert not any(n.startswith("edgernn/tests/") for n in names)
+    for folder in FOLDERS:
+        modules = sorted(p.name for p in (repo / folder).glob("*.py"))
+        assert "__init__.py" in modules, folder
+        missing = [m for m in modules if f"edgernn/{folder}/{m}" not in names]
+        assert not missing, f"{folder}/: {missing} are not in the wheel"
+    data = ["runtime/models/textgen.onnx", "devices/cpu.toml", "bench/targets.toml", "train/recipes.toml"]
+    assert not [d for d in data if f"edgernn/{d}" not in names]
+    assert not any(n.startswith(("edgernn/tests/", "edgernn/build/", "edgernn/examples/")) for n in names)
+
+
+def test_make_lint_type_checks_every_folder() -> None:
+    make = (Path(__file__).resolve().parents[1] / "Makefile").read_text(encoding="utf-8")
+    (line,) = [line for line in make.splitlines() if "/mypy " in line]
+    checked = set(line.split("/mypy ", 1)[1].split())
+    assert checked == {f.split("/")[0] for f in FOLDERS}, line
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))

@@ -19,13 +19,13 @@ from edgernn.export.errors import ExportError
 from edgernn.export.onnx_export import export_model
 from edgernn.runtime.errors import CheckpointError
 from edgernn.train.checkpoint import TRAIN_STATE_KEY
-from edgernn.train.tasks import build_task, preset
+from edgernn.train.tasks import build_task, recipe
 from edgernn.train.trainer import TRAIN_STATE, fit
 
 
 def tiny(steps: int):
     base = dict(hidden_size=8, embed_size=4, delay=3, batch_size=8, max_steps=steps, log_every=1, lr=1e-2)
-    return preset("recall", **base)
+    return recipe("recall", **base)
 
 
 def test_force_does_not_replace_a_fifo(tmp_path: Path) -> None:

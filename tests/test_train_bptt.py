@@ -10,7 +10,7 @@ from conftest import CELLS
 from edgernn.runtime.spec import ModelConfig
 from edgernn.train.langid import label_loss_sum
 from edgernn.train.model import build_model, elman_reference
-from edgernn.train.trainer import Batch
+from edgernn.train.trainer import TrainBatch
 
 
 def model_of(cell: str, layers: int = 2, hidden: int = 12, vocab: int = 9, out: int = 5, seed: int = 0):
@@ -91,14 +91,15 @@ def test_padded_batch_gives_each_sequences_own_loss_and_gradient(cell: str) -> N
     for i, (s, lab) in enumerate(zip(seqs, labels)):
         x[i, : len(s)], y[i, : len(s)], mask[i, : len(s)] = s, lab, 1
     out, _ = model(x)
-    per_seq = [label_loss_sum(out[i : i + 1], Batch(x[i : i + 1], y[i : i + 1], mask[i : i + 1])) for i in range(3)]
-    label_loss_sum(out, Batch(x, y, mask)).backward()
+    rows = [TrainBatch(x[i : i + 1], y[i : i + 1], mask[i : i + 1]) for i in range(3)]
+    per_seq = [label_loss_sum(out[i : i + 1], rows[i]) for i in range(3)]
+    label_loss_sum(out, TrainBatch(x, y, mask)).backward()
     batched = grads(model)
     alone_total: dict[str, torch.Tensor] = {}
     for i, (s, lab) in enumerate(zip(seqs, labels)):
         model.zero_grad()
         o, _ = model(s[None])
-        loss = label_loss_sum(o, Batch(s[None], lab[None], torch.ones(1, len(s))))
+        loss = label_loss_sum(o, TrainBatch(s[None], lab[None], torch.ones(1, len(s))))
         assert abs(loss.item() - per_seq[i].item()) <= 1e-5 * max(1.0, loss.item())
         loss.backward()
         for k, g in grads(model).items():

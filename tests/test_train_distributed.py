@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 
 from edgernn.train.distributed import DistInfo
 from edgernn.train.model import build_model
-from edgernn.train.tasks import build_task, preset
+from edgernn.train.tasks import build_task, recipe
 from edgernn.train.trainer import fit
 
 # fp32 sums taken in another order (two half-batch gradients averaged by the all-reduce)
@@ -24,8 +24,8 @@ TASKS = ("recall", "weather")  # tokens and real-valued frames
 
 def config(task: str):
     if task == "recall":
-        return preset("recall", hidden_size=16, embed_size=8, delay=4, batch_size=8, max_steps=4, log_every=1)
-    return preset("weather", hidden_size=8, seq_len=20, batch_size=8, max_steps=4, log_every=1)
+        return recipe("recall", hidden_size=16, embed_size=8, delay=4, batch_size=8, max_steps=4, log_every=1)
+    return recipe("weather", hidden_size=8, seq_len=20, batch_size=8, max_steps=4, log_every=1)
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:

@@ -11,13 +11,13 @@ import torch
 
 from edgernn.runtime.errors import CheckpointError
 from edgernn.train.checkpoint import load_checkpoint, read_checkpoint_meta
-from edgernn.train.tasks import build_task, preset
+from edgernn.train.tasks import build_task, recipe
 from edgernn.train.trainer import TrainConfig, TrainingError, fit
 
 
 def tiny(steps: int = 12, **kw) -> TrainConfig:
     base = dict(hidden_size=8, embed_size=4, delay=3, batch_size=8, max_steps=steps, log_every=1, lr=1e-2)
-    return preset("recall", **{**base, **kw})
+    return recipe("recall", **{**base, **kw})
 
 
 def losses(history: list[dict]) -> list[float]:
@@ -90,11 +90,18 @@ def test_resume_from_another_model_config_is_refused_naming_the_field(tmp_path: 
         fit(build_task(other), other, resume=tmp_path, log=lambda s: None)
 
 
-def test_unknown_task_and_cell_list_the_valid_names() -> None:
-    with pytest.raises(TrainingError, match="unknown task 'speech'; valid tasks: textgen, langid, weather, recall"):
-        preset("speech")
+RECIPE_CHOICES = "'textgen', 'langid', 'weather', 'recall', 'forecast', 'music', 'demo', 'shipped-textgen'"
+RECIPE_NAMES = (
+    "textgen, langid, weather, recall, forecast, music, demo, "
+    "shipped-textgen, shipped-langid, shipped-weather, shipped-music, shipped-forecast"
+)
+
+
+def test_unknown_recipe_and_cell_list_the_valid_names() -> None:
+    with pytest.raises(TrainingError, match=f"unknown recipe 'speech'; valid recipes: {RECIPE_NAMES}"):
+        recipe("speech")
     with pytest.raises(TrainingError, match="unknown cell 'transformer'; valid cells: rnn, gru, lstm"):
-        preset("recall", cell="transformer")
+        recipe("recall", cell="transformer")
 
 
 def test_cosine_schedule_values() -> None:
@@ -115,7 +122,7 @@ def test_cli_trains_a_preset_into_a_run_directory(tmp_path: Path, capsys) -> Non
     with pytest.raises(SystemExit) as refused:  # checked while parsing, before any work
         main(["train", "speech"])
     assert refused.value.code == 2
-    assert "invalid choice: 'speech' (choose from 'textgen', 'langid', 'weather', 'recall'" in capsys.readouterr().err
+    assert f"invalid choice: 'speech' (choose from {RECIPE_CHOICES}" in capsys.readouterr().err
 
 
 def test_bf16_autocast_trains_close_to_fp32_and_keeps_fp32_weights_and_state() -> None:

@@ -14,7 +14,7 @@ from edgernn.train.data_text import char_corpus, load_kjv_text
 from edgernn.train.data_weather import FEATURES, load_weather, weather_csv, weather_frame
 from edgernn.train.langid import langid_task
 from edgernn.train.ngram import ngram_bpc
-from edgernn.train.tasks import build_task, preset
+from edgernn.train.tasks import build_task, recipe
 from edgernn.train.trainer import MissingDataError, fit
 from edgernn.train.weather import arrays
 
@@ -47,7 +47,7 @@ def test_langid_data_split_by_message_and_facts_contract() -> None:
     nb = TrigramNaiveBayes(data.train, 20)
     table = accuracy_table([nb.predict_prefixes(t) for t, _ in probe], [y for _, y in probe])
     assert table["acc_whole"] == 1.0
-    task = langid_task(preset("langid", hidden_size=8, embed_size=4), data)
+    task = langid_task(recipe("langid", hidden_size=8, embed_size=4), data)
     assert 0.87 <= task.baselines["nb_acc_whole"] <= 0.92  # the baseline the model has to beat
     assert task.baselines["nb_acc@5"] < task.baselines["nb_acc@20"] < task.baselines["nb_acc_whole_40plus"]
     facts = task.facts
@@ -57,7 +57,7 @@ def test_langid_data_split_by_message_and_facts_contract() -> None:
 
 
 def test_weather_frame_rebuilds_the_training_input_from_a_raw_row() -> None:
-    task = build_task(preset("weather", hidden_size=8))
+    task = build_task(recipe("weather", hidden_size=8))
     facts = task.facts
     assert facts["inputs"] == list(FEATURES) and facts["outputs"] == ["temp_max", "temp_min", "rain"]
     data = load_weather()
@@ -77,7 +77,7 @@ def test_weather_frame_rebuilds_the_training_input_from_a_raw_row() -> None:
 
 def test_recall_gru_learns_a_short_delay_far_above_chance() -> None:
     torch.manual_seed(0)
-    cfg = preset("recall", hidden_size=16, embed_size=8, delay=3, batch_size=32, max_steps=100)
+    cfg = recipe("recall", hidden_size=16, embed_size=8, delay=3, batch_size=32, max_steps=100)
     res = fit(build_task(cfg), cfg, log=lambda s: None)
     assert res.metrics["chance"] == 0.125
     assert res.metrics["accuracy"] >= 0.9

@@ -17,6 +17,7 @@ Block: x + Attn(LN(x)), then x + MLP(LN(x)) (pre-norm Transformer), a final LN a
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -54,7 +55,7 @@ class WindowBlock(nn.Module):
         i = torch.arange(t, device=u.device).view(1, 1, -1, 1) + w  # each query's index in [cache | chunk]
         dist = (i - j).to(scores.dtype)
         allowed = (dist >= 0) & (dist <= w) & (j.to(scores.dtype) >= valid_from.view(b, 1, 1, 1))
-        scores = scores - self.slopes * dist
+        scores = scores - cast(torch.Tensor, self.slopes) * dist  # a registered buffer
         scores = scores.masked_fill(~allowed, float("-inf"))
         att = torch.softmax(scores, dim=-1) @ heads(vals)  # (batch, heads, time, dh)
         u = u + self.out(att.transpose(1, 2).reshape(b, t, d))

@@ -84,7 +84,8 @@ def split_by_tune(chorales: list[Chorale], every: int = 10) -> tuple[list[Choral
     for c in chorales:
         groups.setdefault(c.tune(), []).append(c)
     keys = sorted(groups, key=lambda k: hashlib.sha256(k.encode()).hexdigest())
-    train, valid = [], []
+    train: list[Chorale] = []
+    valid: list[Chorale] = []
     for i, k in enumerate(keys):
         (valid if i % every == 0 else train).extend(groups[k])
     return train, valid

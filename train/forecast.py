@@ -25,7 +25,7 @@ import torch
 
 from edgernn.runtime.series import QUANTILES, Series, facts_for, frames, read_csv, regular
 from edgernn.train.model import RecurrentModel
-from edgernn.train.trainer import Batch, Task, TrainConfig, TrainingError
+from edgernn.train.trainer import Task, TrainBatch, TrainConfig, TrainingError
 
 DEFAULT_SEASON = {3600: 24, 86400: 7, 7 * 86400: 52, -1: 12, -3: 4, -12: 1}
 
@@ -75,7 +75,7 @@ def targets(y: np.ndarray, facts: dict, limit: int) -> tuple[np.ndarray, np.ndar
     return z.astype(np.float32), m.astype(np.float32)
 
 
-def pinball_sum(out: torch.Tensor, batch: Batch) -> torch.Tensor:
+def pinball_sum(out: torch.Tensor, batch: TrainBatch) -> torch.Tensor:
     """The summed quantile loss; y holds the H targets then the H masks."""
     q = torch.tensor(QUANTILES, dtype=out.dtype)
     horizon = batch.y.shape[-1] // 2
@@ -95,11 +95,11 @@ class WindowSource:
         self.batch, self.seq_len, self.seed = batch, seq_len, seed
         self.mask = torch.ones(batch, seq_len)
 
-    def global_batch(self, step: int) -> Batch:
+    def global_batch(self, step: int) -> TrainBatch:
         rng = np.random.default_rng([self.seed, step])
         starts = rng.integers(0, len(self.x) - self.seq_len + 1, size=self.batch)
         idx = torch.from_numpy(starts[:, None] + np.arange(self.seq_len))  # (batch, time)
-        return Batch(self.x[idx], self.y[idx], self.mask)
+        return TrainBatch(self.x[idx], self.y[idx], self.mask)
 
 
 def origins(n: int, train_end: int, horizon: int) -> np.ndarray:

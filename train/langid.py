@@ -37,7 +37,7 @@ from edgernn.train.data_langid import (
 )
 from edgernn.train.model import RecurrentModel
 from edgernn.train.seqdata import ShardedSequenceSource, pad_batch
-from edgernn.train.trainer import Batch, Task, TrainConfig
+from edgernn.train.trainer import Task, TrainBatch, TrainConfig
 
 UNKNOWN_COST = 0.03  # the share of right answers on known languages that "unknown" may take
 UNKNOWN_CHARS = 0.5  # above this share of characters outside the vocabulary: an unseen script
@@ -47,7 +47,7 @@ def langid_facts(vocab: CharVocab, labels: tuple[str, ...]) -> dict[str, Any]:
     return {"name": "langid", "vocabulary": vocab.chars, "unknown_id": vocab.unknown_id, "labels": list(labels)}
 
 
-def label_loss_sum(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+def label_loss_sum(logits: torch.Tensor, batch: TrainBatch) -> torch.Tensor:
     per = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.y.reshape(-1), reduction="none")
     return (per * batch.mask.reshape(-1)).sum()
 

@@ -120,7 +120,7 @@ def key_share(pitches: list[int]) -> tuple[str, float]:
     """music21's key of a melody and the share of its notes in that key's scale."""
     from music21 import key, note, stream
 
-    s = stream.Stream([note.Note(p, quarterLength=1.0) for p in pitches])
+    s: Any = stream.Stream([note.Note(p, quarterLength=1.0) for p in pitches])
     k = s.analyze("key")
     scale = {p.pitchClass for p in k.getScale().getPitches()} if isinstance(k, key.Key) else set()
     return str(k), sum(p % 12 in scale for p in pitches) / max(len(pitches), 1)

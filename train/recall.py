@@ -16,7 +16,7 @@ import torch
 
 from edgernn.train.langid import label_loss_sum
 from edgernn.train.model import RecurrentModel
-from edgernn.train.trainer import Batch, Task, TrainConfig, initial_model
+from edgernn.train.trainer import Task, TrainBatch, TrainConfig, initial_model
 
 SYMBOLS = 8
 DISTRACTORS = 8
@@ -24,7 +24,7 @@ QUERY = SYMBOLS + DISTRACTORS
 VOCAB = QUERY + 1
 
 
-def recall_batch(batch: int, delay: int, rng: np.random.Generator) -> Batch:
+def recall_batch(batch: int, delay: int, rng: np.random.Generator) -> TrainBatch:
     symbol = rng.integers(0, SYMBOLS, size=batch)
     x = np.empty((batch, delay + 2), dtype=np.int64)
     x[:, 0] = symbol
@@ -33,7 +33,7 @@ def recall_batch(batch: int, delay: int, rng: np.random.Generator) -> Batch:
     y = np.repeat(symbol[:, None], delay + 2, axis=1)
     mask = np.zeros((batch, delay + 2), dtype=np.float32)
     mask[:, -1] = 1.0  # only the answer counts
-    return Batch(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(mask))
+    return TrainBatch(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(mask))
 
 
 class RecallSource:
@@ -42,7 +42,7 @@ class RecallSource:
     def __init__(self, batch: int, delay: int, seed: int) -> None:
         self.batch, self.delay, self.seed = batch, delay, seed
 
-    def global_batch(self, step: int) -> Batch:
+    def global_batch(self, step: int) -> TrainBatch:
         return recall_batch(self.batch, self.delay, np.random.default_rng([self.seed, 1, step]))
 
 

@@ -63,12 +63,12 @@ def run_names(only: str | None = None) -> list[tuple[str, dict[str, Any]]]:
 def train_one(name: str, overrides: dict[str, Any], threads: int) -> None:
     import torch
 
-    from edgernn.train.tasks import build_task, preset
+    from edgernn.train.tasks import build_task, recipe
     from edgernn.train.trainer import fit
 
     torch.set_num_threads(threads)
     overrides = dict(overrides)
-    cfg = preset(overrides.pop("task", name.split("-")[0]), **overrides)
+    cfg = recipe(overrides.pop("task", name.split("-")[0]), **overrides)
     out = RUNS / name
     for old in ("metrics.jsonl", "metrics.json"):
         (out / old).unlink(missing_ok=True)

@@ -2,7 +2,7 @@
 
 ``ShardedSequenceSource`` is the distributed sampler: update ``step`` of epoch ``e`` takes the
 ``step``-th slice of a permutation seeded by (seed, e); a run with several ranks splits
-that same global batch by rows (``Batch.part``), so the sequence of global batches never
+that same global batch by rows (``TrainBatch.part``), so the sequence of global batches never
 depends on the number of ranks.
 """
 
@@ -13,11 +13,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from edgernn.train.trainer import Batch
+from edgernn.train.trainer import TrainBatch
 
 
-def pad_batch(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], max_len: int, pad_x: float | int = 0) -> Batch:
-    """Right-pad sequences (cut to ``max_len``) into one Batch; mask marks the real steps."""
+def pad_batch(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], max_len: int, pad_x: float | int = 0) -> TrainBatch:
+    """Right-pad sequences (cut to ``max_len``) into one TrainBatch; mask marks the real steps."""
     lengths = [min(len(x), max_len) for x in xs]
     t = max(lengths)
     x0, y0 = np.asarray(xs[0]), np.asarray(ys[0])
@@ -26,7 +26,7 @@ def pad_batch(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], max_len: int, 
     mask = np.zeros((len(xs), t), dtype=np.float32)
     for i, (a, b, n) in enumerate(zip(xs, ys, lengths)):
         x[i, :n], y[i, :n], mask[i, :n] = a[:n], b[:n], 1.0
-    return Batch(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(mask), torch.tensor(lengths))
+    return TrainBatch(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(mask), torch.tensor(lengths))
 
 
 class ShardedSequenceSource:
@@ -67,7 +67,7 @@ class ShardedSequenceSource:
             self._epoch = epoch
         return self._order[i]
 
-    def global_batch(self, step: int) -> Batch:
+    def global_batch(self, step: int) -> TrainBatch:
         idx = self.indices(step)
         if self.augment is None:
             return pad_batch([self.xs[j] for j in idx], [self.ys[j] for j in idx], self.max_len, self.pad_x)

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,36 +19,9 @@ from torch import nn
 
 from edgernn.train.data_text import CharCorpus, char_corpus, load_kjv_text, unigram_bpc
 from edgernn.train.model import RecurrentModel
-from edgernn.train.trainer import Batch, Task, TrainConfig, fit
+from edgernn.train.trainer import Task, TrainBatch, TrainConfig
 
 LN2 = math.log(2.0)
-
-
-@dataclass(frozen=True)
-class TextTrainConfig(TrainConfig):
-    """The textgen preset: what ``edgernn train textgen`` and ``edgernn demo`` start from."""
-
-    task: str = "textgen"
-
-
-@dataclass(frozen=True)
-class TextTrainResult:
-    model: RecurrentModel
-    corpus: CharCorpus
-    valid_bpc: float
-    unigram_bpc: float
-    steps: int
-    seconds: float
-    chars_per_second: float
-
-    def metrics(self) -> dict[str, Any]:
-        return {
-            "valid_bpc": round(self.valid_bpc, 4),
-            "unigram_bpc": round(self.unigram_bpc, 4),
-            "steps": self.steps,
-            "seconds": round(self.seconds, 1),
-            "chars_per_second": round(self.chars_per_second),
-        }
 
 
 def lanes(ids: np.ndarray, batch: int) -> torch.Tensor:
@@ -71,15 +41,15 @@ class LaneSource:
         self.windows = (self.data.shape[1] - 1) // seq_len
         self.mask = torch.ones(batch, seq_len)
 
-    def global_batch(self, step: int) -> Batch:
+    def global_batch(self, step: int) -> TrainBatch:
         w = step % self.windows
         a = w * self.seq_len
         x = self.data[:, a : a + self.seq_len]  # (batch, time)
         y = self.data[:, a + 1 : a + self.seq_len + 1]
-        return Batch(x, y, self.mask, reset=w == 0)
+        return TrainBatch(x, y, self.mask, reset=w == 0)
 
 
-def token_loss_sum(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+def token_loss_sum(logits: torch.Tensor, batch: TrainBatch) -> torch.Tensor:
     """Cross-entropy summed over every real step (mask 1), in nats."""
     per = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.y.reshape(-1), reduction="none")
     return (per * batch.mask.reshape(-1)).sum()
@@ -150,27 +120,6 @@ def textgen_task(cfg: TrainConfig, corpus: CharCorpus | None = None, baselines: 
     )
 
 
-def train_textgen(
-    cfg: TrainConfig,
-    corpus: CharCorpus | None = None,
-    log: Callable[[str], None] = print,
-    out: Path | None = None,
-) -> TextTrainResult:
-    """Train a character model on ``corpus`` (the KJV text by default) within the config's budget."""
-    corpus = corpus or char_corpus(load_kjv_text())
-    task = textgen_task(cfg, corpus)
-    res = fit(task, cfg, out=out, log=log)
-    return TextTrainResult(
-        model=res.model,
-        corpus=corpus,
-        valid_bpc=float(res.metrics["valid_bpc"]),
-        unigram_bpc=float(res.metrics["unigram_bpc"]),
-        steps=res.steps,
-        seconds=res.seconds,
-        chars_per_second=res.frames_per_second,
-    )
-
-
 def task_facts(corpus: CharCorpus) -> dict[str, Any]:
     """The model's task facts: its characters, and the words of the training text, which the
     suggest app completes to (``runtime.apps.suggest.words_in`` is the one tokenizer)."""
@@ -178,7 +127,3 @@ def task_facts(corpus: CharCorpus) -> dict[str, Any]:
 
     train_text = np.array(list(corpus.vocab))[corpus.train].tobytes().decode("utf-32-le")
     return {"name": "textgen", "vocabulary": corpus.vocab, "words": words_in(train_text)}
-
-
-def train_config_dict(cfg: TrainConfig) -> dict[str, Any]:
-    return {**asdict(cfg), "task": "textgen"}

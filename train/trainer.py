@@ -114,7 +114,7 @@ class TrainConfig:
 
 
 @dataclass
-class Batch:
+class TrainBatch:
     """x (batch, time[, features]); y targets; mask (batch, time) 1.0 where a step counts."""
 
     x: torch.Tensor
@@ -123,22 +123,22 @@ class Batch:
     lengths: torch.Tensor | None = None  # (batch,) when sequences are padded
     reset: bool = False  # streamed sources: start the carried state afresh
 
-    def part(self, info: DistInfo) -> Batch:
+    def part(self, info: DistInfo) -> TrainBatch:
         if not info.active:
             return self
         lengths = shard(self.lengths, info) if self.lengths is not None else None
-        return Batch(shard(self.x, info), shard(self.y, info), shard(self.mask, info), lengths, self.reset)
+        return TrainBatch(shard(self.x, info), shard(self.y, info), shard(self.mask, info), lengths, self.reset)
 
 
 class BatchSource(Protocol):
     carries_state: bool
 
-    def global_batch(self, step: int) -> Batch:
+    def global_batch(self, step: int) -> TrainBatch:
         """The whole global batch of update ``step``: a function of the seed and ``step`` only."""
         ...
 
 
-LossFn = Callable[[torch.Tensor, Batch], torch.Tensor]
+LossFn = Callable[[torch.Tensor, TrainBatch], torch.Tensor]
 
 
 @dataclass
@@ -183,9 +183,9 @@ PRECISIONS = ("fp32", "bf16")
 
 
 def autocast(precision: str) -> Any:
-    """The forward pass's precision. bf16 runs the matrix products in bfloat16 (AMX / AVX-512
-    BF16 on recent x86: 1.6x (GRU) to 2.1x (LSTM) more characters/s at hidden 512, see
-    docs/TRAINING_RESULTS.md); weights, optimizer state, the carried state and the loss stay fp32."""
+    """The forward pass's precision. bf16 runs the matrix products in bfloat16 (fast where the CPU
+    has native bfloat16: AMX / AVX-512 BF16; docs/TRAINING_RESULTS.md has the figures); weights,
+    optimizer state, the carried state and the loss stay fp32."""
     if precision not in PRECISIONS:
         raise TrainingError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16" and native_bf16())
@@ -229,8 +229,8 @@ def fit(
     that already holds files is refused (TrainingError) unless ``resume`` or ``overwrite``.
 
     Example:
-        >>> from edgernn.train.tasks import build_task, preset
-        >>> cfg = preset("recall", hidden_size=8, delay=2, max_steps=5, log_every=5)
+        >>> from edgernn.train.tasks import build_task, recipe
+        >>> cfg = recipe("recall", hidden_size=8, delay=2, max_steps=5, log_every=5)
         >>> res = fit(build_task(cfg), cfg, log=lambda s: None)
         >>> res.steps, sorted(res.metrics)[:2]
         (5, ['accuracy', 'chance'])

@@ -17,10 +17,10 @@ from torch import nn
 
 from edgernn.train.data_weather import FEATURES, WeatherData, baselines, facts_from_training, load_weather
 from edgernn.train.model import RecurrentModel
-from edgernn.train.trainer import Batch, Task, TrainConfig
+from edgernn.train.trainer import Task, TrainBatch, TrainConfig
 
 
-def weather_loss_sum(out: torch.Tensor, batch: Batch) -> torch.Tensor:
+def weather_loss_sum(out: torch.Tensor, batch: TrainBatch) -> torch.Tensor:
     temp = ((out[..., :2] - batch.y[..., :2]) ** 2).sum(-1)  # (batch, time)
     rain = nn.functional.binary_cross_entropy_with_logits(out[..., 2], batch.y[..., 2], reduction="none")
     return ((temp + rain) * batch.mask).sum()
@@ -36,11 +36,11 @@ class WindowSource:
         self.batch, self.seq_len, self.seed = batch, min(seq_len, len(x)), seed
         self.mask = torch.ones(batch, self.seq_len)
 
-    def global_batch(self, step: int) -> Batch:
+    def global_batch(self, step: int) -> TrainBatch:
         rng = np.random.default_rng([self.seed, step])
         starts = rng.integers(0, len(self.x) - self.seq_len + 1, size=self.batch)
         idx = torch.from_numpy(starts[:, None] + np.arange(self.seq_len))  # (batch, time)
-        return Batch(self.x[idx], self.y[idx], self.mask)
+        return TrainBatch(self.x[idx], self.y[idx], self.mask)
 
 
 def arrays(data: WeatherData, facts: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
