@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from edgernn.train.clock import Budget, clock, process_started
-from edgernn.train.tasks import build_task, preset
+from edgernn.train.tasks import build_task, recipe
 from edgernn.train.trainer import TrainingError, fit
 
 
@@ -56,7 +56,7 @@ def one_thread() -> Iterator[None]:
 def test_a_time_budget_counts_from_the_runs_start_and_ends_on_time(tmp_path: Path) -> None:
     needs_a_quiet_machine()
     started = time.perf_counter()
-    cfg = preset("recall", hidden_size=32, max_steps=0, max_seconds=15.0)
+    cfg = recipe("recall", hidden_size=32, max_steps=0, max_seconds=15.0)
     time.sleep(1.5)  # setup before fit (data, imports) counts against the budget
     res = fit(build_task(cfg), cfg, out=tmp_path / "run", log=quiet, started=started)
     wall = time.perf_counter() - started
@@ -68,7 +68,7 @@ def test_textgens_final_evaluation_is_budgeted(tmp_path: Path) -> None:
     """The evaluation used to run whole after the budget (14-70 s at hidden 768); now its time is
     measured before training, kept out of the training time, and capped at a quarter of the budget."""
     needs_a_quiet_machine()
-    cfg = preset("textgen", hidden_size=384, batch_size=16, max_seconds=15.0, precision="fp32")
+    cfg = recipe("textgen", hidden_size=384, batch_size=16, max_seconds=15.0, precision="fp32")
     task = build_task(cfg)
     started = time.perf_counter()
     res = fit(task, cfg, out=tmp_path / "run", log=quiet, started=started)
@@ -79,7 +79,7 @@ def test_textgens_final_evaluation_is_budgeted(tmp_path: Path) -> None:
 
 def test_resume_gets_a_budget_of_its_own(tmp_path: Path) -> None:
     needs_a_quiet_machine()
-    cfg = preset("weather", hidden_size=16, max_steps=0, max_seconds=8.0)
+    cfg = recipe("weather", hidden_size=16, max_steps=0, max_seconds=8.0)
     first = fit(build_task(cfg), cfg, out=tmp_path, log=quiet)
     started = time.perf_counter()
     second = fit(build_task(cfg), cfg, out=tmp_path, resume=tmp_path, log=quiet, started=started)
@@ -89,7 +89,7 @@ def test_resume_gets_a_budget_of_its_own(tmp_path: Path) -> None:
 
 
 def test_an_out_that_holds_a_run_is_refused_without_force_or_resume(tmp_path: Path) -> None:
-    cfg = preset("recall", hidden_size=8, delay=2, max_steps=2)
+    cfg = recipe("recall", hidden_size=8, delay=2, max_steps=2)
     fit(build_task(cfg), cfg, out=tmp_path, log=quiet)
     before = (tmp_path / "metrics.jsonl").read_text()
     with pytest.raises(TrainingError, match=r"already holds files .*--force.*--resume"):
