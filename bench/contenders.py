@@ -20,7 +20,7 @@ import numpy as np
 
 from edgernn.reliability.reference import Reference
 from edgernn.runtime.engine import Engine
-from edgernn.runtime.profiling import PingPong
+from edgernn.runtime.profiling import PingPong, engine_call
 from edgernn.runtime.session import CpuDefaults
 
 
@@ -70,13 +70,8 @@ def engine(s: Subject, path: Path | None = None) -> Call:
     """edgernn's Engine: Stream.step / Stream.push at batch 1; the batched API for batch > 1."""
     eng = Engine.load(path or s.path)
     b, t = s.x.shape
-    if b == 1:
-        stream = eng.stream()
-        if t == 1:
-            frame = s.x[0, 0:1].reshape(())  # a 0-d array, as a caller holding an array passes it
-            return lambda: stream.step(frame)
-        frames = s.x[0]
-        return lambda: stream.push(frames, chunk=t)
+    if b == 1:  # the call `edgernn profile` and `edgernn devices auto` time (runtime.profiling.engine_call)
+        return engine_call(eng, 1, t, s.x)[0]
     return batched_engine_call(eng, s.x)
 
 

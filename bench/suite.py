@@ -19,6 +19,7 @@ import numpy as np
 from edgernn.bench import models
 from edgernn.bench.contenders import CONTENDERS, Case, NotAvailable, Subject
 from edgernn.reliability.reference import Reference
+from edgernn.runtime.latency import time_calls
 
 # int8 error is bounded but not small: its first output is reported, not held to fp32 parity.
 APPROXIMATE = ("engine int8", "engine int8 accurate")
@@ -150,17 +151,10 @@ def _interleave(calls: dict[str, Callable[[], Any]], s: Settings) -> dict[str, l
     round_s = sum(block[n] * per_call[n] for n in names)
     rounds = max(min(s.rounds, 3), min(s.rounds, int(s.case_budget_s / max(round_s, 1e-9))))
     out: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    clock = time.perf_counter_ns
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)] if names else []:
-            fn, k = calls[name], block[name]
-            ts = np.empty(k, dtype=np.int64)
-            for i in range(k):
-                t = clock()
-                fn()
-                ts[i] = clock() - t
-            out[name].append(ts)
-    return {n: [b / 1e3 for b in v] for n, v in out.items()}
+            out[name].append(time_calls(calls[name], block[name]))  # the project's one timed loop
+    return out
 
 
 def summary_line(r: CaseResult) -> str:

@@ -1,5 +1,9 @@
 """What ``edgernn profile`` measures, as functions: torch-free (numpy, onnxruntime, stdlib).
 
+- ``engine_call`` / ``time_engine``: the one timed call of a model — the engine's own API
+  for the call shape (``Stream.step`` / ``Stream.push`` / ``Batch``), timed by
+  ``latency.time_calls``; ``edgernn profile``, ``edgernn devices auto`` (CPU profiles) and
+  the bench's ``engine`` contender all time it, so their figures agree;
 - ``PingPong``: a batched, chunked call loop over a bare session with two pre-built
   IOBindings that swap the state buffers each call (the raw onnxruntime floor);
 - ``cold_start``: load + first step, timed;
@@ -21,6 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -31,6 +36,7 @@ from edgernn.runtime.binding import Binding, Layout, state_pairs
 from edgernn.runtime.dtypes import NP_DTYPES
 from edgernn.runtime.engine import Engine, frame_shape
 from edgernn.runtime.errors import ProfileError
+from edgernn.runtime.latency import LatencyStats, Progress, time_calls
 from edgernn.runtime.safety import read_model
 from edgernn.runtime.session import CpuDefaults, SessionProfile, safe_options
 from edgernn.runtime.spec import StreamSpec
@@ -56,6 +62,51 @@ def step_shape(engine: Engine) -> tuple[int, ...]:
 def example_frames(engine: Engine, shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
     """Valid input for ``engine`` with leading axes ``shape`` (e.g. (batch, time)) before one frame."""
     return example_input(engine.spec, shape, seed)
+
+
+def engine_call(
+    engine: Engine, batch: int = 1, chunk: int = 1, x: np.ndarray | None = None
+) -> tuple[Callable[[], object], str]:
+    """The call to time for ``batch`` streams x ``chunk`` frames, and what it is: the engine's own API.
+
+    ``x`` is the input, ``(batch, chunk, *frame)`` (default: ``example_frames``). Batch 1 is
+    ``Stream.step`` (chunk 1) or ``Stream.push``; a batch is ``Batch.step`` / ``Batch.step_many``.
+    """
+    xs = example_frames(engine, (batch, chunk)) if x is None else x
+    if batch == 1:
+        stream = engine.stream()
+        if chunk == 1:
+            frame = xs[0, 0, ...]  # a 0-d view for scalar frames, as a caller holding an array passes it
+            return (lambda: stream.step(frame)), "engine Stream.step"
+        frames = xs[0]
+        return (lambda: stream.push(frames, chunk=chunk)), f"engine Stream.push ({chunk} frames)"
+    make_batch = getattr(engine, "batch", None)
+    if callable(make_batch):
+        group = make_batch(max_streams=batch)
+        members = [group.join() for _ in range(batch)]
+        if chunk == 1:
+            frames = np.ascontiguousarray(xs[:, 0])
+            return (lambda: group.step(frames)), f"engine Batch.step ({batch} streams)"
+        ragged = {m: xs[i] for i, m in enumerate(members)}
+        return (lambda: group.step_many(ragged)), f"engine Batch.step_many ({batch} streams x {chunk} frames)"
+    if not engine.fast:
+        raise ProfileError(f"--batch {batch}: this graph needs the engine's general path, which runs batch 1 only")
+    loop = PingPong(engine.session, engine.spec, batch, chunk)
+    return (lambda: loop(xs)), f"raw ping-pong IOBinding loop at batch {batch} (this engine has no batched API)"
+
+
+def time_engine(
+    engine: Engine,
+    batch: int = 1,
+    chunk: int = 1,
+    calls: int = 2000,
+    warmup: int = 200,
+    progress: Progress | None = None,
+) -> tuple[LatencyStats, np.ndarray, str]:
+    """Per-call latency of ``engine`` at ``batch`` x ``chunk``: its stats, the per-call µs, and what was timed."""
+    call, label = engine_call(engine, batch, chunk)
+    us = time_calls(call, calls, warmup, progress)
+    return LatencyStats.from_us(us, frames_per_call=chunk, streams=batch), us, label
 
 
 class PingPong:
@@ -269,10 +320,12 @@ __all__ = [
     "ProgressLine",
     "aggregate_trace",
     "cold_start",
+    "engine_call",
     "example_frames",
     "example_input",
     "op_breakdown",
     "peak_rss_bytes",
     "rss_bytes",
     "state_bytes",
+    "time_engine",
 ]
