@@ -14,6 +14,7 @@ import os
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -41,7 +42,7 @@ def _bare(path: Path, engine: Engine) -> tuple[ort.InferenceSession, dict[str, n
     return sess, state
 
 
-def measure(task: str, calls: int = 300, rounds: int = 7) -> dict[str, float]:
+def measure(task: str, calls: int = 300, rounds: int = 7) -> dict[str, Any]:
     path = MODELS_DIR / f"{task}.onnx"
     engine = Engine.load(path)
     stream = engine.stream()

@@ -45,9 +45,9 @@ MODEL_OF_APP = {"textgen": "textgen", "suggest": "textgen", "langid": "langid", 
 def temperature(value: str) -> float:
     """0 (greedy) or a finite number from 0.01 to 100 (below that, logits / T overflows)."""
     t = number(0.0, 100.0)(value)
-    if 0.0 < t < 0.01:  # type: ignore[operator]
+    if 0.0 < t < 0.01:
         raise argparse.ArgumentTypeError(f"expected 0 (greedy) or a number from 0.01 to 100, got {value!r}")
-    return t  # type: ignore[return-value]
+    return t
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -110,7 +110,7 @@ def main(args: argparse.Namespace) -> int:
         if args.input:
             source.close()
         elif source is not sys.stdin:
-            source.detach()  # the wrapper goes; sys.stdin stays usable
+            source.detach()  # type: ignore[attr-defined]  # a TextIOWrapper: the wrapper goes; sys.stdin stays
 
 
 def _utf8_stdin() -> TextIO:
