@@ -122,3 +122,16 @@ def test_melodies_batched_equal_each_alone(exported: Path) -> None:
     worst = max(float(np.abs(together[i] - alone[i]).max()) for i in range(3))
     print(f"3 melodies batched vs alone over 120 tokens: max |diff| {worst:.2e}")
     assert worst <= 1e-5
+
+
+def test_an_unreadable_score_or_cache_is_refused_by_name(tmp_path: Path) -> None:
+    from edgernn.train.trainer import TrainingError
+
+    bad = tmp_path / "bwv999.mxl"
+    bad.write_bytes(b"PK\x03\x04 not a zip at all")
+    with pytest.raises(TrainingError, match="bwv999.mxl: the score cannot be read"):
+        load_chorales(paths=[bad])
+    cache = tmp_path / "chorales.json"
+    cache.write_text('[{"name": 1}]')
+    with pytest.raises(TrainingError, match="damaged chorale cache"):
+        load_chorales(cache=cache)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgernn.runtime.music import HIGH, LOW, nearest_duration
-from edgernn.train.trainer import MissingDataError
+from edgernn.train.trainer import MissingDataError, TrainingError
 
 TRANSPOSE = tuple(range(-5, 7))
 CACHE = Path("runs/cache/chorales.json")
@@ -55,18 +55,30 @@ def _encode(score: object) -> tuple[list[str], list[int]]:
     return tokens + ["</s>"], pitches
 
 
-def load_chorales(limit: int = 0, cache: Path | None = CACHE) -> list[Chorale]:
-    """The soprano line of every chorale in music21's Bach corpus (cached as JSON after one parse)."""
-    if cache is not None and cache.exists() and not limit:
-        return [Chorale(**c) for c in json.loads(cache.read_text())]
+def load_chorales(limit: int = 0, cache: Path | None = CACHE, paths: list[Path] | None = None) -> list[Chorale]:
+    """The soprano line of every chorale in music21's Bach corpus (cached as JSON after one parse),
+    or of the score files ``paths``; an unreadable score or cache is a TrainingError naming it."""
+    if cache is not None and cache.exists() and not limit and paths is None:
+        try:
+            return [Chorale(**c) for c in json.loads(cache.read_text())]
+        except (ValueError, TypeError, OSError) as exc:
+            raise TrainingError(
+                f"{cache}: a damaged chorale cache ({exc}); delete it to parse the corpus again"
+            ) from None
     try:
         from music21 import corpus
     except ImportError:
         raise MissingDataError("the music task reads Bach chorales from music21: pip install music21") from None
-    paths = sorted(p for p in corpus.getComposer("bach") if p.suffix in (".mxl", ".xml"))
+    if paths is None:
+        paths = sorted(p for p in corpus.getComposer("bach") if p.suffix in (".mxl", ".xml"))
+    else:
+        cache = None
     out = []
     for path in paths[:limit] if limit else paths:
-        score = corpus.parse(path)
+        try:
+            score = corpus.parse(path)
+        except Exception as exc:  # music21 raises its own many exception types for a bad file
+            raise TrainingError(f"{path}: the score cannot be read ({type(exc).__name__}: {exc})") from None
         if len(score.parts) < 4:
             continue
         tokens, pitches = _encode(score)
