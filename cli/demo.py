@@ -83,7 +83,8 @@ def main(args: argparse.Namespace) -> int:
     print("      the --decompose graph (which is faster depends on the size and the call pattern):")
     print(f"      step (1 frame/call):   {dec_step}")
     print(f"      push (64 frames/call): {dec_pushed}")
-    report_written([ckpt, onnx_path, decomposed_path])
+    plot = out / "loss.png"  # the training curve (matplotlib, when installed)
+    report_written([ckpt, onnx_path, decomposed_path, *([plot] if plot.is_file() else [])])
     print(
         f"next: edgernn run textgen --model {onnx_path} --prompt 'And God said'\n"
         f"      edgernn profile {onnx_path} --plot {out / 'profile.png'}"
