@@ -25,15 +25,13 @@ from edgernn.runtime.latency import LatencyStats, time_calls
 from edgernn.runtime.profiling import (
     ColdStart,
     OpCost,
-    PingPong,
     ProgressLine,
     cold_start,
-    example_frames,
+    engine_call,
     op_breakdown,
     peak_rss_bytes,
     rss_bytes,
     state_bytes,
-    step_shape,
 )
 from edgernn.runtime.session import CpuDefaults, SessionProfile
 
@@ -95,29 +93,8 @@ def resolve_profile(name: str, threads: int = 1) -> SessionProfile:
 
 
 def workload(engine: Engine, batch: int, chunk: int) -> tuple[Callable[[], object], str]:
-    """The call to time and what it is: the engine's own API where it has one for this shape."""
-    if batch == 1:
-        stream = engine.stream()
-        if chunk == 1:
-            frame = example_frames(engine, step_shape(engine))
-            what = f" (one window of {engine.window})" if getattr(engine, "window", None) else ""
-            return (lambda: stream.step(frame)), f"engine Stream.step{what}"
-        frames = example_frames(engine, (chunk,))
-        return (lambda: stream.push(frames, chunk=chunk)), f"engine Stream.push ({chunk} frames)"
-    xs = example_frames(engine, (batch, chunk))
-    make_batch = getattr(engine, "batch", None)
-    if callable(make_batch):
-        group = make_batch(max_streams=batch)
-        members = [group.join() for _ in range(batch)]
-        if chunk == 1:
-            frames = np.ascontiguousarray(xs[:, 0])
-            return (lambda: group.step(frames)), f"engine Batch.step ({batch} streams)"
-        ragged = {m: xs[i] for i, m in enumerate(members)}
-        return (lambda: group.step_many(ragged)), f"engine Batch.step_many ({batch} streams x {chunk} frames)"
-    if not engine.fast:
-        raise ProfileError(f"--batch {batch}: this graph needs the engine's general path, which runs batch 1 only")
-    loop = PingPong(engine.session, engine.spec, batch, chunk)
-    return (lambda: loop(xs)), f"raw ping-pong IOBinding loop at batch {batch} (this engine has no batched API)"
+    """The call to time and what it is: the engine's own API (the one call devices auto and bench time)."""
+    return engine_call(engine, batch, chunk)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -72,6 +72,10 @@ def engine_call(
     ``x`` is the input, ``(batch, chunk, *frame)`` (default: ``example_frames``). Batch 1 is
     ``Stream.step`` (chunk 1) or ``Stream.push``; a batch is ``Batch.step`` / ``Batch.step_many``.
     """
+    if batch == 1 and chunk == 1 and x is None and step_shape(engine):  # a window model: one step is one window
+        stream = engine.stream()
+        window = example_frames(engine, step_shape(engine))
+        return (lambda: stream.step(window)), f"engine Stream.step (one window of {engine.window})"
     xs = example_frames(engine, (batch, chunk)) if x is None else x
     if batch == 1:
         stream = engine.stream()
