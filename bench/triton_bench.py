@@ -29,7 +29,7 @@ import onnx
 
 from edgernn.export.triton import write_repository
 from edgernn.export.triton_route import Router, TwinClient
-from edgernn.export.triton_server import LocalTriton
+from edgernn.export.triton_server import LocalTriton, TritonServerError
 from edgernn.export.triton_twin import write_twin
 from edgernn.runtime import Engine
 
@@ -128,7 +128,8 @@ def throughput(server: LocalTriton, model: str, n: int, seconds: float) -> tuple
     for t in threads:
         t.start()
     ready.wait(60)
-    assert server.pid is not None
+    if server.pid is None:
+        raise TritonServerError("the server under test has no process")
     c0, t0 = cpu_seconds(server.pid), time.perf_counter()
     time.sleep(seconds)
     stop.set()
@@ -164,7 +165,8 @@ def run(venv: str, out: Path, seconds: float, rounds: int, per_round: int) -> st
     try:
         a.start()
         b.start()
-        assert a.pid is not None
+        if a.pid is None:
+            raise TritonServerError("server A has no process")
         lat = latency(a, rounds, per_round)
         tput = {(m, n): throughput(a, m, n, seconds) for n in (1, 16, 64) for m in ("char_twin", "char_oldest_twin")}
         stubs = sorted(rss_mib(p) for p in _children(a.pid))

@@ -173,7 +173,8 @@ class LocalTriton:
         deadline = time.monotonic() + self.ready_timeout
         paths = ["/v2/health/ready"] + [f"/v2/models/{m}/ready" for m in self.models]
         while time.monotonic() < deadline:
-            assert self.proc is not None
+            if self.proc is None:
+                raise TritonServerError("tritonserver was not started: call start() first")
             if self.proc.poll() is not None:
                 raise TritonServerError(f"tritonserver exited with {self.proc.returncode}:\n{self.log_tail()}")
             if all(self._get(p) == 200 for p in paths):

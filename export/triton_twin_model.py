@@ -86,7 +86,8 @@ class TritonPythonModel:
                 del self.members[corrid]
 
     def _evict_loop(self) -> None:
-        assert self.idle_after is not None
+        if self.idle_after is None:  # started only when the config sets an idle limit
+            raise EdgeRNNError("the twin's eviction loop needs max_sequence_idle_microseconds in its config")
         period = min(max(self.idle_after / 4, 0.01), 1.0)
         while not self.stop.wait(period):
             with self.lock:

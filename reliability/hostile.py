@@ -179,7 +179,8 @@ def _one_child(
         cwd=root,
         preexec_fn=lambda: _limits(address_space),
     )
-    assert proc.stdout is not None and proc.stderr is not None
+    if proc.stdout is None or proc.stderr is None:  # both are PIPE above
+        raise OSError("the child's output pipes were not opened")
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
     current, buf, begun = start, b"", False

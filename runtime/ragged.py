@@ -64,9 +64,8 @@ def step_many(
     cut = engine.window if engine.window is not None else min(chunk, engine.max_chunk)
     windowed = engine.window is not None and not checked
     batches = {id(s._batch): s._batch for s in streams}
-    if len(batches) == 1 and next(iter(batches.values())) is not None:
-        batch = next(iter(batches.values()))
-        assert batch is not None
+    batch = next(iter(batches.values())) if len(batches) == 1 else None
+    if batch is not None:
         with batch._lock:
             for s in streams:
                 batch._member(s)
@@ -97,7 +96,8 @@ def _count(engine: Engine, x: Any) -> int:
 def _with_pending(engine: Engine, streams: Sequence[Stream], xs: list[Any]) -> tuple[list[Any], list[np.ndarray]]:
     """Window streams: pending + new items → whole windows to run, and the new remainders (not yet kept)."""
     window = engine.window
-    assert window is not None
+    if window is None:  # callers take this path for window models only
+        raise StreamError(f"{engine.source}: the spec has no window: step_many without window buffering")
     runs: list[Any] = []
     rests: list[np.ndarray] = []
     for s, x in zip(streams, xs):

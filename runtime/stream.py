@@ -180,15 +180,15 @@ class Stream:
     def _push_window(self, xs: np.ndarray) -> np.ndarray:
         engine = self.engine
         window = engine.window
-        assert window is not None
+        if window is None:  # push takes this path for window models only
+            raise StreamError(f"{engine.source}: the spec has no window to buffer samples into")
         lock = self._lock
         with lock:  # the hot case first: a loose stream holding a slot, nothing pending, one window
             slot = self._slot
             if slot is not None and lock is self._lock and xs.shape[0] == window and not self.pending:
                 return self._advance_slot(slot, xs, window)
         with self._held():
-            pending = self._pending
-            assert pending is not None
+            pending = self._pending if self._pending is not None else xs[:0]  # a window stream always has one
             have = pending.shape[0] + xs.shape[0]
             whole = have - have % window
             if whole == 0:
