@@ -19,7 +19,7 @@ from typing import Any
 
 from edgernn.runtime.dtypes import FROM_ONNX, FROM_ORT, NAMES
 from edgernn.runtime.errors import ModelLoadError, SpecError
-from edgernn.runtime.modelscan import last_int, last_text
+from edgernn.runtime.modelscan import last_text, value_info
 from edgernn.runtime.protowire import BYTES, Field, WireError, iter_fields
 
 Dims = list[Any]  # int sizes, str symbols, None for an unnamed dynamic axis
@@ -64,20 +64,8 @@ def _parse(data: bytes, source: str) -> GraphIO:
 
 
 def _value_info(f: Field, source: str) -> tuple[str, tuple[str, Dims]]:
-    vi = list(iter_fields(f.payload))
-    name = last_text(vi, 1)
-    elem = 0
-    dims: Dims = []
-    for t in (g for g in vi if g.number == 2):
-        for tt in (g for g in iter_fields(t.payload) if g.number == 1 and g.wire == BYTES):
-            tensor_type = list(iter_fields(tt.payload))
-            elem = last_int(tensor_type, 1) or 0
-            for shape in (g for g in tensor_type if g.number == 2):
-                dims = []
-                for dim in (g for g in iter_fields(shape.payload) if g.number == 1):
-                    d = list(iter_fields(dim.payload))
-                    value = last_int(d, 1)
-                    dims.append(value if value is not None else last_text(d, 2, "") or None)
+    name, elem, raw = value_info(f.payload)
+    dims: Dims = [d if d != "" else None for d in raw or []]
     if elem not in FROM_ONNX:
         raise SpecError(f"{source}: tensor {name!r} has ONNX element type {elem}, not one of {sorted(NAMES)}")
     return name, (FROM_ONNX[elem], dims)

@@ -215,6 +215,25 @@ def last_text(fields: list[Field], number: int, default: str = "") -> str:
     return next((text(f) for f in reversed(fields) if f.number == number), default)
 
 
+def value_info(payload: bytes) -> tuple[str, int, list[int | str | None] | None]:
+    """A ValueInfoProto: (name, ONNX element type, dims or None); a dim is its size, its symbol
+    (possibly ""), or None when it has neither."""
+    vi = list(iter_fields(payload))
+    elem, dims = 0, None
+    for t in (g for g in vi if g.number == 2):
+        for tt in (g for g in iter_fields(t.payload) if g.number == 1 and g.wire == BYTES):
+            tensor_type = list(iter_fields(tt.payload))
+            elem = last_int(tensor_type, 1) or 0
+            for shape in (g for g in tensor_type if g.number == 2):
+                dims = []
+                for dim in (g for g in iter_fields(shape.payload) if g.number == 1):
+                    d = list(iter_fields(dim.payload))
+                    value = last_int(d, 1)
+                    symbol = next((text(f) for f in reversed(d) if f.number == 2), None)
+                    dims.append(value if value is not None else symbol)
+    return last_text(vi, 1), elem, dims
+
+
 def graph_io(top: list[Field]) -> dict[str, tuple[int, list[int | str] | None]]:
     """Declared graph inputs and outputs: name → (elem type, dims or None); a dim is an int or a symbol."""
     graph = next(f for f in top if f.number == 7)
@@ -222,18 +241,6 @@ def graph_io(top: list[Field]) -> dict[str, tuple[int, list[int | str] | None]]:
     for f in iter_fields(graph.payload):
         if f.number not in (11, 12):
             continue
-        vi = list(iter_fields(f.payload))
-        name = last_text(vi, 1)
-        elem, dims = 0, None
-        for t in (g for g in vi if g.number == 2):
-            for tt in (g for g in iter_fields(t.payload) if g.number == 1 and g.wire == BYTES):
-                tensor_type = list(iter_fields(tt.payload))
-                elem = last_int(tensor_type, 1) or 0
-                for shape in (g for g in tensor_type if g.number == 2):
-                    dims = []
-                    for dim in (g for g in iter_fields(shape.payload) if g.number == 1):
-                        d = list(iter_fields(dim.payload))
-                        value = last_int(d, 1)
-                        dims.append(value if value is not None else last_text(d, 2, "?"))
-        out[name] = (elem, dims)
+        name, elem, raw = value_info(f.payload)
+        out[name] = (elem, None if raw is None else [d if d is not None else "?" for d in raw])
     return out
