@@ -155,7 +155,8 @@ web/node_modules/onnxruntime-web/dist/ort.wasm.bundle.min.mjs: web/package-lock.
 # JS engine == Python engine in a real headless Chromium (installed from apt when missing).
 web-test: $(STAMP) web
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
-	$(PY) -m pytest -q -s tests/test_web.py
+	$(MAKE) thirdparty THIRDPARTY_FLAGS=--skip-offline
+	$(PY) -m pytest -q -s tests/test_web.py tests/test_web_thirdparty.py
 
 # Latency in the page (1 and 2 wasm threads) beside the Python engine -> BENCHMARKS-web.md.
 web-bench: $(STAMP) web

@@ -18,6 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--ort", type=text(4096), help="onnxruntime-web's dist folder (default: make web's install, $EDGERNN_ORT_DIR)"
     )
     p.add_argument(
+        "--spec", type=text(4096), help="a spec.json for a model without one in its metadata (edgernn spec -o)"
+    )
+    p.add_argument(
         "--port", type=integer(0, 65_535), default=8000, help="serve: the port on 127.0.0.1 (0: any free one)"
     )
 
@@ -39,7 +42,7 @@ def main(args: argparse.Namespace) -> int:
             server.shutdown()
     if len(args.target) != 1:
         raise WebError("usage: edgernn web MODEL.onnx -o DIR")
-    written = build_site(args.target[0], args.out, args.ort)
+    written = build_site(args.target[0], args.out, args.ort, spec=args.spec)
     print("wrote " + ", ".join(str(w) for w in written))
     print(f"next: edgernn web serve {args.out}")
     return 0

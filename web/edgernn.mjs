@@ -1,230 +1,321 @@
-// edgernn's streaming engine for the browser: the same stream spec and snapshot bytes as the
-// Python engine, on onnxruntime-web. Dependency-free apart from onnxruntime-web (passed in).
+// edgernn's streaming engine for the browser: the same stream spec, call semantics and snapshot bytes
+// as the Python engine (runtime/stream.py, general.py, snapshot.py), on onnxruntime-web (passed in).
 //
 //   import * as ort from "./ort.wasm.bundle.min.mjs";
 //   import { Engine } from "./edgernn.mjs";
-//   const engine = await Engine.load("model.onnx", ort);      // the spec comes from the model bytes
+//   const site = await (await fetch("model.json")).json();      // written by `edgernn web`
+//   const engine = await Engine.load("model.onnx", ort, { site });  // or no site: the spec from the bytes
 //   const s = engine.stream();
-//   const logits = await s.step(5);                           // one token (or a Float32Array frame)
-//   const all = await s.push([5, 7, 9]);                      // a chunk: one output row per frame
-//   const blob = await s.snapshot(); await engine.stream().restore(blob);   // Python-compatible bytes
+//   const y = await s.step(5);              // one token, a Float32Array frame, or {name: frame, ...}
+//   const rows = await s.push([5, 7, 9]);   // any number of frames: one output row per frame (per call
+//                                           // for an output without a time axis); window models buffer
+//   const last = await s.flush();           // window models: the pending items, zero-padded
+//   const blob = await s.snapshot(); await engine.stream().restore(blob);   // Python's bytes
 //
-// Errors are typed (InputError, StreamError, SnapshotError, SpecError) and a refused call leaves
-// the stream's state as it was.
+// Any spec the Python engine takes: token or frame inputs, several streamed inputs, several states,
+// constants, a context window (frames of the previous call prepended), a window (items per call,
+// the remainder buffered), batch and time axes anywhere. One stream per call (batch 1).
+// Errors are typed (InputError, StreamError, SnapshotError, SpecError) and a refused call leaves the
+// stream as it was; calls on one stream run one at a time, in order.
 
-export class EdgeError extends Error { constructor(msg) { super(msg); this.name = this.constructor.name; } }
-export class SpecError extends EdgeError {}
-export class InputError extends EdgeError {}
-export class StreamError extends EdgeError {}
-export class SnapshotError extends EdgeError {}
+import { ARRAYS, CONTEXT, EdgeError, InputError, PENDING, SnapshotError, SpecError, StreamError,
+         canonical, decodeSnapshot, encodeSnapshot, readSpec } from "./wire.mjs";
 
-const METADATA_KEY = "edgernn.stream_spec";
-const MAGIC = new TextEncoder().encode("EDGERNN-SNAP");
-const ARRAYS = { float32: Float32Array, float64: Float64Array, int64: BigInt64Array, int32: Int32Array,
-                 int8: Int8Array, uint8: Uint8Array };
+export { EdgeError, InputError, SnapshotError, SpecError, StreamError, canonical, readSpec };
 
-// ---- the spec from the model's bytes: ModelProto field 14 (metadata_props: key 1, value 2) ----
-function varint(buf, pos) {
-  let v = 0n, shift = 0n;
-  for (;;) {
-    if (pos >= buf.length) throw new SpecError("model: truncated protobuf varint");
-    const b = buf[pos++];
-    v |= BigInt(b & 0x7f) << shift;
-    if (!(b & 0x80)) return [v, pos];
-    shift += 7n;
-  }
-}
-
-function fields(buf, start, end) {
-  const out = [];
-  let pos = start;
-  while (pos < end) {
-    let key; [key, pos] = varint(buf, pos);
-    const num = Number(key >> 3n), wire = Number(key & 7n);
-    if (wire === 0) { [, pos] = varint(buf, pos); }
-    else if (wire === 1) pos += 8;
-    else if (wire === 5) pos += 4;
-    else if (wire === 2) {
-      let len; [len, pos] = varint(buf, pos);
-      out.push([num, pos, pos + Number(len)]);
-      pos += Number(len);
-    } else throw new SpecError(`model: protobuf wire type ${wire} is not supported`);
-  }
-  if (pos !== end) throw new SpecError("model: protobuf field runs past its message");
-  return out;
-}
-
-export function readSpec(bytes) {
-  const buf = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
-  const dec = new TextDecoder();
-  for (const [num, a, b] of fields(buf, 0, buf.length)) {
-    if (num !== 14) continue;
-    let key = null, value = null;
-    for (const [n, s, e] of fields(buf, a, b)) {
-      if (n === 1) key = dec.decode(buf.subarray(s, e));
-      if (n === 2) value = dec.decode(buf.subarray(s, e));
-    }
-    if (key === METADATA_KEY) return JSON.parse(value);
-  }
-  throw new SpecError(`model: no '${METADATA_KEY}' in its metadata (export it with edgernn, or write a spec)`);
-}
-
-// ---- shapes ----
-function concrete(shape, batch, time) {
-  return shape.map((d) => (d === "batch" ? batch : d === "time" ? time : d));
-}
 const size = (shape) => shape.reduce((a, b) => a * b, 1);
+const concrete = (shape, time) => shape.map((d) => (d === "batch" ? 1 : d === "time" ? time : d));
 
-function filled(dtype, shape, value) {
+function filled(dtype, n, value) {
   const Arr = ARRAYS[dtype];
   if (!Arr) throw new SpecError(`dtype ${dtype} is not supported in the browser engine`);
-  const arr = new Arr(size(shape));
-  arr.fill(dtype === "int64" ? BigInt(value) : value);
+  const arr = new Arr(n);
+  if (Array.isArray(value)) { const flat = value.flat(Infinity); arr.set(dtype === "int64" ? flat.map(BigInt) : flat); }
+  else arr.fill(dtype === "int64" ? BigInt(value) : Number(value));
   return arr;
 }
 
+// (a, T, b) <-> (T, a, b) for a row-major block: the time axis moved between front and position.
+function moveTime(src, A, T, B, toFront) {
+  if (A === 1 || T === 1) return src;
+  const out = new src.constructor(src.length);
+  for (let a = 0; a < A; a++)
+    for (let t = 0; t < T; t++) {
+      const g = (a * T + t) * B, s = (t * A + a) * B;
+      if (toFront) out.set(src.subarray(g, g + B), s); else out.set(src.subarray(s, s + B), g);
+    }
+  return out;
+}
+
+// A streamed input or an output: where its batch and time axes are, its frame shape.
+function layout(t, what) {
+  const b = t.shape.indexOf("batch"), tx = t.shape.indexOf("time");
+  const rest = t.shape.filter((d) => d !== "batch" && d !== "time");
+  const timePos = tx < 0 ? -1 : t.shape.slice(0, tx).filter((d) => d !== "batch").length;
+  if (what === "input" && !rest.every((d) => Number.isInteger(d)))
+    throw new SpecError(`input '${t.name}': frame axes must be sizes, got [${t.shape}]`);
+  return { name: t.name, dtype: t.dtype, shape: t.shape, batchAxis: b, timeAxis: tx, timePos, frame: rest,
+           frameSize: size(rest.map((d) => (Number.isInteger(d) ? d : 1))), Arr: ARRAYS[t.dtype] };
+}
+
 export class Engine {
-  constructor(session, spec, ort, modelBytes) {
-    this.session = session; this.spec = spec; this.ort = ort; this.bytes = modelBytes;
-    if (spec.inputs.length !== 1) throw new SpecError("the browser engine streams one input tensor");
-    this.input = spec.inputs[0];
-    const rest = this.input.shape.filter((d) => d !== "batch" && d !== "time");
-    this.frameShape = rest;                                   // per-frame shape (empty for tokens)
-    this.tokens = this.input.dtype.startsWith("int");
-    this.vocab = spec.model ? spec.model.input_size : null;
+  constructor(session, spec, ort, options = {}) {
+    this.session = session; this.spec = spec; this.ort = ort; this.identity = options.identity || null;
+    for (const t of [...spec.inputs, ...spec.states, ...spec.outputs, ...(spec.constants || [])])
+      if (!ARRAYS[t.dtype]) throw new SpecError(`tensor '${t.name || t.input}': dtype ${t.dtype} is not supported in the browser engine`);
+    this.inputs = spec.inputs.map((t) => layout(t, "input"));
+    this.outputs = spec.outputs.map((t) => layout(t, "output"));
+    this.input = this.inputs[0];
+    this.multi = this.inputs.length > 1;
+    this.tokens = this.input.frame.length === 0 && !this.input.dtype.startsWith("float");
+    const model = spec.model;
+    this.vocab = model && model.input_kind === "tokens" ? model.input_size : null;
     this.context = spec.context || null;
+    this.contextInput = this.context ? this.inputs.find((t) => t.name === this.context.input) : null;
+    if (this.context && !this.contextInput) throw new SpecError(`context input '${this.context.input}' is not a streamed input`);
+    // items per call: the spec's window, else a time axis the graph fixes above 1 (as the Python engine)
+    const meta = Object.fromEntries((session.inputMetadata || []).map((m) => [m.name, m.shape || []]));
+    const fixed = this.inputs.map((t) => (t.timeAxis >= 0 ? meta[t.name] && meta[t.name][t.timeAxis] : undefined))
+      .find((d) => Number.isInteger(d));
+    this.window = options.window ?? spec.window ?? (fixed > 1 ? fixed : null);
+    if (this.window && this.multi) throw new SpecError("window streaming takes one streamed input");
+    this.maxChunk = this.window ?? (fixed === 1 || this.inputs.some((t) => t.timeAxis < 0) ? 1 : Infinity);
+    this.constants = Object.fromEntries((spec.constants || []).map((c) =>
+      [c.name, new ort.Tensor(c.dtype, filled(c.dtype, size(c.shape), c.value), c.shape)]));
+    this.stateShapes = spec.states.map((s) => concrete(s.shape, 1));
   }
 
+  // ``options``: {site} (model.json from `edgernn web`: spec, snapshot identity, window), or {spec};
+  // {session}: onnxruntime-web session options. Without either, the spec is read from the bytes.
   static async load(url, ort, options = {}) {
-    const bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
-    const spec = options.spec || readSpec(bytes);
+    const res = await fetch(url);
+    if (!res.ok) throw new EdgeError(`${url}: HTTP ${res.status}`);
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    const site = options.site || {};
+    const spec = options.spec || site.spec || readSpec(bytes);
     const session = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"], ...options.session });
-    return new Engine(session, spec, ort, bytes);
+    return new Engine(session, spec, ort, { identity: site.snapshot, window: (site.engine || {}).window });
   }
 
   stream() { return new Stream(this); }
 
-  // One frame or token → a typed array of the input's dtype; InputError names what is wrong.
-  frame(x, where) {
-    if (this.tokens) {
-      const n = typeof x === "bigint" ? Number(x) : x;
-      if (!Number.isInteger(n)) throw new InputError(`${where}: input '${this.input.name}' takes integer token ids, got ${x}`);
-      if (this.vocab !== null && (n < 0 || n >= this.vocab))
-        throw new InputError(`${where}: token ${n} is outside the vocabulary of input '${this.input.name}' (0..${this.vocab - 1})`);
-      return [BigInt(n)];
+  // Frames of one streamed input → {data: typed array (n * frame size), n}; InputError names what is wrong.
+  frames(t, xs, where, first) {
+    const F = t.frameSize, tokens = !t.dtype.startsWith("float");
+    let flat;
+    if (ArrayBuffer.isView(xs)) flat = xs;
+    else if (Array.isArray(xs)) flat = F === 1 && xs.every((v) => typeof v === "number" || typeof v === "bigint") ? xs
+      : xs.flatMap((f, i) => {
+        const v = ArrayBuffer.isView(f) ? Array.from(f) : Array.isArray(f) ? f.flat(Infinity) : [f];
+        if (v.length !== F) throw new InputError(`${where}: input '${t.name}' frame ${i} has ${v.length} values, expected ${F} (frame shape [${t.frame}])`);
+        return v;
+      });
+    else throw new InputError(`${where}: input '${t.name}' takes an array of frames, got ${typeof xs}`);
+    if (flat.length % F) throw new InputError(`${where}: input '${t.name}' got ${flat.length} values, not a whole number of frames of ${F}`);
+    const out = new t.Arr(flat.length);
+    const vocab = first && this.vocab !== null ? this.vocab : null;
+    for (let i = 0; i < flat.length; i++) {
+      const v = flat[i];
+      if (tokens) {
+        const n = typeof v === "bigint" ? v : Number.isSafeInteger(v) ? BigInt(v) : null;
+        if (n === null) throw new InputError(`${where}: input '${t.name}' takes integer token ids, got ${v}`);
+        if (vocab !== null && (n < 0n || n >= BigInt(vocab)))
+          throw new InputError(`${where}: token ${n} is outside the vocabulary of input '${t.name}' (0..${vocab - 1})`);
+        out[i] = t.dtype === "int64" ? n : Number(n);
+      } else {
+        const x = Number(v);
+        if (!Number.isFinite(x)) throw new InputError(`${where}: input '${t.name}' holds ${v} (NaN, Inf or not a number)`);
+        out[i] = x;
+      }
     }
-    const want = size(this.frameShape);
-    if (!x || x.length !== want)
-      throw new InputError(`${where}: input '${this.input.name}' takes frames of ${want} values (shape [${this.frameShape}]), got ${x && x.length}`);
-    for (const v of x) if (!Number.isFinite(v)) throw new InputError(`${where}: input '${this.input.name}' holds ${v}`);
-    return Array.from(x);
+    return { data: out, n: flat.length / F };
+  }
+
+  // Frames of every streamed input (a dict for several), the same count each.
+  many(xs, where) {
+    if (!this.multi) return { [this.input.name]: this.frames(this.input, xs, where, true) };
+    if (!xs || typeof xs !== "object" || ArrayBuffer.isView(xs) || Array.isArray(xs))
+      throw new InputError(`${where}: this model has several streamed inputs [${this.inputs.map((t) => t.name)}]: feed {name: frames}`);
+    const names = Object.keys(xs).sort(), want = this.inputs.map((t) => t.name).sort();
+    if (JSON.stringify(names) !== JSON.stringify(want)) throw new InputError(`${where}: streamed inputs are [${want}], got [${names}]`);
+    const out = Object.fromEntries(this.inputs.map((t, i) => [t.name, this.frames(t, xs[t.name], where, i === 0)]));
+    const counts = new Set(Object.values(out).map((v) => v.n));
+    if (counts.size > 1) throw new InputError(`${where}: streamed inputs must have the same number of frames, got ${JSON.stringify(Object.fromEntries(Object.entries(out).map(([k, v]) => [k, v.n])))}`);
+    return out;
+  }
+
+  one(x, where) {
+    if (!this.multi) return this.many([x], where);
+    if (!x || typeof x !== "object") throw new InputError(`${where}: this model has several streamed inputs: feed {name: frame}`);
+    return this.many(Object.fromEntries(Object.entries(x).map(([k, v]) => [k, [v]])), where);
+  }
+
+  // One session.run (pure): frames in stream layout → first-output rows, every output, new states and context.
+  async call(states, ctx, xs, t0, n, where) {
+    const ort = this.ort, feeds = { ...this.constants };
+    let newCtx = ctx;
+    for (const t of this.inputs) {
+      let data = xs[t.name].data.subarray(t0 * t.frameSize, (t0 + n) * t.frameSize), T = n;
+      if (t === this.contextInput) {
+        const K = this.context.frames, joined = new t.Arr(ctx.length + data.length);
+        joined.set(ctx); joined.set(data, ctx.length);
+        data = joined; T = K + n;
+        newCtx = joined.slice(joined.length - K * t.frameSize);
+      }
+      if (t.timeAxis < 0 && T !== 1) throw new InputError(`${where}: input '${t.name}' has no time axis: one frame per call`);
+      const A = size(t.frame.slice(0, Math.max(t.timePos, 0)));
+      feeds[t.name] = new ort.Tensor(t.dtype, moveTime(data, A, T, t.frameSize / A, false), concrete(t.shape, T));
+    }
+    this.spec.states.forEach((s, i) => { feeds[s.input] = new ort.Tensor(s.dtype, states[i], this.stateShapes[i]); });
+    let out;
+    try { out = await this.session.run(feeds); }
+    catch (err) { throw new EdgeError(`${where}: onnxruntime failed: ${err.message || err}`); }
+    const newStates = this.spec.states.map((s, i) => {
+      const y = out[s.output];
+      if (!y || y.data.length !== states[i].length) throw new SpecError(`state '${s.output}': the graph returned [${y && y.dims}], the spec says [${this.stateShapes[i]}]`);
+      return y.data;
+    });
+    const outs = this.outputs.map((o) => this.rows(o, out[o.name]));
+    return { outs, states: newStates, ctx: newCtx };
+  }
+
+  // An output in graph layout (batch 1) → rows along its time axis, or one row without one.
+  rows(o, y) {
+    const dims = Array.from(y.dims);
+    if (o.batchAxis >= 0 && dims[o.batchAxis] !== 1) throw new SpecError(`output '${o.name}': batch axis ${o.batchAxis} has size ${dims[o.batchAxis]}, expected 1`);
+    if (o.timeAxis < 0) return [y.data];
+    const rest = dims.filter((_, i) => i !== o.batchAxis), T = dims[o.timeAxis];
+    const A = size(rest.slice(0, o.timePos)), B = size(rest.slice(o.timePos + 1));
+    const front = moveTime(y.data, A, T, B, true);
+    return Array.from({ length: T }, (_, t) => front.subarray(t * A * B, (t + 1) * A * B));
   }
 }
 
 export class Stream {
   constructor(engine) {
-    this.engine = engine; this.closed = false; this.busy = false;
-    this.reset();
+    this.engine = engine; this.closed = false; this.running = 0; this.tail = Promise.resolve();
+    this.lastOutputs = {};
+    this.init();
   }
 
-  reset() {
-    this.check("reset");
-    this.state = this.engine.spec.states.map((s) => filled(s.dtype, concrete(s.shape, 1, 1), s.init ?? 0));
+  init() {
+    const e = this.engine, spec = e.spec;
+    this.state = spec.states.map((s, i) => filled(s.dtype, size(e.stateShapes[i]), s.init ?? 0));
+    this.ctx = e.context ? new e.contextInput.Arr(e.context.frames * e.contextInput.frameSize) : null;
+    this.pendingData = e.window ? new e.input.Arr(0) : null;
   }
 
-  check(where) {
-    if (this.closed) throw new StreamError(`${where}: the stream is closed`);
-    if (this.busy) throw new StreamError(`${where}: the stream is running another call`);
+  get pending() { return this.pendingData ? this.pendingData.length / this.engine.input.frameSize : 0; }
+
+  check(where) { if (this.closed) throw new StreamError(`${where}: the stream is closed; create a new one with engine.stream()`); }
+
+  // Calls on one stream run one at a time, in the order made (as the Python stream's lock).
+  serial(where, fn) {
+    this.check(where);
+    this.running++;
+    const p = this.tail.then(() => { this.check(where); return fn(); });
+    this.tail = p.then(() => { this.running--; }, () => { this.running--; });
+    return p;
   }
+
+  idle(where) {
+    this.check(where);
+    if (this.running) throw new StreamError(`${where}: the stream has calls in flight; await them first`);
+  }
+
+  reset() { this.idle("reset"); this.init(); this.lastOutputs = {}; }
 
   close() { this.closed = true; }
 
-  async step(x) { return (await this.run([this.engine.frame(x, "step")], "step"))[0]; }
-
-  async push(frames) {
-    if (!frames || frames.length === 0) throw new InputError("push: no frames");
-    const rows = Array.from(frames, (x, i) => this.engine.frame(x, `push frame ${i}`));
-    return this.run(rows, "push");
+  fork() {
+    this.idle("fork");
+    const s = new Stream(this.engine);
+    s.state = this.state.map((a) => a.slice());
+    s.ctx = this.ctx && this.ctx.slice();
+    s.pendingData = this.pendingData && this.pendingData.slice();
+    return s;
   }
 
-  async run(rows, where) {
-    this.check(where);
-    const e = this.engine, ort = e.ort, spec = e.spec, T = rows.length;
-    const feeds = {};
-    const shape = concrete(e.input.shape, 1, T);
-    const Arr = ARRAYS[e.input.dtype];
-    feeds[e.input.name] = new ort.Tensor(e.input.dtype, Arr.from(rows.flat()), shape);
-    spec.states.forEach((s, i) => { feeds[s.input] = new ort.Tensor(s.dtype, this.state[i].slice(), concrete(s.shape, 1, 1)); });
-    for (const c of spec.constants || []) feeds[c.name] = new ort.Tensor(c.dtype, filled(c.dtype, c.shape, c.value), c.shape);
-    this.busy = true;
-    let out;
-    try { out = await e.session.run(feeds); }
-    catch (err) { throw new EdgeError(`${where}: onnxruntime failed: ${err.message || err}`); }
-    finally { this.busy = false; }
-    this.state = spec.states.map((s) => out[s.output].data.slice());   // only after a whole run
-    const y = out[spec.outputs[0].name], per = y.data.length / T;
-    return Array.from({ length: T }, (_, t) => y.data.slice(t * per, (t + 1) * per));
+  // One frame (a window model: one whole window of items, nothing pending) → its first output.
+  step(x) {
+    const e = this.engine;
+    if (e.window) {
+      return this.serial("step", async () => {
+        const xs = e.many(x, "step");
+        if (xs[e.input.name].n !== e.window)
+          throw new InputError(`step: input '${e.input.name}' takes one window of ${e.window} items, got ${xs[e.input.name].n}; push(items) takes any number`);
+        if (this.pending) throw new InputError(`step: ${this.pending} items are pending from push(); keep feeding with push() or flush() first`);
+        return (await this.advance(xs, e.window, e.window, "step"))[0];
+      });
+    }
+    return this.serial("step", async () => (await this.advance(e.one(x, "step"), 1, 1, "step"))[0]);
   }
 
-  fork() { this.check("fork"); const s = new Stream(this.engine); s.state = this.state.map((a) => a.slice()); return s; }
-
-  // ---- snapshots: the Python engine's bytes (magic, u32 format, u32 header length, JSON header,
-  // little-endian payload, sha256 of all before it). The identity fields of the header come from
-  // the site's model.json (written by `edgernn web` from a Python snapshot of the same model). ----
-  async snapshot(identity) {
-    this.check("snapshot");
-    const id = identity || this.engine.identity;
-    if (!id) throw new SnapshotError("snapshot: this engine has no snapshot identity (load model.json from edgernn web)");
-    const spec = this.engine.spec;
-    const header = { ...id.header, tensors: spec.states.map((s) => ({ name: s.input, dtype: s.dtype, shape: concrete(s.shape, 1, 1) })) };
-    const head = new TextEncoder().encode(canonical(header));
-    const payload = this.state.map((a) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
-    const n = MAGIC.length + 8 + head.length + payload.reduce((k, p) => k + p.length, 0);
-    const blob = new Uint8Array(n + 32);
-    blob.set(MAGIC, 0);
-    const dv = new DataView(blob.buffer);
-    dv.setUint32(MAGIC.length, id.format, true); dv.setUint32(MAGIC.length + 4, head.length, true);
-    let pos = MAGIC.length + 8; blob.set(head, pos); pos += head.length;
-    for (const p of payload) { blob.set(p, pos); pos += p.length; }
-    blob.set(new Uint8Array(await crypto.subtle.digest("SHA-256", blob.subarray(0, n))), n);
-    return blob;
-  }
-
-  async restore(blob, identity) {
-    this.check("restore");
-    const id = identity || this.engine.identity;
-    const data = blob instanceof Uint8Array ? blob : new Uint8Array(blob);
-    const fixed = MAGIC.length + 8;
-    if (data.length < fixed + 32 || !MAGIC.every((b, i) => data[i] === b)) throw new SnapshotError("not an edgernn snapshot (bad magic or too short)");
-    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", data.subarray(0, data.length - 32)));
-    if (!digest.every((b, i) => b === data[data.length - 32 + i])) throw new SnapshotError("snapshot is corrupted or truncated (checksum mismatch)");
-    const dv = new DataView(data.buffer, data.byteOffset);
-    const fmt = dv.getUint32(MAGIC.length, true), len = dv.getUint32(MAGIC.length + 4, true);
-    if (id && fmt !== id.format) throw new SnapshotError(`snapshot format ${fmt}, this page reads ${id.format}`);
-    let header;
-    try { header = JSON.parse(new TextDecoder().decode(data.subarray(fixed, fixed + len))); }
-    catch { throw new SnapshotError("snapshot header is not valid JSON"); }
-    for (const [k, v] of Object.entries((id && id.header) || {}))
-      if (JSON.stringify(header[k]) !== JSON.stringify(v)) throw new SnapshotError(`snapshot ${k} ${JSON.stringify(header[k])} does not match this model's`);
-    const spec = this.engine.spec;
-    const tensors = header.tensors || [];
-    let pos = fixed + len;
-    const state = spec.states.map((s, i) => {
-      const t = tensors[i], shape = concrete(s.shape, 1, 1);
-      if (!t || t.name !== s.input || t.dtype !== s.dtype || JSON.stringify(t.shape) !== JSON.stringify(shape))
-        throw new SnapshotError(`snapshot tensor ${i} is ${JSON.stringify(t)}, this model's state '${s.input}' is ${s.dtype} [${shape}]`);
-      const Arr = ARRAYS[s.dtype], bytes = size(shape) * Arr.BYTES_PER_ELEMENT;
-      const a = new Arr(data.slice(pos, pos + bytes).buffer); pos += bytes;
-      return a;
+  // Any number of frames in calls of at most ``chunk`` (a window model: whole windows, the rest waits).
+  push(frames, chunk = 64) {
+    const e = this.engine;
+    if (!Number.isInteger(chunk) || chunk < 1) throw new InputError(`push: chunk must be an integer >= 1, got ${chunk}`);
+    return this.serial("push", async () => {
+      const xs = e.many(frames, "push");
+      const n = xs[e.input.name].n;
+      if (!e.window) return n ? this.advance(xs, n, Math.min(chunk, e.maxChunk), "push") : [];
+      const F = e.input.frameSize, have = this.pending + n, whole = have - (have % e.window);
+      const joined = new e.input.Arr(have * F);
+      joined.set(this.pendingData); joined.set(xs[e.input.name].data, this.pendingData.length);
+      const out = whole ? await this.advance({ [e.input.name]: { data: joined, n: whole } }, whole, e.window, "push") : [];
+      this.pendingData = joined.slice(whole * F);   // only after the calls ran
+      return out;
     });
-    if (pos !== data.length - 32) throw new SnapshotError("snapshot payload does not match its header");
-    this.state = state;
   }
-}
 
-// JSON with sorted keys and Python's separators (", " and ": "), as json.dumps(sort_keys=True) writes.
-export function canonical(v) {
-  if (Array.isArray(v)) return "[" + v.map(canonical).join(", ") + "]";
-  if (v && typeof v === "object") return "{" + Object.keys(v).sort().map((k) => JSON.stringify(k) + ": " + canonical(v[k])).join(", ") + "}";
-  return JSON.stringify(v);
+  // Window models: the pending items as one last window, zero-padded; nothing pending → [].
+  flush() {
+    const e = this.engine;
+    return this.serial("flush", async () => {
+      if (!e.window || !this.pending) return [];
+      const padded = new e.input.Arr(e.window * e.input.frameSize);
+      padded.set(this.pendingData);
+      const out = await this.advance({ [e.input.name]: { data: padded, n: e.window } }, e.window, e.window, "flush");
+      this.pendingData = new e.input.Arr(0);
+      return out;
+    });
+  }
+
+  // ``n`` frames through calls of ``chunk``; the state, context and outputs change only when all ran.
+  async advance(xs, n, chunk, where) {
+    const e = this.engine;
+    let states = this.state, ctx = this.ctx, last = null;
+    const rows = [];
+    for (let t0 = 0; t0 < n; t0 += chunk) {
+      const k = Math.min(chunk, n - t0);
+      const r = await e.call(states, ctx, xs, t0, k, where);
+      states = r.states; ctx = r.ctx; last = r.outs;
+      rows.push(...r.outs[0]);
+    }
+    this.state = states; this.ctx = ctx;
+    this.lastOutputs = Object.fromEntries(e.outputs.map((o, i) => [o.name, last[i][last[i].length - 1]]));
+    return rows;
+  }
+
+  tensors() {
+    const e = this.engine, out = e.spec.states.map((s, i) => ({ name: s.input, dtype: s.dtype, shape: e.stateShapes[i], data: this.state[i] }));
+    if (e.context) out.push({ name: CONTEXT, dtype: e.contextInput.dtype, shape: [1, e.context.frames, ...e.contextInput.frame], data: this.ctx });
+    if (e.window) out.push({ name: PENDING, dtype: e.input.dtype, shape: [this.pending, ...e.input.frame], data: this.pendingData, rows: e.window });
+    return out;
+  }
+
+  // The state, context window and pending items as the Python engine's snapshot bytes (format 2).
+  snapshot() { return this.serial("snapshot", () => encodeSnapshot(this.engine.identity, this.tensors())); }
+
+  restore(blob) {
+    return this.serial("restore", async () => {
+      const e = this.engine;
+      if (!e.identity) throw new SnapshotError("restore: this engine has no snapshot identity (load the site's model.json)");
+      const got = await decodeSnapshot(e.identity, blob, this.tensors());
+      this.state = got.slice(0, e.spec.states.length);
+      if (e.context) this.ctx = got[e.spec.states.length];
+      if (e.window) this.pendingData = got[got.length - 1];
+      this.lastOutputs = {};
+    });
+  }
 }

@@ -22,10 +22,13 @@ from pathlib import Path
 
 from edgernn.runtime import Engine
 from edgernn.runtime.errors import EdgeRNNError
+from edgernn.runtime.spec import StreamSpec
+from edgernn.runtime.specfile import read_spec
 
 HERE = Path(__file__).resolve().parent
 ORT_FILES = ("ort.wasm.bundle.min.mjs", "ort-wasm-simd-threaded.wasm")
 PAGES = ("parity.html", "langid.html")
+MODULES = ("edgernn.mjs", "wire.mjs")
 ORT_VERSION = "1.30.0"
 
 
@@ -53,19 +56,31 @@ def snapshot_identity(engine: Engine) -> dict:
     return {"format": fmt, "header": header}
 
 
-def build_site(model: str | os.PathLike[str], out: str | os.PathLike[str], ort: str | None = None) -> list[Path]:
-    """Write the site for ``model`` into ``out``; the files written."""
-    engine = Engine.load(model)
-    if len(engine.spec.inputs) != 1:
-        raise WebError(f"{model}: the browser engine streams models with one streamed input")
+def build_site(
+    model: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    ort: str | None = None,
+    spec: StreamSpec | str | os.PathLike[str] | None = None,
+) -> list[Path]:
+    """Write the site for ``model`` into ``out``; the files written.
+
+    ``spec``: a StreamSpec or a spec.json (``edgernn spec -o``) for a model without one in its metadata.
+    """
+    if spec is not None and not isinstance(spec, StreamSpec):
+        spec = read_spec(spec)
+    engine = Engine.load(model, spec=spec)
     src = ort_dir(ort)
     dest = Path(out)
     dest.mkdir(parents=True, exist_ok=True)
     written = [Path(shutil.copyfile(model, dest / "model.onnx"))]
-    site = {"spec": json.loads(engine.spec.to_json()), "snapshot": snapshot_identity(engine)}
+    site = {
+        "spec": json.loads(engine.spec.to_json()),
+        "snapshot": snapshot_identity(engine),
+        "engine": {"window": engine.window},  # a window the graph fixes (the spec's, else its time axis)
+    }
     (dest / "model.json").write_text(json.dumps(site))
     written.append(dest / "model.json")
-    for name in ("edgernn.mjs", *PAGES):
+    for name in (*MODULES, *PAGES):
         written.append(Path(shutil.copyfile(HERE / name, dest / name)))
     for name in ORT_FILES:
         written.append(Path(shutil.copyfile(src / name, dest / name)))

@@ -1,0 +1,90 @@
+"""One parity case, run the same way by parity.html (the JS engine) and by the Python engine.
+
+A case is a run of items (tokens, frames or samples) of the model's streamed input and:
+
+* a step phase: ``steps`` calls of ``step`` on ``step_items`` items each (1, or the window);
+* a push phase: ``push`` calls of the given sizes from item 0 (``chunk`` frames per call inside),
+  then ``flush()`` for a window model; the page snapshots after push call ``snapshot_after``;
+* a restore phase: a snapshot Python took (``python_snapshot``) restored in the page, then
+  pushes of ``after_pushes`` from item ``after_start`` (and a flush);
+* a bad step (``bad``: a token id, or "nan" for a frame of NaN) that must fail typed, state kept.
+
+``write_case`` puts ``inputs.json`` and ``inputs.bin`` (the items, little-endian) into the site;
+``python_run`` runs the same phases on a Python stream; ``read_result`` decodes the page's answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgernn.runtime import Engine, Stream
+
+
+@dataclass
+class Case:
+    items: np.ndarray  # (n, *frame) of the input's dtype
+    steps: int
+    step_items: int
+    pushes: list[int]
+    chunk: int = 64
+    snapshot_after: int = 1  # push calls before the page's snapshot
+    after_start: int = 0
+    after_pushes: list[int] = field(default_factory=list)
+    bad: Any = "nan"
+    python_snapshot: bytes = b""
+
+    def meta(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("items")
+        d["python_snapshot"] = base64.b64encode(self.python_snapshot).decode()
+        d["dtype"] = str(self.items.dtype)
+        d["n"] = int(self.items.shape[0])
+        return d
+
+
+def flat_rows(rows: Any) -> np.ndarray:
+    return np.concatenate([np.asarray(r, dtype=np.float32).ravel() for r in rows]) if len(rows) else np.zeros(0)
+
+
+def pushes(stream: Stream, items: np.ndarray, start: int, sizes: list[int], chunk: int) -> list[np.ndarray]:
+    """Push ``sizes`` items from ``start`` (and flush a window model); the rows returned, one per frame / call."""
+    rows: list[np.ndarray] = []
+    at = start
+    for size in sizes:
+        rows.extend(stream.push(items[at : at + size], chunk=chunk))
+        at += size
+    if stream.engine.window is not None:
+        rows.extend(stream.flush())
+    return rows
+
+
+def python_run(engine: Engine, case: Case) -> dict[str, Any]:
+    """The case's phases on Python streams: stepped and pushed rows, the snapshot the page should restore."""
+    xs, k = case.items, case.step_items
+    s = engine.stream()
+    stepped = [s.step(xs[i * k : (i + 1) * k] if k > 1 else xs[i]) for i in range(case.steps)]
+    p = engine.stream()
+    pushed = pushes(p, xs, 0, case.pushes, case.chunk)
+    return {"stepped": flat_rows(stepped), "pushed": flat_rows(pushed)}
+
+
+def write_case(root: Path, case: Case) -> None:
+    (root / "inputs.json").write_text(json.dumps(case.meta()))
+    items = np.ascontiguousarray(case.items, dtype=case.items.dtype.newbyteorder("<"))
+    (root / "inputs.bin").write_bytes(items.tobytes())
+
+
+def read_result(text: str) -> dict[str, Any]:
+    got = json.loads(text)
+    if "error" in got:
+        raise AssertionError(f"the page failed: {got['error']}")
+    for key in ("stepped", "pushed", "fromPython"):
+        got[key] = np.frombuffer(base64.b64decode(got[key]), dtype="<f4")
+    got["snapshot"] = base64.b64decode(got["snapshot"])
+    return got
