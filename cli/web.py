@@ -34,7 +34,7 @@ def main(args: argparse.Namespace) -> int:
         if not 0 <= args.port <= 65535:
             raise WebError(f"--port must be 0..65535, got {args.port}")
         server = serve(args.target[1], args.port)
-        print(f"serving {args.target[1]} on http://127.0.0.1:{server.server_address[1]}/langid.html (Ctrl-C stops)")
+        print(f"serving {args.target[1]} on http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C stops)", flush=True)
         try:
             while True:
                 time.sleep(3600)

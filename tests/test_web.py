@@ -54,3 +54,66 @@ def test_the_langid_page_answers_as_the_python_app(tmp_path: Path) -> None:
         site.close()
     print(f"langid page: {title!r}; Python app: {top[0]}")
     assert title == f"top: {top[0][0]}"
+
+
+def _python_keyboard(prefix: str, n_more: int) -> dict:
+    """What the Python keyboard app says after each key of ``prefix``, and its greedy continuation."""
+    from edgernn.runtime.apps import load_app
+    from edgernn.runtime.apps.suggest import Keyboard
+
+    kb = Keyboard(load_app("textgen"))
+    tops = []
+    for ch in prefix:
+        kb.type(ch)
+        assert kb._logp is not None
+        tops.append(kb.vocab[int(np.argmax(kb._logp))])
+    words, nxt = kb.suggest(3)
+    s, logits = kb.stream.fork(), kb._logp
+    more, gaps = "", []
+    for _ in range(n_more):
+        top2 = np.sort(logits)[-2:]
+        gaps.append(float(top2[1] - top2[0]))
+        c = int(np.argmax(logits))
+        more += kb.vocab[c]
+        logits = s.step(c)
+    return {"tops": tops, "words": [w.word for w in words], "next": [w.word for w in nxt], "more": more, "gaps": gaps}
+
+
+def test_the_textgen_page_suggests_as_the_python_keyboard(textgen_site: Site) -> None:
+    """Typed key by key (DevTools Input.insertText): after every key the page's top next character is
+    the Python app's; then its word completions, next words and greedy continuation are the app's; a
+    character the model lacks shows the typed error and keeps the suggestions."""
+    import json
+
+    from webpage import page
+
+    prefix = "And God sa"
+    want = _python_keyboard(prefix, 60)
+    seen: list[dict] = []
+
+    def type_keys(b, session: str) -> None:  # type: ignore[no-untyped-def]
+        b.wait(session, "document.title === 'loaded'")
+        b.eval(session, "document.getElementById('text').focus()")
+        for i, ch in enumerate(prefix):
+            b.send("Input.insertText", {"text": ch}, session)
+            b.wait(session, f"document.body.dataset.ready === {json.dumps(prefix[: i + 1])}")
+            seen.append(json.loads(b.eval(session, "document.body.dataset.result")))
+        b.send("Input.insertText", {"text": "#"}, session)
+
+    text = page(textgen_site.url("textgen.html"), "document.title === 'error: InputError'",
+                "JSON.stringify([document.body.dataset.result, document.getElementById('err').textContent])",
+                "textgen.png", actions=type_keys)  # fmt: skip
+    last, err = json.loads(text)
+    got = json.loads(last)
+    tops = [r["chars"][0]["char"] for r in seen]
+    print(f"textgen page after {prefix!r}: next chars {tops}; completions {[w['word'] for w in got['words']]}, "
+          f"then {[w['word'] for w in got['next']]}; continuation {got['more']!r}; Python: {want['words']}, "
+          f"{want['next']}, {want['more']!r}; '#' -> {err}")  # fmt: skip
+    assert [r["text"] for r in seen] == [prefix[: i + 1] for i in range(len(prefix))]
+    assert tops == want["tops"]
+    assert [w["word"] for w in got["words"]] == want["words"] and want["words"][0] == "said"
+    assert [w["word"] for w in got["next"]] == want["next"]
+    # greedy text may part only where Python's top two logits (nearly) tie
+    j = next((i for i, (a, b) in enumerate(zip(got["more"], want["more"])) if a != b), len(want["more"]))
+    assert j == len(want["more"]) or want["gaps"][j] < 1e-4, (j, got["more"], want["more"])
+    assert got["text"] == prefix and err.startswith('InputError: typed text: characters ["#"]'), err

@@ -31,6 +31,14 @@ def _site(key: str, tmp: Path) -> tuple[Engine, Site]:
     return Engine.load(site.root / "model.onnx", spec=spec), site
 
 
+def _stream_page(site: Site, key: str) -> str:
+    """The site's generic page streams 40 calls of noise; what it reports (a screenshot for review)."""
+    from webpage import page
+
+    return str(page(site.url("stream.html?calls=40"), "['done', 'error'].includes(document.title)",
+                    "document.body.innerText", f"stream-{key}.png"))  # fmt: skip
+
+
 def _sizes(rng: np.random.Generator, total: int, low: int, high: int) -> list[int]:
     out: list[int] = []
     while sum(out) < total:
@@ -51,12 +59,14 @@ def test_silero_vad_context_window_and_buffered_windows(tmp_path: Path) -> None:
         case = Case(items, steps=STEPS, step_items=512, pushes=_sizes(rng, n, 1, 3000), snapshot_after=37,
                     after_start=5000, after_pushes=[700] * 20)  # fmt: skip
         got = check_case(engine, site, case, "silero_vad")
+        shown = _stream_page(site, "silero_vad")
     finally:
         site.close()
     assert got["window"] == 512
     assert got["badInput"].startswith("InputError: step: input 'input' holds NaN"), got["badInput"]
     probs = got["stepped"]
     assert probs.max() - probs.min() > 0.1, "the test signal should move the speech probability"
+    assert "40 calls of 512 item(s)" in shown and "40 output rows of 1 values" in shown, shown
 
 
 @pytest.mark.parametrize("key,shape,pushes", [("gtcrn", (257, 1, 2), [100, 200, 200]),
@@ -70,7 +80,9 @@ def test_several_states_stream_like_python(tmp_path: Path, key: str, shape: tupl
         case = Case(items, steps=STEPS, step_items=1, pushes=pushes, chunk=64, snapshot_after=1,
                     after_start=50, after_pushes=[30, 40])  # fmt: skip
         got = check_case(engine, site, case, key)
+        shown = _stream_page(site, key)
     finally:
         site.close()
     assert len(engine.spec.states) >= 3
+    assert "40 calls of 1 item(s)" in shown and "40 output rows" in shown, shown
     assert got["badInput"].startswith(f"InputError: step: input '{engine.input.name}' holds NaN"), got["badInput"]

@@ -12,6 +12,7 @@ onnxruntime-web's two files are copied from a local npm install (``make web``).
 from __future__ import annotations
 
 import functools
+import html
 import http.server
 import json
 import os
@@ -27,8 +28,9 @@ from edgernn.runtime.specfile import read_spec
 
 HERE = Path(__file__).resolve().parent
 ORT_FILES = ("ort.wasm.bundle.min.mjs", "ort-wasm-simd-threaded.wasm")
-PAGES = ("parity.html", "langid.html")
-MODULES = ("edgernn.mjs", "wire.mjs")
+PAGES = ("stream.html", "parity.html")  # every site; plus the app page of the model's task:
+APP_PAGES = {"langid": "langid.html", "textgen": "textgen.html"}
+MODULES = ("edgernn.mjs", "wire.mjs", "suggest.mjs")
 ORT_VERSION = "1.30.0"
 
 
@@ -80,11 +82,22 @@ def build_site(
     }
     (dest / "model.json").write_text(json.dumps(site))
     written.append(dest / "model.json")
-    for name in (*MODULES, *PAGES):
+    app = APP_PAGES.get(str(engine.spec.task.get("name")))
+    pages = (*PAGES, app) if app else PAGES
+    for name in (*MODULES, *pages):
         written.append(Path(shutil.copyfile(HERE / name, dest / name)))
+    (dest / "index.html").write_text(index_page(Path(model).name, [app, "stream.html"] if app else ["stream.html"]))
+    written.append(dest / "index.html")
     for name in ORT_FILES:
         written.append(Path(shutil.copyfile(src / name, dest / name)))
     return written
+
+
+def index_page(model: str, pages: list[str]) -> str:
+    """The site's front page: links to its pages, the app first."""
+    links = "".join(f'<li><a href="{p}">{p.removesuffix(".html")}</a></li>' for p in pages)
+    return (f'<!doctype html><meta charset="utf-8"><title>edgernn: {html.escape(model)}</title>'
+            f"<h1>{html.escape(model)} in the browser</h1><ul>{links}</ul>\n")  # fmt: skip
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
