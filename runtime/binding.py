@@ -140,7 +140,8 @@ class Binding:
     """
 
     __slots__ = (
-        "batch", "time", "xs", "xv", "ys", "yv", "x0", "y0", "lane0", "out0", "io", "raw_io", "nbytes", "__weakref__"
+        "batch", "time", "xs", "xv", "ys", "yv", "x0", "y0", "lane0", "out0", "rows", "head", "body", "tail", "io",
+        "raw_io", "nbytes", "__weakref__",
     )
 
     def __init__(
@@ -170,6 +171,16 @@ class Binding:
         # Lane 0's views (a single stream's call): ``(K + T, *frame)`` per input, the first output's rows.
         self.lane0 = [v[0] for v in self.xv]
         self.out0 = self.yv[0][0] if on_host else None
+        # The first output of lane 0 as rows, ``(T, ...)`` (one row for an output without a time axis).
+        self.rows: Any = None if y is None else (y[0] if spec.outputs[0].time_axis is not None else y[0][None])
+        # Lane 0's first input split at the context window: ``[head | body]``, the next call's head is ``tail``.
+        # Views made once: a slice costs ~1 µs between two onnxruntime calls (the interpreter's caches are cold).
+        self.head: Any = None
+        self.body: Any = None
+        self.tail: Any = None
+        if on_host and k:
+            lane = self.lane0[0]
+            self.head, self.body, self.tail = lane[:k], lane[k:], lane[time:]
         self.nbytes = sum(int(b.nbytes) for b in (*self.xs, *self.ys) if isinstance(b, np.ndarray))
         self.raw_io: list[ort.IOBinding] = []
         for parity in (0, 1):
@@ -212,11 +223,16 @@ class BindingCache:
         self.max_bytes = max_bytes
         self.items: OrderedDict[int, Binding] = OrderedDict()
         self.bytes = 0
+        self.last: Binding | None = None  # the most recently used kept binding (a repeated length skips the LRU)
 
     def get(self, time: int) -> Binding:
+        last = self.last
+        if last is not None and last.time == time:
+            return last
         b = self.items.get(time)
         if b is not None:
             self.items.move_to_end(time)
+            self.last = b
             return b
         b = self.build(time)
         if b.nbytes > self.max_bytes:
@@ -226,8 +242,10 @@ class BindingCache:
         while len(self.items) > self.max_count or self.bytes > self.max_bytes:
             _, old = self.items.popitem(last=False)
             self.bytes -= old.nbytes
+        self.last = b if time in self.items else None
         return b
 
     def clear(self) -> None:
         self.items.clear()
         self.bytes = 0
+        self.last = None

@@ -199,10 +199,11 @@ class Engine:
         onnxruntime refuses such a call before any state is written, so the caller retries it
         on the generic path; True when that is the case (the engine stays on that path).
         """
-        if not self.fast or "computed output shape" not in str(exc):
+        if "computed output shape" not in str(exc):
             return False
-        self.fast = False
-        self.path_note = f"generic: the graph returns output shapes that vary per call ({str(exc)[:160]})"
+        if self.fast:  # a stream still holding a slot may meet it again after another stream demoted the engine
+            self.fast = False
+            self.path_note = f"generic: the graph returns output shapes that vary per call ({str(exc)[:160]})"
         return True
 
     # -- streams --------------------------------------------------------------------------
@@ -322,7 +323,7 @@ class Engine:
         """
         spec = self.spec
         time = self.window or 1
-        how = f"ran at the window ({time} items" if self.window is not None else "ran at one frame ("
+        how = f"ran at the window ({time} items, " if self.window is not None else "ran at one frame ("
         inputs = {t.name: alloc((1, time, *frame_shape(t)), t.dtype) for t in spec.inputs}
         ctx = self.initial_context(1) if spec.context is not None else None
         try:
@@ -352,7 +353,7 @@ class Engine:
                     raise SpecError(
                         f"{self.source}: output {o.name!r} has frame shape {got} in the graph, {want} in the spec"
                     )
-        return f"{how}, batch 1; {self.context_frames} context frames)", shapes, resolved
+        return f"{how}batch 1; {self.context_frames} context frames)", shapes, resolved
 
     def _choose_path(self) -> tuple[bool, str]:
         """The bound path serves every spec whose output shapes are known for each call shape."""

@@ -24,7 +24,7 @@ class FrameCheck:
     """Checks frames of one streamed input: shape, dtype kind, token range, NaN / Inf."""
 
     __slots__ = (
-        "name", "shape", "dtype", "vocab", "check_finite", "tokens", "floating", "vector", "plain", "one", "zero"
+        "name", "shape", "dtype", "vocab", "check_finite", "tokens", "floating", "plain", "one", "many", "zero", "zmany"
     )
 
     def __init__(
@@ -37,34 +37,52 @@ class FrameCheck:
             vocab = int(np.iinfo(self.dtype).max) + 1
         self.vocab = vocab
         # x . 0 is 0 for every finite x and NaN otherwise: a finiteness test that cannot overflow (1e30 . 1e30 does).
-        self.zero = np.zeros(shape, dtype=self.dtype) if self.dtype.kind == "f" else None
+        # Flat zeros: one frame (``one``), and as many items as the latest ``many`` call had (grown on demand).
+        # One BLAS dot is the cheapest test between two onnxruntime calls (a ufunc reduction or
+        # ``np.errstate`` costs several µs there, with the interpreter's caches cold).
+        flat = shape if len(shape) <= 1 else (int(np.prod(shape, dtype=np.int64)),)
+        self.zero = np.zeros(flat, dtype=self.dtype) if self.dtype.kind == "f" else None
+        self.zmany: np.ndarray | None = None
         self.floating = self.dtype.kind == "f"
         self.tokens = self.dtype.kind in "iu"
         self.check_finite = nonfinite == "raise" and self.floating
-        self.vector = len(shape) <= 1  # a frame that ``dot`` takes as is (no reshape)
-        self.plain = self.check_finite and self.vector and vocab is None  # the common case: one dot, nothing else
+        self.plain = self.check_finite and vocab is None  # the common case: one dot, nothing else
         if self.plain:
             self.one = self._fast_one()
         elif self.tokens and not shape:
             self.one = self._token_one()
         else:
             self.one = self.checked_one
+        self.many = self._fast_many() if self.plain else self.checked_many
 
     def _fast_one(self) -> Any:
         """``one`` for the common case (real-valued vector frames, NaN / Inf refused) as a closure: no lookups."""
         nd, shape, dtype, checked = np.ndarray, self.shape, self.dtype, self.checked_one
         zero = cast(np.ndarray, self.zero)  # set for real-valued frames, the only ones this path takes
 
-        def one(frame: Any) -> Any:
+        if len(shape) <= 1:  # a frame ``dot`` takes as it is
+
+            def one(frame: Any) -> Any:
+                if type(frame) is nd and frame.shape == shape and frame.dtype is dtype:
+                    try:
+                        if isfinite(frame.dot(zero)):
+                            return frame
+                    except RuntimeWarning:  # NaN / Inf under warnings 'error': the exact test below says which
+                        pass
+                return checked(frame)
+
+            return one
+
+        def one_nd(frame: Any) -> Any:
             if type(frame) is nd and frame.shape == shape and frame.dtype is dtype:
                 try:
-                    if isfinite(frame.dot(zero)):
+                    if isfinite(frame.reshape(-1).dot(zero)):
                         return frame
-                except RuntimeWarning:  # NaN / Inf under warnings 'error': the exact test below says which
+                except RuntimeWarning:
                     pass
             return checked(frame)
 
-        return one
+        return one_nd
 
     def _token_one(self) -> Any:
         """``one`` for a token model (one id per frame): a Python / numpy int or a 0-d array, as a closure."""
@@ -100,7 +118,29 @@ class FrameCheck:
             return frame
         return self.slow(frame, 0)
 
-    def many(self, frames: Any) -> np.ndarray:
+    def _fast_many(self) -> Any:
+        """``many`` for the common case (real-valued frames, NaN / Inf refused) as a closure: one dot."""
+        nd, shape, dtype, checked, name = np.ndarray, self.shape, self.dtype, self.checked_many, self.name
+
+        def many(frames: Any) -> np.ndarray:
+            if type(frames) is nd and frames.dtype is dtype and frames.shape[1:] == shape and frames.flags.c_contiguous:
+                flat = frames.reshape(-1)
+                zero = self.zmany
+                if zero is None or zero.size != flat.size:
+                    zero = self._zeros(flat.size)
+                try:
+                    if isfinite(flat.dot(zero)):
+                        return frames
+                except RuntimeWarning:  # Inf under warnings 'error'
+                    pass
+                if not _finite(frames):
+                    raise InputError(f"input {name!r}: holds NaN or Inf (Engine nonfinite='raise')")
+                return frames
+            return checked(frames)
+
+        return many
+
+    def checked_many(self, frames: Any) -> np.ndarray:
         """Frames with one leading (time) axis, as a C-contiguous array of the input's dtype."""
         if (
             type(frames) is np.ndarray
@@ -115,14 +155,19 @@ class FrameCheck:
             return frames
         return self.slow(frames, 1)
 
+    def _zeros(self, size: int) -> np.ndarray:
+        """Flat zeros of ``size`` items for the many-frames test, kept for the next call of the same size."""
+        zero = self.zmany = np.zeros(size, self.dtype)
+        return zero
+
     def _finite_many(self, frames: np.ndarray) -> bool:
         """The fast finiteness test (one dot with zeros); False means "test exactly", not "not finite"."""
         flat = frames.reshape(-1)
-        zero = self.zero
-        if zero is None or zero.size < flat.size:
-            zero = self.zero = np.zeros(max(flat.size, 2 * (zero.size if zero is not None else 0)), self.dtype)
+        zero = self.zmany
+        if zero is None or zero.size != flat.size:
+            zero = self._zeros(flat.size)
         try:
-            return isfinite(flat.dot(zero.reshape(-1)[: flat.size]))
+            return isfinite(flat.dot(zero))
         except RuntimeWarning:  # Inf under warnings 'error'
             return False
 

@@ -78,7 +78,8 @@ class Slot:
         engine = self.engine
         n = engine.frames_count(xs)
         if n <= chunk and not engine.multi_input:  # one call of one input: the short way
-            return self._one_call(xs, n, ctx)
+            out = self.one(xs, n, ctx)
+            return out, (() if engine.single_output else self.last_of(n))
         start = self.parity
         # One call changes nothing until it succeeded; several are rolled back from these copies.
         saved = [pair[start].copy() for pair in self.states] if n > chunk else None
@@ -118,27 +119,62 @@ class Slot:
         return engine.join_outputs(parts), last
 
 
-    def _one_call(self, xs: np.ndarray, n: int, ctx: np.ndarray | None) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-        """``advance`` for one call on one streamed input; nothing changes unless the call succeeds."""
+    def one(self, xs: np.ndarray, n: int, ctx: np.ndarray | None) -> np.ndarray:
+        """One call of ``n`` frames of the one streamed input; its first output as rows ``(n, ...)`` (a copy).
+
+        The short way every single-call ``push`` / window ``step`` takes: the binding for ``n``
+        and its context views are made once, the context window ``ctx`` (``(1, K, *frame)``,
+        or None) is written in, run, and shifted in place. Nothing changes unless the call
+        succeeds (RunError or Demoted otherwise).
+        """
         engine = self.engine
-        b = self.cache.get(n)
-        view = b.lane0[0]
-        if ctx is not None:
-            k = engine.context_frames
-            view[:k] = ctx[0]
-            view[k:] = xs
-        else:
-            view[...] = xs
+        b = self.cache.last
+        if b is None or b.time != n:
+            b = self.cache.get(n)
+        if ctx is None:
+            b.lane0[0][...] = xs
+        else:  # ``ctx`` is (1, K, *frame), the head (K, *frame): numpy drops the leading 1 (no view made)
+            b.head[...] = ctx
+            b.body[...] = xs
         p = self.parity
-        run(engine, b, p)
+        try:
+            engine.run_bound(b.io[p], None)
+        except Exception as exc:  # onnxruntime raises its own untyped exceptions
+            if engine.demote(exc):
+                raise Demoted(str(exc)) from None
+            raise wrap_run_error(engine, exc) from None
         self.parity = p ^ 1
         if ctx is not None:
-            ctx[0] = view[n:]
-        out = b.out0.copy()
-        last: tuple[np.ndarray, ...] = ()
-        if not engine.single_output:
-            last = tuple((y[0, -1] if t else y[0]).copy() for y, t in zip(b.yv, engine.out_has_time))
-        return (out if engine.out_has_time[0] else out[None]), last
+            ctx[...] = b.tail
+        return b.rows.copy()
+
+    def window_step(self, xs: np.ndarray, ctx: np.ndarray | None) -> np.ndarray:
+        """``one`` for one window of a single-output model, returning its first frame (``Stream.step``'s result)."""
+        engine = self.engine
+        b = self.cache.last
+        if b is None or b.time != xs.shape[0]:
+            b = self.cache.get(xs.shape[0])
+        if ctx is None:
+            b.lane0[0][...] = xs
+        else:  # ``ctx`` is (1, K, *frame), the head (K, *frame): numpy drops the leading 1 (no view made)
+            b.head[...] = ctx
+            b.body[...] = xs
+        p = self.parity
+        try:
+            engine.run_bound(b.io[p], None)
+        except Exception as exc:  # onnxruntime raises its own untyped exceptions
+            if engine.demote(exc):
+                raise Demoted(str(exc)) from None
+            raise wrap_run_error(engine, exc) from None
+        self.parity = p ^ 1
+        if ctx is not None:
+            ctx[...] = b.tail
+        return b.y0.copy()
+
+    def last_of(self, n: int) -> tuple[np.ndarray, ...]:
+        """Each output's last frame of the latest call of ``n`` frames (copies; several outputs only)."""
+        b = self.cache.get(n)
+        return tuple((y[0, -1] if t else y[0]).copy() for y, t in zip(b.yv, self.engine.out_has_time))
 
 
 def first_input(engine: Engine) -> str:

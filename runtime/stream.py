@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from edgernn.runtime.engine import Engine
 
 CLOSED = "stream is closed; create a new one with engine.stream()"
+LAST_VIEW_BYTES = 1 << 16  # ``last_outputs`` views a call's result up to this size (no copy), else copies its row
 
 
 class Stream:
@@ -74,7 +75,20 @@ class Stream:
         """
         engine = self.engine
         if engine.window is not None:
-            return self._step_window(frame)
+            xs = engine.check_many(frame)
+            lock = self._lock
+            if xs.shape[0] == engine.window and engine.single_output:
+                with lock:  # the hot case first: a loose stream holding a slot, nothing pending
+                    slot = self._slot
+                    if slot is not None and lock is self._lock and not self._pending.shape[0]:  # type: ignore[union-attr]
+                        try:
+                            y = slot.window_step(xs, self._ctx)
+                        except Demoted:
+                            pass  # nothing was committed: the path below runs it on the generic path
+                        else:
+                            self._last = y
+                            return y
+            return self._step_window(xs)
         x = engine.check_one(frame)
         lock = self._lock
         lock.acquire()
@@ -118,22 +132,27 @@ class Stream:
         pending, the model runs once per whole window of N (``chunk`` does not apply) and the
         remainder (< N items) waits for the next push. Returns the outputs of the windows
         that ran (possibly none). ``flush()`` runs the remainder zero-padded.
+
+        The returned array is the caller's own (a copy); ``last_outputs`` may share its memory.
         """
-        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        if type(chunk) is not int or chunk < 1:  # bool and numpy ints are refused as before
             raise InputError(f"push: chunk must be an int >= 1, got {chunk!r}")
         engine = self.engine
-        if engine.window is not None:
-            return self._push_window(engine.check_many(frames))
-        chunk = min(chunk, engine.max_chunk)
         xs = engine.check_many(frames)
-        n = engine.frames_count(xs)
+        if engine.window is not None:
+            return self._push_window(xs)
+        n = len(next(iter(xs.values()))) if engine.multi_input else xs.shape[0]
         if n == 0:
             self._check_open()
             return engine.empty_output()
+        if chunk > engine.max_chunk:
+            chunk = engine.max_chunk
         lock = self._lock
         with lock:  # the hot case first: a loose stream that holds a slot
             slot = self._slot
             if slot is not None and lock is self._lock:
+                if n <= chunk and not engine.multi_input:
+                    return self._one(slot, xs, n)
                 return self._advance_slot(slot, xs, chunk)
         with self._held():
             return self._advance(xs, chunk)
@@ -162,12 +181,13 @@ class Stream:
             self._pending = engine.no_frames
             return out
 
-    def _step_window(self, frame: Any) -> np.ndarray:
+    def _step_window(self, xs: np.ndarray) -> np.ndarray:
+        """``step`` of a window model off its hot path (checked items ``xs``): errors, batches, the generic path."""
         engine = self.engine
-        xs = engine.check_many(frame)
-        if xs.shape[0] != engine.window:
+        window = engine.window
+        if xs.shape[0] != window:
             raise InputError(
-                f"input {engine.input.name!r}: step takes one window of {engine.window} items, got {xs.shape[0]}; "
+                f"input {engine.input.name!r}: step takes one window of {window} items, got {xs.shape[0]}; "
                 "push(items) takes any number (the remainder waits for the next push or flush())"
             )
         with self._held():
@@ -175,7 +195,21 @@ class Stream:
                 raise InputError(
                     f"step: {self.pending} items are pending from push(); keep feeding with push() or flush() first"
                 )
-            return self._advance(xs, engine.window)[0]
+            return self._advance(xs, window)[0]
+
+    def _one(self, slot: Slot, xs: np.ndarray, n: int) -> np.ndarray:
+        """One bound call of ``n`` frames on this stream's slot (its lock held): the hot path of push and step."""
+        try:
+            out = slot.one(xs, n, self._ctx)
+        except Demoted:  # nothing was committed; the engine now runs this model on the generic path
+            with self.engine.pool.lock:
+                self._write_back()
+            return self._advance_general(xs, n)
+        if self.engine.single_output:  # a view of a small result (the caller's) holds little; a large one is copied
+            self._last = out[-1] if out.nbytes <= LAST_VIEW_BYTES else out[-1].copy()
+        else:
+            self._last = slot.last_of(n)
+        return out
 
     def _push_window(self, xs: np.ndarray) -> np.ndarray:
         engine = self.engine
@@ -186,7 +220,7 @@ class Stream:
         with lock:  # the hot case first: a loose stream holding a slot, nothing pending, one window
             slot = self._slot
             if slot is not None and lock is self._lock and xs.shape[0] == window and not self.pending:
-                return self._advance_slot(slot, xs, window)
+                return self._one(slot, xs, window)
         with self._held():
             pending = self._pending if self._pending is not None else xs[:0]  # a window stream always has one
             have = pending.shape[0] + xs.shape[0]
