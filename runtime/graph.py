@@ -1,18 +1,25 @@
-"""The engine's spec-vs-graph check, against the loaded session: names, dtypes, fixed axes, zero sizes.
+"""The spec-vs-graph check, in one place: the graph's declared shapes, then the loaded session.
 
-``safety.check_spec`` compares the spec's fixed sizes with the graph's declared ones on the
-raw bytes (before onnxruntime sees them) and bounds the memory a stream asks for; this
-module is the rest, done once per load on the session: every graph input is fed, every
-name the spec reads exists, dtypes agree, and the axes the graph fixes are read:
+Two entry points, one owner (this module):
 
-* a batch axis fixed in the graph (often 1) caps how many streams one call can hold;
-* a time axis fixed in the graph sets the items per call (the window), less the context;
-* no axis of a streamed input, a state or a constant may be 0: onnxruntime's recurrent
-  kernels abort the process on zero-length inputs, so such a spec is a SpecError here.
+* ``check_declared_shapes`` compares the spec's ranks and fixed sizes with the sizes the
+  graph declares. ``safety.check_spec`` calls it on the raw bytes' declarations (before
+  onnxruntime sees them), next to its own bound on the memory a stream asks for;
+* ``check_against_graph`` runs once per load on the session: every graph input is fed,
+  every name the spec reads exists, dtypes agree, and the axes the graph fixes are read:
+
+  - a batch axis fixed in the graph (often 1) caps how many streams one call can hold;
+  - a time axis fixed in the graph sets the items per call (the window), less the context;
+  - no axis of a streamed input, a state or a constant may be 0: onnxruntime's recurrent
+    kernels abort the process on zero-length inputs, so such a spec is a SpecError here.
+
+What the graph *computes* (output sizes declared symbolic) is the load-time probe's to check
+(``Engine._probe``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import onnxruntime as ort
@@ -28,6 +35,29 @@ class GraphFacts:
 
     fixed_batch: int | None = None
     fixed_time: int | None = None
+
+
+def check_declared_shapes(spec: StreamSpec, declared: Mapping[str, Sequence[int | str] | None], source: str) -> None:
+    """Ranks and fixed sizes of the spec's tensors against the graph's declared ``name -> dims``.
+
+    A dim is an int (fixed) or anything else (symbolic, unnamed): only int-vs-int sizes are
+    compared. A name the graph does not declare, or declares with no shape, is skipped here
+    (a missing name is ``check_against_graph``'s to report, on the session).
+    """
+    shaped = [(t.name, t.shape) for t in spec.inputs + spec.outputs]
+    shaped += [(n, s.shape) for s in spec.states for n in (s.input, s.output)]
+    for name, want in shaped:
+        got = declared.get(name)
+        if got is None:
+            continue
+        if len(got) != len(want):
+            raise SpecError(
+                f"{source}: tensor {name!r} has rank {len(got)} in the graph {list(got)}, "
+                f"rank {len(want)} in the spec {list(want)}"
+            )
+        for axis, (g, w) in enumerate(zip(got, want)):
+            if isinstance(g, int) and isinstance(w, int) and g != w:
+                raise SpecError(f"{source}: tensor {name!r} axis {axis} is {g} in the graph, {w} in the spec")
 
 
 def check_against_graph(spec: StreamSpec, session: ort.InferenceSession, source: str) -> GraphFacts:

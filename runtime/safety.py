@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 from edgernn.runtime.dtypes import ITEM_BYTES, ONNX_CODE
 from edgernn.runtime.errors import ModelLoadError, SpecError
+from edgernn.runtime.graph import check_declared_shapes
 from edgernn.runtime.modelscan import DEFAULT_LIMITS, Limits, Scan, graph_io
 from edgernn.runtime.protowire import (
     BYTES,
@@ -204,20 +205,7 @@ def check_spec(spec: StreamSpec, data: bytes, source: str = "model", limits: Lim
 def _spec_against_graph(
     spec: StreamSpec, io: dict[str, tuple[int, list[int | str] | None]], source: str, limits: Limits
 ) -> None:
-    shaped = [(t.name, t.shape) for t in spec.inputs + spec.outputs]
-    shaped += [(n, s.shape) for s in spec.states for n in (s.input, s.output)]
-    for name, want in shaped:
-        got = io[name][1] if name in io else None
-        if got is None:
-            continue  # a missing name is reported by the engine's own check; no declared shape: nothing to compare
-        if len(got) != len(want):
-            raise SpecError(
-                f"{source}: tensor {name!r} has rank {len(got)} in the graph {got}, "
-                f"rank {len(want)} in the spec {list(want)}"
-            )
-        for axis, (g, w) in enumerate(zip(got, want)):
-            if isinstance(g, int) and isinstance(w, int) and g != w:
-                raise SpecError(f"{source}: tensor {name!r} axis {axis} is {g} in the graph, {w} in the spec")
+    check_declared_shapes(spec, {name: dims for name, (_, dims) in io.items()}, source)  # graph.py owns the check
     sized: list[tuple[tuple[Dim, ...], str, int]] = [(t.shape, t.dtype, 1) for t in spec.inputs + spec.outputs]
     sized += [(s.shape, s.dtype, 2) for s in spec.states]  # two buffers per state (ping-pong)
     if spec.context is not None:  # the carried window: frames x one frame of its input
