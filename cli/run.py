@@ -4,6 +4,7 @@ textgen   streams generated text character by character, with a live latency lin
 suggest   next-word suggestions after each typed character (beam search on forked streams)
 langid    the top three languages with probabilities after every character read
 weather   the next day's forecast (max, min, chance of rain) after each daily row read
+MODEL.onnx  any stateful model over a file of frames (.npy, or .wav audio), outputs to .npy (cli/run_model.py)
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from edgernn.cli import run_forecast, run_music
+from edgernn.cli import run_forecast, run_model, run_music
 from edgernn.cli.options import integer, number, seed
 from edgernn.cli.options import text as text_arg
 from edgernn.cli.paths import in_file
@@ -28,11 +29,12 @@ from edgernn.runtime.apps.console import BACKSPACE, is_tty, keystrokes
 from edgernn.runtime.engine import Engine
 from edgernn.runtime.errors import InputError
 
-HELP = "Stream an app: textgen, suggest (next words), langid, weather; example models ship inside."
+HELP = "Stream an app (textgen, suggest, langid, weather...; example models ship inside) or any model over frames."
 EXAMPLE = (
     "edgernn run textgen --prompt 'And God said' --chars 200 --seed 1\n"
     "  echo 'Das ist ein kleines Haus' | edgernn run langid\n"
-    "  edgernn run weather --input seattle-weather.csv"
+    "  edgernn run weather --input seattle-weather.csv\n"
+    "  edgernn run silero_vad.onnx --spec spec.json --input speech.wav -o probs.npy"
 )
 MAX_INPUT_BYTES = 1 << 30  # --input: 1 GiB of text
 MAX_LINE_CHARS = 100_000  # one text (langid, suggest) or one CSV row (weather)
@@ -50,8 +52,19 @@ def temperature(value: str) -> float:
     return t
 
 
+def app_or_model(value: str) -> str:
+    """An app name, or the path of a model file that can be read now."""
+    if value in APPS:
+        return value
+    if run_model.is_model(value):
+        return str(in_file()(value))
+    raise argparse.ArgumentTypeError(f"expected an app ({', '.join(APPS)}) or a model file (.onnx), got {value!r}")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("app", choices=APPS, help="what to run")
+    p.add_argument(
+        "app", type=app_or_model, metavar="{" + ",".join(APPS) + "} | MODEL.onnx", help="an app, or a model file"
+    )
     p.add_argument(
         "--model", type=in_file(), help="an exported .onnx model (default: the example model shipped for the app)"
     )
@@ -63,7 +76,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--input",
         type=in_file(MAX_INPUT_BYTES),
-        help="read from this file instead of stdin (suggest, langid, weather); UTF-8 text",
+        help="read from this file instead of stdin (suggest, langid, weather: UTF-8 text; MODEL.onnx: .npy or .wav)",
     )
     g = p.add_argument_group("textgen")
     g.add_argument(
@@ -79,9 +92,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--list", action="store_true", help="langid: name the model's languages and when it says unknown")
     run_forecast.add_arguments(p)
     run_music.add_arguments(p)
+    run_model.add_arguments(p)
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.app not in APPS:
+        return run_model.run_model(args)
+    run_model.refuse_model_options(args)
     engine = app_engine(MODEL_OF_APP[args.app], args.model, args.device)
     if args.list:
         return list_app(engine, args.app)
