@@ -385,7 +385,10 @@ def section() -> str:
         return ""
     return (
         f"{HEADING}\n\nOne stream, one call (a frame, or one 512-sample window); `python -m edgernn.bench.overhead`"
-        " regenerates it. Every layout runs on the bound path; outputs equal the bare loop's.\n\n"
+        " regenerates it. Every layout runs on the bound path; outputs equal the bare loop's. *floor* is raw"
+        " ping-pong plus the per-call work the stream contract asks for, written inline (the NaN / Inf test as one"
+        " dot, the lock, the context window written and shifted, the output copied): `floor - raw` is what the"
+        " contract costs between two onnxruntime calls, `engine - floor` the engine's own bookkeeping.\n\n"
         + RESULTS.read_text(encoding="utf-8")
     )
 
