@@ -156,7 +156,7 @@ web/node_modules/onnxruntime-web/dist/ort.wasm.bundle.min.mjs: web/package-lock.
 web-test: $(STAMP) web
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 	$(MAKE) thirdparty THIRDPARTY_FLAGS=--skip-offline
-	$(PY) -m pytest -q -s tests/test_web.py tests/test_web_thirdparty.py
+	$(PY) -m pytest -q -s tests/test_web*.py
 
 # Latency in the page (1 and 2 wasm threads) beside the Python engine -> BENCHMARKS-web.md.
 web-bench: $(STAMP) web

@@ -62,11 +62,11 @@ class Site:
 
 def check_case(engine: Engine, site: Site, case: Any, name: str) -> dict[str, Any]:
     """The case in the page and in Python: max |diff| of step, push, both snapshot directions (printed)."""
-    from edgernn.web.parity import flat_rows, pushes, python_run, read_result, write_case
+    from edgernn.web.parity import flat_rows, pushes, python_run, read_result, take, write_case
 
     want = python_run(engine, case)
     py = engine.stream()
-    py.push(case.items[: case.after_start], chunk=case.chunk)
+    py.push(take(case.items, 0, case.after_start), chunk=case.chunk)
     case.python_snapshot = py.snapshot()
     want_after = flat_rows(pushes(py, case.items, case.after_start, case.after_pushes, case.chunk))
     write_case(site.root, case)

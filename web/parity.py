@@ -1,15 +1,18 @@
 """One parity case, run the same way by parity.html (the JS engine) and by the Python engine.
 
-A case is a run of items (tokens, frames or samples) of the model's streamed input and:
+A case is a run of items (tokens, frames or samples) of the model's streamed input (a dict of
+them, the same count each, for a model with several streamed inputs) and:
 
 * a step phase: ``steps`` calls of ``step`` on ``step_items`` items each (1, or the window);
 * a push phase: ``push`` calls of the given sizes from item 0 (``chunk`` frames per call inside),
   then ``flush()`` for a window model; the page snapshots after push call ``snapshot_after``;
 * a restore phase: a snapshot Python took (``python_snapshot``) restored in the page, then
   pushes of ``after_pushes`` from item ``after_start`` (and a flush);
-* a bad step (``bad``: a token id, or "nan" for a frame of NaN) that must fail typed, state kept.
+* a bad step (``bad``: a token id, "nan" for a frame of NaN, "wide" for one value too many in the
+  first input's frame) that must fail typed, with the state kept.
 
-``write_case`` puts ``inputs.json`` and ``inputs.bin`` (the items, little-endian) into the site;
+``write_case`` puts ``inputs.json`` and ``inputs.bin`` (the items, little-endian, one input after
+the other) into the site;
 ``python_run`` runs the same phases on a Python stream; ``read_result`` decodes the page's answer.
 """
 
@@ -28,7 +31,7 @@ from edgernn.runtime import Engine, Stream
 
 @dataclass
 class Case:
-    items: np.ndarray  # (n, *frame) of the input's dtype
+    items: np.ndarray | dict[str, np.ndarray]  # (n, *frame) of the input's dtype, or one per input
     steps: int
     step_items: int
     pushes: list[int]
@@ -43,21 +46,33 @@ class Case:
         d = asdict(self)
         d.pop("items")
         d["python_snapshot"] = base64.b64encode(self.python_snapshot).decode()
-        d["dtype"] = str(self.items.dtype)
-        d["n"] = int(self.items.shape[0])
+        d["inputs"] = [{"name": k, "dtype": str(v.dtype), "values": int(v.size)} for k, v in self.named().items()]
+        d["n"] = count(self.items)
         return d
+
+    def named(self) -> dict[str, np.ndarray]:
+        return self.items if isinstance(self.items, dict) else {"": self.items}
+
+
+def take(items: np.ndarray | dict[str, np.ndarray], a: int, b: int) -> Any:
+    """Items ``a:b`` (of every input)."""
+    return {k: v[a:b] for k, v in items.items()} if isinstance(items, dict) else items[a:b]
+
+
+def count(items: np.ndarray | dict[str, np.ndarray]) -> int:
+    return int(next(iter(items.values())).shape[0]) if isinstance(items, dict) else int(items.shape[0])
 
 
 def flat_rows(rows: Any) -> np.ndarray:
     return np.concatenate([np.asarray(r, dtype=np.float32).ravel() for r in rows]) if len(rows) else np.zeros(0)
 
 
-def pushes(stream: Stream, items: np.ndarray, start: int, sizes: list[int], chunk: int) -> list[np.ndarray]:
+def pushes(stream: Stream, items: Any, start: int, sizes: list[int], chunk: int) -> list[np.ndarray]:
     """Push ``sizes`` items from ``start`` (and flush a window model); the rows returned, one per frame / call."""
     rows: list[np.ndarray] = []
     at = start
     for size in sizes:
-        rows.extend(stream.push(items[at : at + size], chunk=chunk))
+        rows.extend(stream.push(take(items, at, at + size), chunk=chunk))
         at += size
     if stream.engine.window is not None:
         rows.extend(stream.flush())
@@ -68,7 +83,8 @@ def python_run(engine: Engine, case: Case) -> dict[str, Any]:
     """The case's phases on Python streams: stepped and pushed rows, the snapshot the page should restore."""
     xs, k = case.items, case.step_items
     s = engine.stream()
-    stepped = [s.step(xs[i * k : (i + 1) * k] if k > 1 else xs[i]) for i in range(case.steps)]
+    one = (lambda i: {n: v[i] for n, v in xs.items()}) if isinstance(xs, dict) else (lambda i: xs[i])
+    stepped = [s.step(take(xs, i * k, (i + 1) * k) if k > 1 else one(i)) for i in range(case.steps)]
     p = engine.stream()
     pushed = pushes(p, xs, 0, case.pushes, case.chunk)
     return {"stepped": flat_rows(stepped), "pushed": flat_rows(pushed)}
@@ -76,8 +92,8 @@ def python_run(engine: Engine, case: Case) -> dict[str, Any]:
 
 def write_case(root: Path, case: Case) -> None:
     (root / "inputs.json").write_text(json.dumps(case.meta()))
-    items = np.ascontiguousarray(case.items, dtype=case.items.dtype.newbyteorder("<"))
-    (root / "inputs.bin").write_bytes(items.tobytes())
+    blocks = (np.ascontiguousarray(v, dtype=v.dtype.newbyteorder("<")).tobytes() for v in case.named().values())
+    (root / "inputs.bin").write_bytes(b"".join(blocks))
 
 
 def read_result(text: str) -> dict[str, Any]:
