@@ -441,6 +441,9 @@ def _method(run: Run) -> str:
         "- The PyTorch peers and the numpy contender (the same reference in float32) run fp32 only.\n"
         "- Serving through a real Triton server (latency over HTTP / gRPC, throughput, migration pause) is "
         "measured apart: [BENCHMARKS-triton.md](BENCHMARKS-triton.md), written by `make triton-bench`.\n"
+        "- In a browser page (the JS engine on onnxruntime-web, 1 and 2 wasm threads, beside the Python engine "
+        "on the same machine; session create, per step, per chunk): [BENCHMARKS-web.md](BENCHMARKS-web.md), "
+        "written by `make web-bench`.\n"
     )
 
 
