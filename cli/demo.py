@@ -25,6 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hidden", type=integer(1, 4096), help="hidden size (default: the demo recipe's)")
     p.add_argument("--chars", type=integer(0, 1_000_000), default=300, help="characters to generate")
     add_out(p, "where the checkpoint and models go", default="runs/demo", folder=True)
+    p.add_argument("--force", action="store_true", help="replace the earlier run in --out (else refused)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -42,7 +43,7 @@ def main(args: argparse.Namespace) -> int:
     torch.set_num_threads(RECIPES["demo"].threads)
     cfg = recipe("demo", cell=args.cell, hidden_size=args.hidden, max_seconds=args.seconds)
     print(f"[1/5] training a {cfg.cell.upper()} (hidden {cfg.hidden_size}) on the KJV text for {cfg.max_seconds:.0f} s")
-    result = fit(build_task(cfg), cfg, out=out)  # what `edgernn train demo --out <out>` runs
+    result = fit(build_task(cfg), cfg, out=out, overwrite=args.force)  # `edgernn train demo --out <out>`
     valid, unigram = float(result.metrics["valid_bpc"]), float(result.metrics["unigram_bpc"])
     print(
         f"      validation {valid:.3f} bits/char vs unigram baseline {unigram:.3f} "

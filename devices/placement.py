@@ -32,7 +32,7 @@ import onnxruntime as ort
 from edgernn.devices.profiles import CPU_EP, DeviceProfile, ProviderEntry, load_profile
 from edgernn.runtime.dtypes import NP_DTYPES
 from edgernn.runtime.engine import Engine
-from edgernn.runtime.errors import ProfileError
+from edgernn.runtime.errors import ArgumentError, ProfileError
 from edgernn.runtime.spec import StreamSpec
 
 
@@ -205,6 +205,8 @@ def load_engine(
     with no quantized operator into a ``ProfileError`` carrying the report. Otherwise the same
     report comes back with a ``FallbackWarning``.
     """
+    if strict is not None and not isinstance(strict, bool):
+        raise ArgumentError(f"load_engine: strict must be True, False or None, got {strict!r:.60}")
     profile = resolve_profile(device)
     strict = profile.strict if strict is None else strict
     missing = profile.missing_providers()

@@ -118,9 +118,9 @@ def export_checkpoint(
             proto, spec = _convert(proto, quantize, validate, probe, Path(tmp), model, steps, quant_tolerance)
     write_model(proto, out_path, force=force)
     if triton is not None:
-        from edgernn.export.triton import write_repository
+        from edgernn.export.triton import model_name, write_repository
 
-        write_repository(triton, proto, spec, name=out_path.stem.replace(".", "_"), force=force)
+        write_repository(triton, proto, spec, name=model_name(out_path.stem), force=force)
     return spec, report
 
 

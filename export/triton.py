@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -37,6 +38,13 @@ from edgernn.runtime.spec import BATCH, METADATA_KEY, TIME, StreamSpec
 
 START, READY = "START", "READY"
 TRITON_KEY = "edgernn.triton"
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}")  # a folder name, a URL path segment, a pbtxt string
+
+
+def model_name(stem: str) -> str:
+    """A Triton model name from a file name's stem: every character outside ``[A-Za-z0-9_-]``
+    (dots, spaces, non-ASCII letters, bytes that are not UTF-8, quotes, newlines) becomes ``_``."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", stem)[:200] or "model"
 
 
 def state_names(input_name: str) -> tuple[str, str]:
@@ -155,6 +163,8 @@ def write_repository(
     """
     root = Path(root)
     name = name or f"edgernn_{spec.model.cell if spec.model else 'model'}"
+    if not _NAME.fullmatch(name):
+        raise ExportError(f"Triton model name {name!r}: expected ASCII letters, digits, '_', '-' or '.' (model_name())")
     target = root / name
     twin_target = root / f"{name}{TWIN_SUFFIX}"
     for t in (target, twin_target) if twin else (target,):

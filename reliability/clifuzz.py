@@ -9,7 +9,9 @@ choices an unknown one. Outcomes: ``accepted`` (exit 0), ``refused`` (exit 1 wit
 ``edgernn CMD: SomeError: ...`` line), ``usage`` (argparse's exit 2), and ``untyped`` when an
 exception escapes ``main`` or a traceback is printed (what a user would see). Each case has
 a time budget; past it the case is stopped: a hang for a command whose valid run is short, a
-long run for ``bench`` / ``demo`` (valid values start their long work).
+long run for ``bench`` / ``demo`` (a valid value may ask for minutes of work, e.g. ``--rounds
+10000``). Their baselines are the smallest runs they take (a few seconds), so most valid
+values run to the end.
 
 Example:
     >>> ctx = setup(Path("/tmp/x"), 0)  # doctest: +SKIP
@@ -34,30 +36,36 @@ from typing import Any
 from edgernn.reliability.suite import SECTIONS
 
 BUDGET_S = 30
-LONG = ("bench", "demo")  # a valid value starts minutes of work: stopped at the budget, not a hang
-LONG_BUDGET_S = 5
+LONG = ("bench", "demo")  # a valid value may start minutes of work: stopped at the budget, not a hang
 RESTART_AFTER = ("long run", "hang")  # outcomes after which the child process is replaced (hostile.py)
 NUMBERS = ["nan", "inf", "-inf", "0", "-1", "1e308", str(2**63), "", "\udcff", "-0"]
 NAMES = ["", "\udcff", "/dev/zero", "{root}/fifo", "{root}/dir", "{root}/chardev", "/proc/x.json",
-         "{root}/" + "x" * 300, "{root}/missing/deep/x.onnx"]  # fmt: skip
+         "{root}/" + "x" * 300, "{root}/missing/deep/x.onnx",
+         "{root}/ünï cødé ✓", "{root}/bad\udcff\udcfe\nx 'y\""]  # fmt: skip  (odd names: not UTF-8, newline, quotes)
 
 
 class Budget(BaseException):
     """Raised in the case by the timer (BaseException: no ``except Exception`` swallows it)."""
 
 
+_SMALL_BENCH: dict[str, str | None] = {
+    "--cells": "gru", "--hidden": "8", "--streams": "1", "--hiddens": "8", "--no-scale": None, "--soak": "0",
+    "--no-compile": None, "--rounds": "1", "--block-ms": "1",
+}  # fmt: skip  (a few seconds instead of minutes)
+
+
 def _baselines(root: Path) -> dict[str, tuple[list[str], dict[str, str | None]]]:
     """A cheap valid command line per subcommand: (positionals, {flag: value or None for a switch})."""
     model = str(root / "m.onnx")
     return {
-        "train": (["recall"], {"--hidden": "8", "--steps": "2", "--batch": "4", "--out": f"{root}/run"}),
+        "train": (["recall"], {"--hidden": "8", "--steps": "2", "--batch": "4", "--out": f"{root}/run", "--force": None}),  # noqa: E501
         "export": ([str(root / "ck.safetensors")], {"-o": f"{root}/out.onnx", "--force": None}),
         "inspect": ([model], {"--no-providers": None}),
         "run": (["textgen"], {"--model": str(root / "textgen.onnx"), "--chars": "5"}),
         "profile": ([model], {"--calls": "5", "--warmup": "1", "--quiet": None}),
-        "bench": ([], {"--quick": None, "--out": f"{root}/bench.md"}),
+        "bench": ([], {"--quick": None, "--out": f"{root}/bench.md", **_SMALL_BENCH}),
         "devices": (["list"], {}),
-        "demo": ([], {"--seconds": "1", "--hidden": "8", "--chars": "5", "--out": f"{root}/demo"}),
+        "demo": ([], {"--seconds": "1", "--hidden": "8", "--chars": "5", "--out": f"{root}/demo", "--force": None}),
         "reliability": ([], {"-o": f"{root}/rel.md", "--skip": " ".join(SECTIONS)}),
         "serve-route": ([], {"--servers": "127.0.0.1:1", "--owner": "1"}),  # no connection for --owner
         "spec": ([model], {}),
@@ -186,21 +194,43 @@ def _flags(options: dict[str, str | None]) -> list[str]:
 
 
 class _Bounded(io.StringIO):
-    """Keeps the first 64 KiB and counts the rest (a command that floods its output still ends)."""
+    """Keeps the first 64 KiB and the last 8 KiB (where the error line is), counts the rest: a command
+    that floods its output still ends, and its closing message is still read."""
 
     def __init__(self) -> None:
         super().__init__()
         self.total = 0
+        self.tail = ""
 
     def write(self, s: str) -> int:
         self.total += len(s)
         if self.tell() < 1 << 16:
             super().write(s[: (1 << 16) - self.tell()])
+        self.tail = (self.tail + s)[-(1 << 13) :]
         return len(s)
+
+    def getvalue(self) -> str:
+        head = super().getvalue()
+        return head if self.total <= len(head) else head + "\n...\n" + self.tail
 
 
 def _alarm(signum: int, frame: Any) -> None:
     raise Budget
+
+
+def _stopped(cmd: str, argv: list[str]) -> str:
+    return "long run (stopped at the budget)" if cmd in LONG else f"hang: {cmd} ran past {BUDGET_S} s: {argv}"
+
+
+def _interrupted(exc: BaseException | None) -> bool:
+    """True when ``Budget`` is anywhere in ``exc``'s chain of causes."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, Budget):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def run_case(ctx: dict[str, Any], i: int) -> str:
@@ -214,19 +244,23 @@ def invoke(cmd: str, argv: list[str]) -> str:
 
     out, err = _Bounded(), _Bounded()
     old = signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, LONG_BUDGET_S if cmd in LONG else BUDGET_S)
+    signal.setitimer(signal.ITIMER_REAL, BUDGET_S)
     stdin = sys.stdin
     sys.stdin = io.TextIOWrapper(io.BytesIO(b"\xff\xfe hello\n"), encoding="utf-8")
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = main(argv)
     except Budget:  # the child is restarted after this case (an import cut short would poison the next ones)
-        return "long run (stopped at the budget)" if cmd in LONG else f"hang: {cmd} ran past {BUDGET_S} s: {argv}"
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
+        return _stopped(cmd, argv)
+    except SystemExit as exc:  # sys.exit(None) is 0; sys.exit("text") prints the text and exits 1
+        code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
         if code == 2:
             return "usage"
+        if isinstance(exc.code, str) and exc.code:
+            return "refused"
     except Exception as exc:  # escaped main(): the user sees a traceback
+        if _interrupted(exc):  # the budget's signal landed inside code that wrapped it (a class body: RuntimeError)
+            return _stopped(cmd, argv)
         return f"untyped: {cmd}: {type(exc).__name__}: {str(exc)[:100]} <- {argv[1:]}"
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)

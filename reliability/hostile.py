@@ -39,6 +39,7 @@ SURFACES = {  # section name in the report and --skip -> module
     "bombs": "edgernn.reliability.bombfuzz",
     "churn": "edgernn.reliability.churn",
     "cli-fuzz": "edgernn.reliability.clifuzz",
+    "api-fuzz": "edgernn.reliability.apifuzz",
 }
 TIMEOUTS = {"churn": 60.0, "cli-fuzz": 90.0}  # per case, seconds (default 30)
 ADDRESS_SPACE = 4 << 30  # each child's limit: a missed memory bomb fails here instead of taking the machine
@@ -80,19 +81,37 @@ def child_main(surface: str, root: str, seed: int, start: int, stop: int) -> Non
     for i in range(start, stop):
         print(json.dumps({"begin": i}), file=out, flush=True)
         t0 = time.perf_counter()
-        try:
-            outcome = mod.run_case(ctx, i)
-        except Exception as exc:  # the finding itself: counted, never raised
-            outcome = classify(exc)
+        modules = len(sys.modules)
+        outcome = _run(mod, ctx, i)
         cut = outcome.startswith(getattr(mod, "RESTART_AFTER", ()))  # cut short: this process is replaced
         after = rss_mib()  # also the level before the next case: one measurement per case
         held, before = after - before, after
-        line = {"i": i, "outcome": outcome, "held_mib": 0.0 if cut else round(held, 2)}
+        line: dict[str, Any] = {"i": i, "outcome": outcome}
+        imported = len(sys.modules) - modules
+        if imported > 0 and held > RSS_TARGET_MIB and not cut:
+            # The case imported modules its surface's warm-up had not (a lazy import on a rare path):
+            # a one-time cost, not memory the case holds. What the case holds is measured on a warm
+            # repeat of it, from the level after the first run; the first run's growth is reported apart.
+            line |= {"imported": imported, "first_held_mib": round(held, 2)}
+            again = _run(mod, ctx, i)
+            cut = again.startswith(getattr(mod, "RESTART_AFTER", ()))
+            if again.startswith(("untyped", "wrong", "hang")) and not outcome.startswith(("untyped", "wrong")):
+                line["outcome"] = outcome = again
+            after = rss_mib()
+            held, before = after - before, after
+        line["held_mib"] = 0.0 if cut else round(held, 2)
         line["s"] = round(time.perf_counter() - t0, 3)
         print(json.dumps(line), file=out, flush=True)
         if cut and i + 1 < stop:
             print(json.dumps({"restart": i + 1}), file=out, flush=True)  # a case cut short: a fresh process
             return
+
+
+def _run(mod: Any, ctx: Any, i: int) -> str:
+    try:
+        return str(mod.run_case(ctx, i))
+    except Exception as exc:  # the finding itself: counted, never raised
+        return classify(exc)
 
 
 def _limits(address_space: int) -> None:
@@ -131,6 +150,7 @@ def run_surface(
     died = [f"case {i}: {r['outcome']} ({r.get('detail', '')})" for i, r in results.items() if "detail" in r]
     outcomes = Counter(_group(r["outcome"]) for r in results.values())
     held = [r.get("held_mib", 0.0) for r in results.values()]
+    repeats = [r for r in results.values() if "first_held_mib" in r]
     worst: tuple[Any, dict[str, Any]] = max(
         results.items(), key=lambda kv: kv[1].get("held_mib", 0.0), default=(None, {})
     )
@@ -144,7 +164,12 @@ def run_surface(
         "examples": untyped[:8] + died[:8],
         "max_held_mib": round(max(held, default=0.0), 2),
         "worst_case": worst[0],
+        "held_top": sorted(
+            ([i, r.get("held_mib", 0.0), r["outcome"][:60]] for i, r in results.items()), key=lambda t: -t[1]
+        )[:5],
         "children": restarts,
+        "repeated": len(repeats),  # cases that imported modules and were measured again, warm
+        "max_first_held_mib": round(max((r["first_held_mib"] for r in repeats), default=0.0), 2),
         "seconds": round(time.perf_counter() - t0, 1),
         "timeout_s": timeout,
         "address_space_gib": address_space / 2**30,

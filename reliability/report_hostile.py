@@ -19,6 +19,10 @@ WHAT = {
     "cli-fuzz": "every flag of every subcommand (read from the parser) with NaN, ±inf, 0, -1, huge, -0, empty, "
     "non-UTF-8, /dev/zero, a FIFO, a folder, a device node, /proc/x.json, a 300-character name; `edgernn.cli.main` "
     "in the child, a traceback or an exception escaping it is untyped",
+    "api-fuzz": "every argument of every public Python call (`Engine.load`, `engine.batch` / `step_many`, `Stream` "
+    "and `Batch` methods, `infer_spec`, `read_spec`, `devices.load_engine`, `textgen.generate`; parameters read "
+    "from the signatures) given None, bools, NaN, ±inf, -1, 2^70, bytes, containers, arrays, a function, a closed "
+    "or foreign stream, /dev/zero, a FIFO; a refused call on a stream must leave its state as it was",
 }
 
 

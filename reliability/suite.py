@@ -20,9 +20,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-SECTIONS = ("files", "fuzz", "soak", "threads", "snapshots", "spec-fuzz", "snapshot-fuzz", "bombs", "churn", "cli-fuzz")
-HOSTILE_LONG = {"spec-fuzz": 1500, "snapshot-fuzz": 1000, "bombs": 200, "churn": 30, "cli-fuzz": 250}
-HOSTILE_QUICK = {"spec-fuzz": 150, "snapshot-fuzz": 150, "bombs": 30, "churn": 3, "cli-fuzz": 40}
+SECTIONS = (
+    "files", "fuzz", "soak", "threads", "snapshots", "spec-fuzz", "snapshot-fuzz", "bombs", "churn", "cli-fuzz",
+    "api-fuzz",
+)  # fmt: skip
+HOSTILE_LONG = {"spec-fuzz": 1500, "snapshot-fuzz": 1000, "bombs": 200, "churn": 30, "cli-fuzz": 250, "api-fuzz": 1000}
+HOSTILE_QUICK = {"spec-fuzz": 150, "snapshot-fuzz": 150, "bombs": 30, "churn": 3, "cli-fuzz": 40, "api-fuzz": 150}
 
 
 @dataclass(frozen=True)

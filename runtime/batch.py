@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgernn.runtime import general
+from edgernn.runtime import args, general
 from edgernn.runtime.binding import BindingCache
 from edgernn.runtime.buffers import alloc, lane_index
 from edgernn.runtime.errors import InputError, StreamError
@@ -53,13 +53,11 @@ class Batch:
         on_evict: Callable[[Stream], Any] | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        if max_streams < 1:
-            raise ValueError(f"max_streams must be >= 1, got {max_streams}")
         self.engine = engine
-        self.max_streams = max_streams
-        self.idle_after = idle_after
-        self.on_evict = on_evict
-        self.clock = clock or time.monotonic
+        self.max_streams = args.count("Engine.batch", "max_streams", max_streams, lo=1)  # checked before any work
+        self.idle_after = args.seconds("Engine.batch", "idle_after", idle_after)
+        self.on_evict = args.function("Engine.batch", "on_evict", on_evict)
+        self.clock = args.function("Engine.batch", "clock", clock) or time.monotonic
         self._lock = threading.RLock()  # shared by the members; re-entrant so on_evict may use the stream
         self._members: list[Stream] = []
         self._bufs = [[alloc(s.concrete_shape(0), s.dtype) for _ in (0, 1)] for s in engine.spec.states]
@@ -126,6 +124,7 @@ class Batch:
 
     def evict_idle(self, now: float | None = None) -> list[Stream]:
         """Close members idle for more than ``idle_after`` seconds (calling ``on_evict`` first); return them."""
+        now = args.seconds("Batch.evict_idle", "now", now, minimum=None)
         if self.idle_after is None:
             return []
         with self._lock:
@@ -192,7 +191,9 @@ class Batch:
     # -- internals (batch lock held) ---------------------------------------------------------
 
     def _member(self, stream: Stream) -> None:
-        if stream._batch is not self:
+        if getattr(stream, "_batch", None) is not self:
+            if not isinstance(stream, Stream):
+                raise StreamError(f"a batch takes edgernn Streams, got {type(stream).__name__} (foreign stream)")
             if stream._closed:
                 raise StreamError(CLOSED)
             raise StreamError("this stream is not a member of this batch (foreign stream)")

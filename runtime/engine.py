@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnxruntime as ort
 
-from edgernn.runtime import general
+from edgernn.runtime import args, general
 from edgernn.runtime.binding import Layout, runner
 from edgernn.runtime.buffers import alloc
 from edgernn.runtime.dtypes import NP_DTYPES
@@ -29,6 +29,8 @@ from edgernn.runtime.slots import SlotPool
 from edgernn.runtime.spec import BATCH, TIME, StreamSpec, TensorSpec
 from edgernn.runtime.specfile import read_spec
 from edgernn.runtime.stream import Stream, fresh_home
+
+NONFINITE = ("raise", "pass")  # Engine.load(nonfinite=...): refuse NaN/Inf frames, or let them through
 
 if TYPE_CHECKING:
     from edgernn.runtime.batch import Batch
@@ -76,8 +78,7 @@ class Engine:
         source: str = "model",
         nonfinite: str = "raise",
     ) -> None:
-        if nonfinite not in ("raise", "pass"):
-            raise ValueError(f"nonfinite must be 'raise' or 'pass', got {nonfinite!r}")
+        args.choice("Engine", "nonfinite", nonfinite, NONFINITE)
         self.session = session
         self.spec = spec
         self.profile = profile
@@ -156,8 +157,11 @@ class Engine:
         written by hand, or from ``edgernn.runtime.infer_spec(path, ...)``. Other device
         profiles (``"cuda"``, ``"cpu-int8"``...) load through ``edgernn.devices.load_engine``.
         """
-        source = os.fspath(path)
-        if isinstance(spec, (str, os.PathLike)):
+        source = args.path("Engine.load", "path", path)  # every argument checked before any work
+        profile = args.profile("Engine.load", profile)
+        spec = args.spec("Engine.load", spec, StreamSpec)
+        args.choice("Engine.load", "nonfinite", nonfinite, NONFINITE)
+        if isinstance(spec, str):
             spec = read_spec(spec)
         if isinstance(profile, str):
             if profile != "cpu":

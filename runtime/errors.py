@@ -41,3 +41,8 @@ class ProfileError(EdgeRNNError):
 
 class RunError(EdgeRNNError):
     """onnxruntime failed while running a step; every stream's state is as it was before the call."""
+
+
+class ArgumentError(InputError, TypeError):
+    """A public call got an argument of the wrong type or out of its range (the message names
+    the call and the argument); raised before any work, so nothing has changed."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgernn.runtime.dtypes import FROM_ONNX, FROM_ORT, NAMES
-from edgernn.runtime.errors import ModelLoadError, SpecError
+from edgernn.runtime.errors import ArgumentError, ModelLoadError, SpecError
 from edgernn.runtime.modelscan import last_text, value_info
 from edgernn.runtime.protowire import BYTES, Field, WireError, iter_fields
 
@@ -44,6 +44,11 @@ def graph_signature(model: str | os.PathLike[str] | bytes | Any) -> GraphIO:
         return _parse(bytes(model), "model")
     from edgernn.runtime.safety import read_model  # the one reader of model files
 
+    if not isinstance(model, (str, os.PathLike)):
+        raise ArgumentError(
+            "model must be a path (str or os.PathLike), the model's bytes or an onnxruntime session, "
+            f"got {type(model).__name__}"
+        )
     source = os.fspath(model)
     return _parse(read_model(source), source)
 

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import MISSING, fields, is_dataclass
 from typing import Any
 
+from edgernn.runtime import args
 from edgernn.runtime.errors import ModelLoadError, SpecError
 from edgernn.runtime.protowire import BYTES, WireError, encode_field, field_bytes, iter_fields, text
 from edgernn.runtime.spec import BATCH, METADATA_KEY, TIME, StreamSpec
@@ -41,9 +43,13 @@ def spec_json(spec: StreamSpec) -> str:
 
 def read_spec(path: str | os.PathLike[str]) -> StreamSpec:
     """A spec from a JSON file; SpecError names the file and what is wrong with it."""
-    source = os.fspath(path)
-    try:
-        with open(source, "rb") as fh:
+    source = args.path("read_spec", "path", path)
+    if "\x00" in source:
+        raise SpecError(f"spec file {source!r}: a path cannot contain a NUL character")
+    try:  # O_NONBLOCK and a regular file only: a FIFO is refused, never waited on
+        with open(os.open(source, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise SpecError(f"spec file {source}: not a regular file")
             raw = fh.read(MAX_SPEC_BYTES + 1)
     except OSError as exc:
         raise SpecError(f"spec file {source}: cannot read it: {exc.strerror}") from None

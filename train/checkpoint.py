@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -25,7 +26,8 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as _load_bytes
+from safetensors.torch import save as _save_bytes
 
 from edgernn.runtime.errors import CheckpointError, SpecError
 from edgernn.runtime.spec import ModelConfig
@@ -34,6 +36,58 @@ from edgernn.train.model import RecurrentModel, build_model
 CHECKPOINT_FORMAT = 1
 CHECKPOINT = "model.safetensors"  # the checkpoint's name inside a run directory
 _META_KEY = "edgernn"
+_MAX_HEADER = 100 << 20  # safetensors' own bound on the JSON header
+
+
+def save_file(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike[str], metadata: dict[str, str]) -> None:
+    """safetensors bytes written by Python's own file I/O: any name the OS takes works, non-UTF-8
+    bytes included (safetensors' ``save_file`` / ``safe_open`` refuse a path that is not valid UTF-8)."""
+    data = _save_bytes(dict(tensors), metadata=metadata)
+    with open(path, "wb") as fh:
+        fh.write(data)
+
+
+def _open_regular(path: str | os.PathLike[str]) -> Any:
+    """``path`` opened for reading if it is a regular file (a FIFO or a device is refused, never waited on)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    fh = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        fh.close()
+        raise ValueError("not a regular file")
+    return fh
+
+
+def load_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file, read by Python's file I/O (see ``save_file``)."""
+    with _open_regular(path) as fh:
+        return dict(_load_bytes(fh.read()))
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file, from its header alone (bounded, checked against the size).
+
+    ValueError: not a safetensors file (too short, a header too large or not a JSON object, data
+    offsets past the end of the file).
+    """
+    with _open_regular(path) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        head = fh.read(8)
+        if len(head) < 8:
+            raise ValueError("shorter than a safetensors header")
+        n = int.from_bytes(head, "little")
+        if n > min(_MAX_HEADER, size - 8):
+            raise ValueError(f"the header declares {n:,} bytes in a file of {size:,}")
+        doc = json.loads(fh.read(n))
+    if not isinstance(doc, dict):
+        raise ValueError("the header is not a JSON object")
+    ends = [e["data_offsets"][1] for k, e in doc.items() if k != "__metadata__" and isinstance(e, dict)
+            and isinstance(e.get("data_offsets"), list) and len(e["data_offsets"]) == 2]  # fmt: skip
+    if len(ends) != len(doc) - ("__metadata__" in doc) or 8 + n + max(ends, default=0) > size:
+        raise ValueError("truncated or not a safetensors file (tensor data past the end of the file)")
+    meta = doc.get("__metadata__") or {}
+    if not isinstance(meta, dict):
+        raise ValueError("__metadata__ is not a JSON object")
+    return meta
 
 
 def checkpoint_file(path: str | os.PathLike[str]) -> Path:
@@ -74,7 +128,7 @@ def save_checkpoint(
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta["weights_sha256"] = weights_digest(tensors)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(meta)})
+    save_file(tensors, tmp, metadata={_META_KEY: json.dumps(meta)})
     publish(tmp, path)
     return path
 
@@ -100,13 +154,10 @@ def publish(tmp: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
 
 
 def read_checkpoint_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
-    from safetensors import safe_open
-
     path = checkpoint_file(path)
     try:
-        with safe_open(str(path), framework="pt") as fh:
-            raw = (fh.metadata() or {}).get(_META_KEY)
-    except (SafetensorError, OSError, ValueError) as exc:
+        raw = read_metadata(path).get(_META_KEY)
+    except (OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors checkpoint: {exc}") from None
     if raw is None:
         raise CheckpointError(f"{path}: no {_META_KEY!r} metadata; not an edgernn checkpoint")
@@ -142,8 +193,8 @@ def load_checkpoint(
             + ", ".join(f"{k} (checkpoint {asdict(config)[k]!r}, expected {asdict(expect)[k]!r})" for k in diff)
         )
     try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
+        tensors = load_file(path)
+    except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: weights cannot be read: {exc}") from None
     model = build_model(config)
     own = model.state_dict()
@@ -214,7 +265,7 @@ def save_train_state(
     }
     meta["state_digest"] = _state_digest(tensors, meta)
     tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata={TRAIN_STATE_KEY: json.dumps(meta)})
+    save_file(tensors, tmp, metadata={TRAIN_STATE_KEY: json.dumps(meta)})
     publish(tmp, path)
 
 
@@ -234,12 +285,9 @@ def load_train_state(
     CheckpointError: unreadable or truncated, checksum mismatch (a byte flipped), or made for
     another checkpoint (another step or other weights: an older state beside a newer checkpoint).
     """
-    from safetensors import safe_open
-
     try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = json.loads((fh.metadata() or {})[TRAIN_STATE_KEY])
-        tensors = load_file(str(path))
+        meta = json.loads(read_metadata(path)[TRAIN_STATE_KEY])
+        tensors = load_file(path)
     except (SafetensorError, OSError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: not a readable train state: {type(exc).__name__}: {exc}") from None
     if not isinstance(meta, dict) or meta.get("state_digest") != _state_digest(tensors, meta):

@@ -16,8 +16,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from edgernn.runtime import args
 from edgernn.runtime.engine import Engine, Stream
-from edgernn.runtime.errors import InputError, SpecError
+from edgernn.runtime.errors import ArgumentError, InputError, SpecError
 
 
 def vocabulary(source: Engine | Stream) -> str:
@@ -60,13 +61,18 @@ def generate(
     seed: int = 0,
 ) -> Iterator[str]:
     """Yield ``n_chars`` characters continuing ``prompt``; the stream's state carries everything."""
+    if not isinstance(stream, Stream):
+        raise ArgumentError(f"generate: stream must be an edgernn Stream, got {type(stream).__name__}")
+    if not isinstance(prompt, str):
+        raise ArgumentError(f"generate: prompt must be a str, got {type(prompt).__name__}")
+    n_chars = args.count("generate", "n_chars", n_chars)
     vocab = vocabulary(stream)
     if not prompt:
         raise InputError("prompt: give at least one character")
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
+    real = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
+    if not (real and math.isfinite(temperature) and temperature >= 0):
         raise InputError(f"temperature: expected a finite number >= 0, got {temperature!r}")
-    if not (isinstance(seed, int) and seed >= 0) or not (isinstance(top_k, int) and top_k >= 0):
-        raise InputError(f"seed and top_k: expected integers >= 0, got seed {seed!r}, top_k {top_k!r}")
+    seed, top_k = args.count("generate", "seed", seed), args.count("generate", "top_k", top_k)
     ids = encode(vocab, prompt, "prompt")
     rng = np.random.default_rng(seed)
     logits = stream.push(ids)[-1]
