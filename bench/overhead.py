@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import platform
 import tempfile
 import threading
@@ -351,10 +352,11 @@ def _layout(spec: StreamSpec) -> str:
     return f"in {list(x.shape)}, state {list(s.shape)}"
 
 
-def table(rows: list[Row], cpu: str) -> str:
+def table(rows: list[Row], cpu: str, load: str | None = None) -> str:
+    when = f" Load average while measured: {load}." if load else ""
     lines = [
         f"Engine overhead per call, 1 stream, 1 thread, thread CPU time, interleaved (median of per-round "
-        f"ratios). CPU: {cpu}.",
+        f"ratios). CPU: {cpu}.{when}",
         "",
         "| subject | layout | engine path | engine µs | bare session.run µs | raw ping-pong µs | floor µs "
         "| engine / bare | engine - raw µs | floor - raw µs | engine - floor µs | max abs diff vs bare |",
@@ -413,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--calls and --rounds must be >= 1")
     with tempfile.TemporaryDirectory(prefix="edgernn-overhead-") as tmp:
         rows = [measure(s, args.calls, args.rounds) for s in subjects(Path(tmp))]
-    text = table(rows, cpu_name())
+    text = table(rows, cpu_name(), " / ".join(f"{v:.1f}" for v in os.getloadavg()))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text, encoding="utf-8")
     print(text, end="")

@@ -111,6 +111,8 @@ class Engine:
         self.check_many = self._check_many_dict if self.multi_input else self.checks[self.input.name].many
         self.single_output = len(spec.outputs) == 1
         self.out_has_time = [o.time_axis is not None for o in spec.outputs]
+        first = spec.outputs[0]  # the rank of one frame of the first output (batch and time axes dropped)
+        self.first_frame_rank = len(first.shape) - (first.batch_axis is not None) - (first.time_axis is not None)
         self.context_frames = spec.context.frames if spec.context is not None else 0
         # Items of the time axis per call: the spec's window, else the graph's fixed time size
         # (a graph fixed at one frame per call is not a window model: its calls just hold one frame).

@@ -139,7 +139,20 @@ class Stream:
             raise InputError(f"push: chunk must be an int >= 1, got {chunk!r}")
         engine = self.engine
         xs = engine.check_many(frames)
-        if engine.window is not None:
+        window = engine.window
+        if window is not None:
+            if xs.shape[0] == window and engine.single_output:  # (a window model has one streamed input)
+                lock = self._lock
+                with lock:  # the hot case first: a loose stream holding a slot, nothing pending, one window
+                    slot = self._slot
+                    if slot is not None and lock is self._lock and not self._pending.shape[0]:  # type: ignore[union-attr]
+                        try:
+                            out = slot.one(xs, window, self._ctx)
+                        except Demoted:
+                            pass  # nothing was committed: the path below runs it on the generic path
+                        else:
+                            self._last = out if out.nbytes <= LAST_VIEW_BYTES else out[-1].copy()
+                            return out
             return self._push_window(xs)
         n = len(next(iter(xs.values()))) if engine.multi_input else xs.shape[0]
         if n == 0:
@@ -205,8 +218,8 @@ class Stream:
             with self.engine.pool.lock:
                 self._write_back()
             return self._advance_general(xs, n)
-        if self.engine.single_output:  # a view of a small result (the caller's) holds little; a large one is copied
-            self._last = out[-1] if out.nbytes <= LAST_VIEW_BYTES else out[-1].copy()
+        if self.engine.single_output:  # a small result (the caller's) is kept whole, no copy; of a large one, a copy
+            self._last = out if out.nbytes <= LAST_VIEW_BYTES else out[-1].copy()  # of its last row
         else:
             self._last = slot.last_of(n)
         return out
@@ -216,11 +229,6 @@ class Stream:
         window = engine.window
         if window is None:  # push takes this path for window models only
             raise StreamError(f"{engine.source}: the spec has no window to buffer samples into")
-        lock = self._lock
-        with lock:  # the hot case first: a loose stream holding a slot, nothing pending, one window
-            slot = self._slot
-            if slot is not None and lock is self._lock and xs.shape[0] == window and not self.pending:
-                return self._one(slot, xs, window)
         with self._held():
             pending = self._pending if self._pending is not None else xs[:0]  # a window stream always has one
             have = pending.shape[0] + xs.shape[0]
@@ -284,8 +292,8 @@ class Stream:
         if last is None:
             return {}
         names = self.engine.output_names[: len(self.engine.spec.outputs)]
-        if self.engine.single_output:
-            return {names[0]: last}
+        if self.engine.single_output:  # a push may have kept its whole result, rows (T, ...): the last row
+            return {names[0]: last[-1] if last.ndim > self.engine.first_frame_rank else last}
         return dict(zip(names, last))
 
     def snapshot(self) -> bytes:

@@ -333,3 +333,24 @@ def test_silero_vad_streams_any_number_of_samples_with_its_window() -> None:
     tail = RNG.standard_normal(700).astype(np.float32) * 0.1
     np.testing.assert_array_equal(s.push(tail), t.push(tail))
     np.testing.assert_array_equal(s.flush(), t.flush())
+
+
+def test_last_outputs_is_the_latest_frame_after_step_push_and_a_huge_push() -> None:
+    """A push keeps its (small) result whole instead of copying a row; last_outputs still gives the last frame."""
+    path = Path(__file__).resolve().parent / "fixtures" / "gru-frames.onnx"
+    engine = Engine.load(path)
+    xs = np.random.default_rng(3).standard_normal((9, 3)).astype(np.float32)
+    s, ref = engine.stream(), engine.stream()
+    want = np.stack([ref.step(x) for x in xs])
+    got = s.push(xs[:5])
+    np.testing.assert_array_equal(s.last_outputs["y"], want[4])
+    assert s.last_outputs["y"].shape == (2,)
+    y = s.step(xs[5])
+    np.testing.assert_array_equal(s.last_outputs["y"], y)
+    np.testing.assert_array_equal(s.push(xs[6:], chunk=2), want[6:])  # several calls: the last row copied
+    np.testing.assert_array_equal(s.last_outputs["y"], want[8])
+    np.testing.assert_array_equal(got, want[:5])
+    big = np.zeros((20_000, 3), np.float32)  # 160 KB of outputs: the row is copied, the result not held
+    out = s.push(big, chunk=20_000)
+    assert s._last.base is None and s._last.shape == (2,)
+    np.testing.assert_array_equal(s.last_outputs["y"], out[-1])
