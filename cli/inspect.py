@@ -76,6 +76,11 @@ def _spec_lines(spec: dict[str, Any]) -> list[str]:
         f"x {model.get('num_layers', '?')}, out {model.get('output_size', '?')}"
     ]
     lines += [f"  state {s['input']} -> {s['output']} {s['dtype']} {s['shape']}" for s in spec["states"]]
+    lines += [
+        f"  memory {m['name']} {m['dtype']} {m['shape']} (per stream, max_length {m.get('max_length')}"
+        + (f", mask {m['mask']})" if m.get("mask") else ", no mask)")
+        for m in spec.get("memory", [])
+    ]
     prov = spec.get("provenance", {})
     for key in ("checkpoint_sha256", "train_config_digest", "opset"):
         if key in prov:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -38,6 +38,7 @@ from edgernn.runtime.binding import Binding, state_pairs, stream_view
 from edgernn.runtime.dtypes import NP_DTYPES
 from edgernn.runtime.engine import Engine, Stream
 from edgernn.runtime.errors import InputError, RunError, StreamError
+from edgernn.runtime.memory import check as check_memory
 from edgernn.runtime.snapshot import decode, encode
 
 WARM_RUNS = 4  # runs per direction before its graph is surely captured (onnxruntime captures on the 2nd)
@@ -46,8 +47,12 @@ _lock = threading.Lock()
 
 
 def make_stream(engine: Engine) -> Any:
-    """The stream for a ``device = "cuda"`` profile: ``CudaStream`` where the spec allows, else the CPU one."""
-    if engine.plain_step and "CUDAExecutionProvider" in engine.session.get_providers():
+    """The stream for a ``device = "cuda"`` profile: ``CudaStream`` where the spec allows, else the CPU one.
+
+    A spec with per-stream memory gets the runtime's ``Stream`` (its host buffers, memory
+    included, bound to the CUDA session: onnxruntime copies them per call).
+    """
+    if engine.plain_step and not engine.spec.memory and "CUDAExecutionProvider" in engine.session.get_providers():
         return CudaStream(engine)
     return Stream(engine)
 
@@ -66,13 +71,18 @@ class CudaStream:
     leave the state as it was.
     """
 
-    memory = "cuda"  # where state and the bound frame / result live (tests run the same logic on "cpu")
+    device_memory = "cuda"  # where state and the bound frame / result live (tests run the same logic on "cpu")
 
     def __init__(self, engine: Engine, lanes: int = 1) -> None:
         if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
             raise InputError(f"CudaStream: lanes must be an int >= 1, got {lanes!r}")
         if not engine.plain_step:
             raise StreamError(f"CudaStream: {engine.source} needs the generic path or a window: use a CPU Stream")
+        if engine.spec.memory:
+            raise StreamError(
+                f"CudaStream: {engine.source} declares per-stream memory, which this GPU-resident stream does not "
+                "hold: use the runtime's Stream (make_stream / engine.stream() picks it for such a model)"
+            )
         self.engine = engine
         self.lanes = lanes
         self._lock = threading.Lock()
@@ -91,7 +101,7 @@ class CudaStream:
         self._x_dev = self._binding.xs[0]
         self._y_dev = self._binding.ys
         x0 = np.zeros(self._x_dev.shape(), dtype=engine.input_dtype)
-        self.rt = cuda_runtime() if self.memory == "cuda" else None
+        self.rt = cuda_runtime() if self.device_memory == "cuda" else None
         self._cuda_stream = 0
         if self.rt is not None:
             self._x_host = PinnedArray(self.rt, x0.shape, x0.dtype)
@@ -141,11 +151,22 @@ class CudaStream:
         with self._guard():
             return self._push_chunks(xs, chunk)
 
-    def reset(self) -> None:
-        """Return to the initial state."""
+    def reset(self, memory: Mapping[str, Any] | None = None) -> None:
+        """Return to the initial state (``memory``: refused, see ``set_memory``)."""
+        if memory is not None:
+            self.set_memory(memory)
         with self._guard():
             for s, pair in zip(self.engine.spec.states, self._dev_states):
                 pair[self._parity].update_inplace(np.full(s.concrete_shape(self.lanes), s.init, NP_DTYPES[s.dtype]))
+
+    def set_memory(self, memory: Mapping[str, Any]) -> None:
+        """Per-stream memory: a CudaStream never runs a spec with memory (its constructor refuses one): InputError."""
+        check_memory(self.engine.spec, memory, "CudaStream.set_memory")  # raises: the spec declares no memory
+
+    @property
+    def memory(self) -> dict[str, np.ndarray]:
+        """Always empty: see ``set_memory``."""
+        return {}
 
     def state(self) -> dict[str, np.ndarray]:
         """A host copy of the current state, keyed by state input name."""
@@ -199,7 +220,7 @@ class CudaStream:
 
     def _device(self, arr: np.ndarray) -> ort.OrtValue:
         # A copy each time: on the host an OrtValue would share the array (both state buffers one memory).
-        return ort.OrtValue.ortvalue_from_numpy(np.array(arr, order="C", copy=True), self.memory, self.device_id)
+        return ort.OrtValue.ortvalue_from_numpy(np.array(arr, order="C", copy=True), self.device_memory, self.device_id)
 
     def _options(self, graph_id: int, sync: bool) -> ort.RunOptions:
         ro = ort.RunOptions()

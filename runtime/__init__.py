@@ -16,7 +16,15 @@ from edgernn.runtime.errors import (
 )
 from edgernn.runtime.infer import HintError, infer_spec
 from edgernn.runtime.protocol import StreamLike
-from edgernn.runtime.spec import SPEC_VERSION, ConstantSpec, ContextSpec, StateSpec, StreamSpec, TensorSpec
+from edgernn.runtime.spec import (
+    SPEC_VERSION,
+    ConstantSpec,
+    ContextSpec,
+    MemorySpec,
+    StateSpec,
+    StreamSpec,
+    TensorSpec,
+)
 
 __all__ = [
     "Batch",
@@ -28,6 +36,7 @@ __all__ = [
     "Engine",
     "HintError",
     "InputError",
+    "MemorySpec",
     "ModelLoadError",
     "ParityError",
     "ProfileError",

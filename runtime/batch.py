@@ -12,6 +12,10 @@ Membership: ``join`` / ``leave`` at any time (a member's lock is the batch's loc
 member and a batch call never run at once); at most ``max_streams`` members; with
 ``idle_after`` seconds, ``join`` on a full batch first evicts members idle that long,
 calling ``on_evict(stream)`` before closing each (snapshot it there to keep its state).
+
+Per-stream memory (``spec.memory``): the members' memories are padded into one buffer per
+memory tensor, each length axis to the members' longest, with the mask 0.0 on the padding
+(``runtime/memory.pad``); rebuilt when a member joins, leaves or sets its memory.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ from edgernn.runtime import args, general
 from edgernn.runtime.binding import BindingCache
 from edgernn.runtime.buffers import alloc, lane_index
 from edgernn.runtime.errors import InputError, StreamError
+from edgernn.runtime.memory import Memory
+from edgernn.runtime.memory import missing as missing_memory
+from edgernn.runtime.memory import pad as pad_memory
 from edgernn.runtime.ragged import step_many
 from edgernn.runtime.slots import Demoted, bindings, run
 from edgernn.runtime.stream import CLOSED, Stream
@@ -65,6 +72,8 @@ class Batch:
         self._ctx = engine.initial_context(0) if engine.spec.context is not None else None
         self._bound: BindingCache = bindings(engine, self._bufs, 0)
         self._used = np.zeros(0)
+        self._mem: dict[str, np.ndarray] | None = None  # the members' memory feeds, padded (memory specs)
+        self._mem_missing: list[int] = []  # lanes whose stream holds no memory yet
 
     # -- membership -----------------------------------------------------------------------
 
@@ -101,6 +110,8 @@ class Batch:
                     raise StreamError(CLOSED)
                 if stream._batch is not None:
                     raise StreamError("this stream is already a member of a batch; leave it first")
+                if self.engine.spec.memory:  # refused before any change when it cannot be padded
+                    pad_memory(self.engine.spec, [m._memory for m in self._members] + [stream._memory])
                 if stream._slot is not None:
                     with self.engine.pool.lock:
                         stream._write_back()
@@ -109,6 +120,7 @@ class Batch:
                 stream._home = stream._ctx = None
                 self._members.append(stream)
                 stream._lock = self._lock
+                self._rebind()
             return stream
 
     def leave(self, stream: Stream) -> None:
@@ -156,6 +168,8 @@ class Batch:
                 return engine.empty_output()
             if engine.window is not None:
                 raise InputError("batch.step: this model takes windows; use step_many({stream: items}) or push")
+            if self._mem_missing:
+                raise self._no_memory(self._mem_missing[0])
             out = None
             if engine.fast and engine.context_index is None:
                 b = self._bound.get(1)
@@ -214,7 +228,6 @@ class Batch:
             add = ctx if ctx is not None else self.engine.initial_context(1)
             self._ctx = np.concatenate([self._ctx, add])
         self._used = np.append(self._used, self.clock())
-        self._bound = bindings(self.engine, self._bufs, len(self._members) + 1)
 
     def _remove(self, stream: Stream) -> None:
         lane = stream._lane
@@ -229,7 +242,30 @@ class Batch:
         for i, m in enumerate(self._members[lane:], start=lane):
             m._lane = i
         stream._batch, stream._lane = None, -1
-        self._bound = bindings(self.engine, self._bufs, len(self._members))
+        self._rebind()
+
+    def _rebind(self) -> None:
+        """Bindings for the current members (and their memories, padded); after every change of either."""
+        self._bind_memory([m._memory for m in self._members])
+
+    def _bind_memory(self, mems: list[Memory | None]) -> None:
+        spec = self.engine.spec
+        feeds: dict[str, np.ndarray] | None = None
+        lengths: dict[str, int] | None = None
+        missing: list[int] = []
+        if spec.memory and mems:
+            feeds, lengths, missing = pad_memory(spec, mems)
+        self._bound = bindings(self.engine, self._bufs, len(mems), feeds, lengths)
+        self._mem, self._mem_missing = feeds, missing
+
+    def _member_memory(self, stream: Stream, held: Memory | None) -> None:
+        """Member ``stream`` sets its memory to ``held``: re-pad (StreamError before any change if it cannot)."""
+        self._member(stream)
+        self._bind_memory([held if m is stream else m._memory for m in self._members])
+
+    def _no_memory(self, lane: int) -> StreamError:
+        err = missing_memory(self.engine.spec, self.engine.source)
+        return StreamError(f"batch member {lane} (batch.streams[{lane}]): {err}")
 
     def _drop(self, stream: Stream) -> None:
         """A member is being closed: forget its lane (called from Stream.close, lock held)."""
@@ -239,7 +275,9 @@ class Batch:
         """All lanes, one generic call; the new state is written only if the call succeeds."""
         engine = self.engine
         p = self._parity
-        outs, new, new_ctx = general.call(engine, [pair[p] for pair in self._bufs], self._ctx, inputs, len(lanes))
+        outs, new, new_ctx = general.call(
+            engine, [pair[p] for pair in self._bufs], self._ctx, inputs, len(lanes), memory=self._mem
+        )
         for pair, value in zip(self._bufs, new):
             pair[p][...] = value
         if new_ctx is not None:

@@ -8,7 +8,9 @@ the raw reference loop (raw.py), the profiler's ``PingPong`` (profiling.py),
   wherever the spec puts them; no time axis at all; the context window's frames first),
   and a *stream-layout view* of it, ``(batch, K + T, *frame)``, that callers write frames
   into: one strided copy per call, no ``moveaxis`` / ``ascontiguousarray`` temporaries;
-* constants, bound once;
+* constants, bound once, and a stream's per-stream memory (``runtime/memory.py``), bound
+  once per binding: a binding is built for one memory, so a stream that changes its memory
+  gets new bindings (its slot's or batch's cache is rebuilt), never a rebind per call;
 * one buffer per output and its stream-layout view (``(batch, T, ...)``, or ``(batch, ...)``
   for an output without a time axis);
 * two IOBindings: parity ``p`` reads state buffer ``p`` and writes buffer ``p ^ 1``
@@ -96,7 +98,10 @@ class Layout:
     resolved: Mapping[str, Mapping[int, int]] = field(default_factory=dict)
     context: int = 0
 
-    def shape(self, t: TensorSpec, batch: int, time: int) -> tuple[int, ...]:
+    def shape(
+        self, t: TensorSpec, batch: int, time: int, lengths: Mapping[str, int] | None = None
+    ) -> tuple[int, ...]:
+        """``lengths`` sizes memory length symbols (e.g. attention weights over ``src_len``) for this call."""
         fixed = self.resolved.get(t.name, {})
         ctx = self.spec.context
         extra = self.context if ctx is not None and ctx.input == t.name else 0
@@ -108,6 +113,8 @@ class Layout:
                 dims.append(time + extra)
             elif isinstance(d, int):
                 dims.append(d)
+            elif lengths and d in lengths:
+                dims.append(lengths[d])
             elif axis in fixed:
                 dims.append(fixed[axis])
             else:
@@ -154,11 +161,13 @@ class Binding:
         constants: Mapping[str, Buffer] | None = None,
         make: Callable[[tuple[int, ...], str], Buffer] = host,
         direct: bool = True,
+        memory: Mapping[str, Buffer] | None = None,
+        lengths: Mapping[str, int] | None = None,
     ) -> None:
         spec = layout.spec
         self.batch, self.time = batch, time
         self.xs = [make(layout.shape(t, batch, time), t.dtype) for t in spec.inputs]
-        self.ys = [make(layout.shape(o, batch, time), o.dtype) for o in spec.outputs]
+        self.ys = [make(layout.shape(o, batch, time, lengths), o.dtype) for o in spec.outputs]
         on_host = all(isinstance(b, np.ndarray) for b in (*self.xs, *self.ys))
         # Stream-layout views, and views of the one frame in / out at lane 0 (the single-step path).
         self.xv = [stream_view(t, x, True) for t, x in zip(spec.inputs, self.xs)] if on_host else []
@@ -188,6 +197,8 @@ class Binding:
             for t, x in zip(spec.inputs, self.xs):
                 bind(io, t.name, x)
             for name, value in (constants or {}).items():
+                bind(io, name, value)
+            for name, value in (memory or {}).items():
                 bind(io, name, value)
             for s, pair in zip(spec.states, states):
                 bind(io, s.input, pair[parity])

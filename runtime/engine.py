@@ -23,6 +23,8 @@ from edgernn.runtime.dtypes import NP_DTYPES
 from edgernn.runtime.errors import InputError, ModelLoadError, ProfileError, RunError, SpecError
 from edgernn.runtime.frames import FrameCheck
 from edgernn.runtime.graph import check_against_graph
+from edgernn.runtime.memory import check as memory_check
+from edgernn.runtime.memory import probe as memory_probe
 from edgernn.runtime.safety import check_spec, read_model_and_spec
 from edgernn.runtime.session import CpuDefaults, SessionProfile, make_session
 from edgernn.runtime.slots import SlotPool
@@ -197,6 +199,10 @@ class Engine:
             "context": self.context_frames,
             "max_chunk": self.max_chunk,
             "fixed_batch": self.max_batch,
+            "memory": [
+                {"name": m.name, "dtype": m.dtype, "shape": list(m.shape), "max_length": m.max_length, "mask": m.mask}
+                for m in self.spec.memory
+            ],
         }
 
     def demote(self, exc: BaseException) -> bool:
@@ -214,14 +220,24 @@ class Engine:
 
     # -- streams --------------------------------------------------------------------------
 
-    def stream(self) -> Stream:
+    def stream(self, memory: Mapping[str, Any] | None = None) -> Stream:
         """A new stream at the initial state; it holds only its state until it steps.
+
+        ``memory``: for a spec with per-stream memory (``spec.memory``), ``{name: array}``
+        with each array the spec's shape less the batch axis (see ``Stream.set_memory``);
+        InputError if it does not fit, and no stream is made.
 
         A profile with a ``stream_factory`` (the hook in ``runtime/session.py``; the CUDA
         profiles of ``edgernn.devices`` keep state on the GPU) makes the stream instead.
         """
+        held = memory_check(self.spec, memory, "engine.stream(memory=...)") if memory is not None else None
         factory = getattr(self.profile, "stream_factory", None)
-        return factory(self) if factory is not None else Stream(self)
+        if factory is None:
+            return Stream(self, memory=held)
+        stream = factory(self)
+        if memory is not None:
+            stream.set_memory(memory)
+        return stream
 
     def batch(
         self,
@@ -332,8 +348,11 @@ class Engine:
         how = f"ran at the window ({time} items, " if self.window is not None else "ran at one frame ("
         inputs = {t.name: alloc((1, time, *frame_shape(t)), t.dtype) for t in spec.inputs}
         ctx = self.initial_context(1) if spec.context is not None else None
+        mem = memory_probe(spec).feeds if spec.memory else None  # length 1, zeros, mask 1.0
         try:
-            outs, _, _, raw = general.call(self, fresh_home(self), ctx, inputs, 1, keep_raw=True, quiet=True)
+            outs, _, _, raw = general.call(
+                self, fresh_home(self), ctx, inputs, 1, keep_raw=True, quiet=True, memory=mem
+            )
         except SpecError as exc:
             raise SpecError(f"{self.source}: {exc}") from None
         except RunError as exc:
@@ -350,6 +369,7 @@ class Engine:
         resolved: dict[str, dict[int, int]] = {}
         for o, r in zip(spec.outputs, raw):
             fill = {a: int(r.shape[a]) for a, d in enumerate(o.shape) if isinstance(d, str) and d not in (BATCH, TIME)}
+            # a memory length symbol is sized per call from the memory bound (binding.Layout), not from the probe
             if fill and len(o.shape) == r.ndim:
                 resolved[o.name] = fill
         if spec.model is not None:  # our own contract is exact; a foreign spec's output shapes are advisory

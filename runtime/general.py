@@ -22,6 +22,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edgernn.runtime.errors import InputError, RunError, SpecError
+from edgernn.runtime.memory import missing as missing_memory
 from edgernn.runtime.spec import TensorSpec
 
 if TYPE_CHECKING:
@@ -71,6 +72,7 @@ def call(
     n: int,
     keep_raw: bool = False,
     quiet: bool = False,
+    memory: Mapping[str, np.ndarray] | None = None,
 ) -> Any:
     """One session.run for ``n`` streams; returns (outputs in stream layout, new states, new context).
 
@@ -78,9 +80,15 @@ def call(
     ``ctx``: ``(n, K, *frame)`` for the context input, or None. ``keep_raw`` adds the
     outputs as the graph returned them (a fourth item); ``quiet`` keeps onnxruntime's own
     error log off stderr (the load-time probe, whose failure the engine reports itself).
+    ``memory``: the per-stream memory feeds of the ``n`` lanes (``runtime/memory.py``), for a
+    spec that declares memory.
     """
     spec = engine.spec
     feeds: dict[str, Any] = dict(engine.constants)
+    if spec.memory:
+        if memory is None:
+            raise missing_memory(spec, engine.source)
+        feeds.update(memory)
     new_ctx = None
     for t in spec.inputs:
         arr = inputs[t.name]

@@ -46,6 +46,8 @@ def check_declared_shapes(spec: StreamSpec, declared: Mapping[str, Sequence[int 
     """
     shaped = [(t.name, t.shape) for t in spec.inputs + spec.outputs]
     shaped += [(n, s.shape) for s in spec.states for n in (s.input, s.output)]
+    shaped += [(m.name, m.shape) for m in spec.memory]
+    shaped += [(m.mask, (BATCH, m.length_symbol)) for m in spec.memory if m.mask is not None and m.length_symbol]
     for name, want in shaped:
         got = declared.get(name)
         if got is None:
@@ -65,12 +67,15 @@ def check_against_graph(spec: StreamSpec, session: ort.InferenceSession, source:
     graph_in = {i.name: i for i in session.get_inputs()}
     graph_out = {o.name: o for o in session.get_outputs()}
     fed = [t.name for t in spec.inputs] + [s.input for s in spec.states] + [c.name for c in spec.constants]
+    fed += [m.name for m in spec.memory] + [m.mask for m in spec.memory if m.mask is not None]
     for name in fed:
         if name not in graph_in:
             raise SpecError(f"{source}: the spec feeds input {name!r}, the graph's inputs are {sorted(graph_in)}")
     missing = sorted(set(graph_in) - set(fed))
     if missing:
-        raise SpecError(f"{source}: graph input(s) {missing} are not in the spec (not streamed, state or constant)")
+        raise SpecError(
+            f"{source}: graph input(s) {missing} are not in the spec (not streamed, state, constant or memory)"
+        )
     produced = [t.name for t in spec.outputs] + [s.output for s in spec.states]
     for name in produced:
         if name not in graph_out:
@@ -78,6 +83,8 @@ def check_against_graph(spec: StreamSpec, session: ort.InferenceSession, source:
     declared = {t.name: t.dtype for t in spec.inputs}
     declared.update({s.input: s.dtype for s in spec.states})
     declared.update({c.name: c.dtype for c in spec.constants})
+    declared.update({m.name: m.dtype for m in spec.memory})
+    declared.update({m.mask: "float32" for m in spec.memory if m.mask is not None})
     declared.update({t.name: t.dtype for t in spec.outputs})
     declared.update({s.output: s.dtype for s in spec.states})
     for name, dtype in declared.items():
@@ -87,6 +94,7 @@ def check_against_graph(spec: StreamSpec, session: ort.InferenceSession, source:
             raise SpecError(f"{source}: tensor {name!r} is {graph_dtype} in the graph, {dtype} in the spec")
     shaped = [(t.name, t.shape, "input") for t in spec.inputs] + [(s.input, s.shape, "state") for s in spec.states]
     shaped += [(c.name, c.shape, "constant") for c in spec.constants]
+    shaped += [(m.name, m.shape, "memory") for m in spec.memory]
     for name, shape, what in shaped:
         for axis, d in enumerate(shape):
             if d == 0:
@@ -104,6 +112,7 @@ def _fixed_axes(spec: StreamSpec, graph_in: dict[str, ort.NodeArg], source: str)
     times: dict[str, int] = {}
     axes = [(t.name, t.batch_axis, t.time_axis) for t in spec.inputs]
     axes += [(s.input, s.batch_axis, None) for s in spec.states]
+    axes += [(m.name, m.batch_axis, None) for m in spec.memory]
     for name, b, tx in axes:
         shape = graph_in[name].shape
         if not isinstance(shape, list):

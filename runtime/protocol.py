@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -31,8 +32,17 @@ class StreamLike(Protocol):
         """Advance by any number of frames, in calls of at most ``chunk``; outputs ``(T, ...)``."""
         ...
 
-    def reset(self) -> None:
-        """Back to the initial state."""
+    def reset(self, memory: Mapping[str, Any] | None = None) -> None:
+        """Back to the initial state; the per-stream memory is kept, or replaced by ``memory``."""
+        ...
+
+    def set_memory(self, memory: Mapping[str, Any]) -> None:
+        """Set the per-stream memory (spec ``memory``): whole or nothing, InputError naming the tensor."""
+        ...
+
+    @property
+    def memory(self) -> dict[str, np.ndarray]:
+        """The per-stream memory, read-only (``{}`` when none is set)."""
         ...
 
     def state(self) -> dict[str, np.ndarray]:

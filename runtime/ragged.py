@@ -31,6 +31,9 @@ import numpy as np
 from edgernn.runtime import general
 from edgernn.runtime.buffers import lane_index
 from edgernn.runtime.errors import InputError, StreamError
+from edgernn.runtime.memory import missing as missing_memory
+from edgernn.runtime.memory import pad as pad_memory
+from edgernn.runtime.memory import take as take_memory
 from edgernn.runtime.slots import Demoted, run
 from edgernn.runtime.stream import CLOSED, Stream
 
@@ -117,6 +120,9 @@ def _ragged_batch(batch: Batch, streams: Sequence[Stream], xs: list[Any], cut: i
     counts = [_count(engine, x) for x in xs]
     n = len(batch._members)
     lanes = [s._lane for s in streams]
+    for s, c in zip(streams, counts):
+        if c and s._lane in batch._mem_missing:
+            raise batch._no_memory(s._lane)
     outs = None
     if len(streams) == n and len(set(counts)) == 1 and 0 < counts[0] <= cut and engine.fast:
         order = np.argsort(lanes)  # every member, the same count, one call: the bound path in lane order
@@ -130,7 +136,7 @@ def _ragged_batch(batch: Batch, streams: Sequence[Stream], xs: list[Any], cut: i
     if outs is None:
         p = batch._parity
         cur = [pair[p] for pair in batch._bufs]
-        outs, new, ctx = _rounds(engine, cur, batch._ctx, lanes, xs, counts, cut)
+        outs, new, ctx = _rounds(engine, cur, batch._ctx, lanes, xs, counts, cut, batch._mem)
         for pair, value in zip(batch._bufs, new):
             pair[p][...] = value
         if ctx is not None:
@@ -220,7 +226,12 @@ def _ragged_loose(
         ctx = None
         if spec.context is not None:
             ctx = np.concatenate([s._ctx_view() for s in streams])
-        outs, new, new_ctx = _rounds(engine, cur, ctx, list(range(len(streams))), xs, counts, cut)
+        mem = None
+        if spec.memory:  # lanes with frames need memory; the others ride along as zeros, masked
+            if any(c and s._memory is None for s, c in zip(streams, counts)):
+                raise missing_memory(spec, engine.source)
+            mem = pad_memory(spec, [s._memory for s in streams])[0]
+        outs, new, new_ctx = _rounds(engine, cur, ctx, list(range(len(streams))), xs, counts, cut, mem)
         for i, (s, v) in enumerate(zip(streams, views)):
             for k, st in enumerate(spec.states):
                 v[k][...] = new[k][lane_index(st.batch_axis, slice(i, i + 1))]
@@ -255,8 +266,11 @@ def _rounds(
     xs: list[Any],
     counts: list[int],
     cut: int,
+    memory: dict[str, np.ndarray] | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray | None]:
-    """Pure: the calls of ``_calls``, same-length calls of a round together; (outputs per stream, states, ctx)."""
+    """Pure: the calls of ``_calls``, same-length calls of a round together; (outputs per stream, states, ctx).
+
+    ``memory``: the padded memory feeds indexed by ``lanes`` (memory specs)."""
     spec = engine.spec
     cur = [s.copy() for s in states]
     cur_ctx = ctx.copy() if ctx is not None else None
@@ -277,7 +291,8 @@ def _rounds(
                 }
                 sub = [np.take(s, idx, axis=st.batch_axis) for s, st in zip(cur, spec.states)]
                 sub_ctx = cur_ctx[idx] if cur_ctx is not None else None
-                outs, new, new_ctx = general.call(engine, sub, sub_ctx, inputs, len(who))
+                sub_mem = take_memory(spec, memory, idx) if memory is not None else None
+                outs, new, new_ctx = general.call(engine, sub, sub_ctx, inputs, len(who), memory=sub_mem)
                 for s, st, value in zip(cur, spec.states, new):
                     s[lane_index(st.batch_axis, idx)] = value
                 if cur_ctx is not None and new_ctx is not None:

@@ -212,10 +212,15 @@ def _spec_against_graph(
         carried = next((t for t in spec.inputs if t.name == spec.context.input), None)
         if carried is not None:
             sized.append(((spec.context.frames, *carried.shape), carried.dtype, 1))
+    # per-stream memory at its max_length (and its mask); outputs over a memory's length axis at that length
+    longest = {m.length_symbol: m.max_length or 1 for m in spec.memory if m.length_symbol is not None}
+    sized = [(tuple(longest.get(d, d) if isinstance(d, str) else d for d in shape), t, c) for shape, t, c in sized]
+    sized += [(m.concrete_shape(1, m.max_length or 1), m.dtype, 1) for m in spec.memory]
+    sized += [((m.max_length or 1,), "float32", 1) for m in spec.memory if m.mask is not None]
     per_stream = sum(_stream_bytes(shape, dtype, copies) for shape, dtype, copies in sized)
     if per_stream > limits.max_stream_bytes:
         raise SpecError(
-            f"{source}: the spec asks for {per_stream} bytes per stream (state, frame, context, output), above "
+            f"{source}: the spec asks for {per_stream} bytes per stream (state, frame, context, output, memory), above "
             f"Limits.max_stream_bytes = {limits.max_stream_bytes}: refused as a memory bomb"
         )
 

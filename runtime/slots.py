@@ -12,6 +12,7 @@ another stream needs the slot and takes it over, writing the state back home fir
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,6 +20,8 @@ import numpy as np
 from edgernn.runtime.binding import Binding, BindingCache
 from edgernn.runtime.buffers import alloc
 from edgernn.runtime.errors import RunError
+from edgernn.runtime.memory import Memory
+from edgernn.runtime.memory import missing as missing_memory
 
 if TYPE_CHECKING:
     from edgernn.runtime.engine import Engine
@@ -32,11 +35,23 @@ class Demoted(Exception):
     """A bound call met an output shape it was not bound for; nothing was committed: rerun on the generic path."""
 
 
-def bindings(engine: Engine, states: list[list[np.ndarray]], batch: int) -> BindingCache:
-    """The bounded cache of ``engine``'s bindings over ``states`` for ``batch`` lanes, keyed by call length."""
+def bindings(
+    engine: Engine,
+    states: list[list[np.ndarray]],
+    batch: int,
+    memory: Mapping[str, np.ndarray] | None = None,
+    lengths: Mapping[str, int] | None = None,
+) -> BindingCache:
+    """The bounded cache of ``engine``'s bindings over ``states`` for ``batch`` lanes, keyed by call length.
+
+    ``memory``: the per-stream memory feeds of these lanes (runtime/memory.py), bound in every binding.
+    """
 
     def build(time: int) -> Binding:
-        return Binding(engine.session, engine.layout, states, batch, time, engine.constants, direct=engine.direct_run)
+        return Binding(
+            engine.session, engine.layout, states, batch, time, engine.constants, direct=engine.direct_run,
+            memory=memory, lengths=lengths,
+        )  # fmt: skip
 
     return BindingCache(build, MAX_BOUND_LENGTHS, MAX_BOUND_BYTES)
 
@@ -54,14 +69,24 @@ def run(engine: Engine, b: Binding, parity: int) -> None:
 class Slot:
     """Ping-pong state buffers of one stream (batch 1) plus its bindings per call length."""
 
-    __slots__ = ("engine", "owner", "parity", "states", "cache", "b1")
+    __slots__ = ("engine", "owner", "parity", "states", "cache", "b1", "memory")
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.owner: Stream | None = None
         self.parity = 0
         self.states = [[alloc(s.concrete_shape(1), s.dtype, s.init) for _ in (0, 1)] for s in engine.spec.states]
+        self.memory: Memory | None = None  # the memory its bindings bind (set by ``use`` before any call)
         self.cache = bindings(engine, self.states, 1)
+        self.b1 = self.cache.get(1) if engine.plain_step and not engine.spec.memory else None
+
+    def use(self, memory: Memory) -> None:
+        """Bind ``memory`` (its owner's): new bindings unless they already bind this very memory."""
+        if memory is self.memory:
+            return
+        engine = self.engine
+        self.memory = memory
+        self.cache = bindings(engine, self.states, 1, memory.feeds, memory.lengths)
         self.b1 = self.cache.get(1) if engine.plain_step else None
 
     def current(self) -> list[np.ndarray]:
@@ -192,7 +217,10 @@ class SlotPool:
         self.next = 0
 
     def take(self, stream: Stream) -> Slot:
-        """A slot for ``stream`` (whose lock the caller holds), loaded with its state."""
+        """A slot for ``stream`` (whose lock the caller holds), loaded with its state (and memory)."""
+        memory = stream._memory
+        if self.engine.spec.memory and memory is None:
+            raise missing_memory(self.engine.spec, self.engine.source)
         with self.lock:
             slot = next((s for s in self.slots if s.owner is None), None)
             if slot is None and len(self.slots) >= self.size:
@@ -203,6 +231,8 @@ class SlotPool:
             slot.owner = stream
         for pair, value in zip(slot.states, stream._own_home()):
             pair[slot.parity][...] = value
+        if memory is not None:
+            slot.use(memory)
         stream._slot = slot
         return slot
 

@@ -13,7 +13,11 @@ stream moves between the graph forms and precisions exported from one checkpoint
 fp16, int8, decomposed) and between providers; a snapshot of another model is refused.
 Floating-point state is cast to the engine's dtype on restore (fp32 ↔ fp16).
 
-Format 1 snapshots (tied to the graph's sha256) still load into the same graph.
+Format 3 adds a stream's per-stream memory (spec version 3, ``runtime/memory.py``): after the
+other tensors, one entry ``__memory__:<name>`` per memory tensor (graph layout, batch axis of
+1, its own length); the memory specs join the state contract. A stream without memory still
+writes format 2, so its snapshots read as before. Format 1 snapshots (tied to the graph's
+sha256) still load into the same graph; formats 1 and 2 restore with no memory.
 
 The header is parsed with types and bounds (size, nesting depth, tensor count, element
 count) before anything is read from the payload: a forged header, whatever its checksum,
@@ -31,18 +35,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgernn.runtime.errors import SnapshotError
+from edgernn.runtime.errors import InputError, SnapshotError
+from edgernn.runtime.memory import Memory
+from edgernn.runtime.memory import check as check_memory
 
 if TYPE_CHECKING:
     from edgernn.runtime.engine import Engine
 
 MAGIC = b"EDGERNN-SNAP"
-FORMAT = 2
-READABLE = (1, 2)
+FORMAT = 3  # with per-stream memory; a stream without memory writes FORMAT_PLAIN
+FORMAT_PLAIN = 2
+READABLE = (1, 2, 3)
 _HEAD = struct.Struct("<II")
 _DIGEST = 32
 CONTEXT = "__context__"
 PENDING = "__pending__"
+MEMORY = "__memory__:"  # + the memory tensor's name
 MAX_HEADER = 1 << 16  # bytes of header JSON
 MAX_DEPTH = 8  # nesting of the header JSON
 MAX_TENSORS = 1024
@@ -60,18 +68,26 @@ def state_contract(engine: Engine) -> str:
         "window": engine.window,
         "origin": origin if isinstance(origin, str) and origin else engine.model_sha256,
     }
+    if spec.memory:  # only then: the contracts of specs without memory stay what they were
+        doc["memory"] = [[m.name, m.dtype, list(m.shape), m.max_length, m.mask] for m in spec.memory]
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
 def encode(
-    engine: Engine, states: list[np.ndarray], ctx: np.ndarray | None, pending: np.ndarray | None = None
+    engine: Engine,
+    states: list[np.ndarray],
+    ctx: np.ndarray | None,
+    pending: np.ndarray | None = None,
+    memory: Memory | None = None,
 ) -> bytes:
-    """The snapshot of ``states`` (batch 1, graph layout), the context window and pending window items."""
+    """The snapshot of ``states`` (batch 1, graph layout), the context window, pending window items and memory."""
     tensors = [(s.input, v) for s, v in zip(engine.spec.states, states)]
     if ctx is not None:
         tensors.append((CONTEXT, ctx))
     if pending is not None:
         tensors.append((PENDING, pending))
+    if memory is not None:
+        tensors += [(MEMORY + m.name, memory.arrays[m.name]) for m in engine.spec.memory]
     header = {
         "contract": state_contract(engine),
         "model_sha256": engine.model_sha256,
@@ -80,12 +96,20 @@ def encode(
     }
     head = json.dumps(header, sort_keys=True).encode()
     body = b"".join(np.ascontiguousarray(v, dtype=v.dtype.newbyteorder("<")).tobytes() for _, v in tensors)
-    blob = MAGIC + _HEAD.pack(FORMAT, len(head)) + head + body
+    blob = MAGIC + _HEAD.pack(FORMAT if memory is not None else FORMAT_PLAIN, len(head)) + head + body
     return blob + hashlib.sha256(blob).digest()
 
 
 def decode(engine: Engine, blob: Any) -> tuple[list[np.ndarray], np.ndarray | None, np.ndarray | None]:
     """(states, context, pending) from ``blob``, checked against ``engine``; SnapshotError says what is wrong."""
+    states, ctx, pending, _ = decode_all(engine, blob)
+    return states, ctx, pending
+
+
+def decode_all(
+    engine: Engine, blob: Any
+) -> tuple[list[np.ndarray], np.ndarray | None, np.ndarray | None, Memory | None]:
+    """(states, context, pending, memory or None) from ``blob``, checked against ``engine`` (SnapshotError)."""
     if not isinstance(blob, (bytes, bytearray, memoryview)):
         raise SnapshotError(f"a snapshot is bytes, got {type(blob).__name__}")
     data = bytes(blob)
@@ -103,8 +127,10 @@ def decode(engine: Engine, blob: Any) -> tuple[list[np.ndarray], np.ndarray | No
     _check_origin(engine, header, fmt)
     got = _tensors(header)
     want = _expected(engine)
+    held = [t for t in got if t[0].startswith(MEMORY)]
+    got = got[: len(got) - len(held)]
     names = [n for n, _, _ in got]
-    if names != [n for n, _, _ in want] + ([PENDING] if engine.window is not None and fmt == FORMAT else []):
+    if names != [n for n, _, _ in want] + ([PENDING] if engine.window is not None and fmt >= 2 else []):
         raise SnapshotError(f"snapshot tensors {got} do not match this model's state {want}")
     offset = fixed + head_len
     end = len(data) - _DIGEST
@@ -131,11 +157,41 @@ def decode(engine: Engine, blob: Any) -> tuple[list[np.ndarray], np.ndarray | No
         arr = np.frombuffer(data, dtype=dt, count=count, offset=offset).reshape(shape)
         out.append(arr.astype(want_dtype))  # a copy, in this engine's dtype (fp16 <-> fp32 between forms)
         offset += size
+    memory, offset = _memory(engine, data, offset, end, held, fmt)
     if offset != end:
         raise SnapshotError("snapshot payload length does not match its header")
     pending = out.pop() if names and names[-1] == PENDING else None
     ctx = out.pop() if engine.spec.context is not None else None
-    return out, ctx, pending
+    return out, ctx, pending, memory
+
+
+def _memory(
+    engine: Engine, data: bytes, offset: int, end: int, held: list[tuple[str, str, list[int]]], fmt: int
+) -> tuple[Memory | None, int]:
+    """The memory entries at the payload's end (format 3), checked like a caller's ``set_memory``."""
+    if not held:
+        return None, offset
+    spec = engine.spec
+    want = [MEMORY + m.name for m in spec.memory]
+    if fmt < 3 or [n for n, _, _ in held] != want:
+        raise SnapshotError(f"snapshot memory tensors {[n for n, _, _ in held]} do not match this model's {want}")
+    given: dict[str, np.ndarray] = {}
+    for (_, dtype, shape), m in zip(held, spec.memory):
+        if len(shape) != len(m.shape) or shape[m.batch_axis] != 1:
+            raise SnapshotError(f"snapshot memory {m.name!r} has shape {shape}, expected {list(m.concrete_shape(1))}")
+        if m.max_length is not None and math.prod(shape) > math.prod(m.concrete_shape(1, m.max_length)):
+            raise SnapshotError(f"snapshot memory {m.name!r} shape {shape} is beyond the spec's max_length")
+        dt = np.dtype(dtype).newbyteorder("<")
+        size = math.prod(shape) * dt.itemsize
+        if offset + size > end:
+            raise SnapshotError(f"snapshot payload is shorter than its header says (memory {m.name!r})")
+        arr = np.frombuffer(data, dtype=dt, count=math.prod(shape), offset=offset).reshape(shape)
+        given[m.name] = arr.squeeze(axis=m.batch_axis)
+        offset += size
+    try:
+        return check_memory(spec, given, "snapshot memory"), offset
+    except InputError as exc:
+        raise SnapshotError(str(exc)) from None
 
 
 def _expected(engine: Engine) -> list[tuple[str, str, list[int]]]:
@@ -165,8 +221,8 @@ def _check_origin(engine: Engine, header: dict[str, Any], fmt: int) -> None:
             f"{state_contract(engine)[:12]}…): its states, window or origin checkpoint differ"
         )
     version = header.get("spec_version")
-    if isinstance(version, bool) or version not in (1, 2):
-        raise SnapshotError(f"snapshot spec version {version!r} is not supported (this edgernn reads (1, 2))")
+    if isinstance(version, bool) or version not in (1, 2, 3):
+        raise SnapshotError(f"snapshot spec version {version!r} is not supported (this edgernn reads (1, 2, 3))")
 
 
 def _parse_header(raw: bytes) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 One JSON document under the metadata key ``edgernn.stream_spec`` says everything needed to
 stream a model: which inputs carry frames (with symbolic ``batch`` and ``time`` axes), which
 input/output pairs carry state (any rank, batch axis anywhere), constant inputs, an optional
-input context window, and the model's own facts (``ModelConfig``, task facts, provenance).
+input context window, per-stream memory (a tensor set once per stream and fed to every call,
+e.g. the encoder outputs a decoder attends over: ``MemorySpec``), and the model's own facts
+(``ModelConfig``, task facts, provenance).
 
 Example:
     >>> cfg = ModelConfig(cell="gru", input_kind="tokens", input_size=64, hidden_size=32,
@@ -26,8 +28,9 @@ from edgernn.runtime.dtypes import NAMES
 from edgernn.runtime.errors import SpecError
 from edgernn.runtime.specschema import load_json, validate
 
-SPEC_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # version 1: no ``window`` field (read as window = None)
+SPEC_VERSION = 3
+# version 1: no ``window`` field (read as window = None); version 2: no ``memory`` field (read as none)
+READABLE_VERSIONS = (1, 2, 3)
 METADATA_KEY = "edgernn.stream_spec"
 BATCH = "batch"
 TIME = "time"
@@ -169,6 +172,62 @@ class ContextSpec:
 
 
 @dataclass(frozen=True)
+class MemorySpec:
+    """A per-stream input set once (at creation, ``reset(memory=...)`` or ``set_memory``) and fed to every call.
+
+    ``shape`` holds ``'batch'`` once and at most one other symbol, the *length axis* (e.g.
+    ``'src_len'``), whose size each stream chooses, up to ``max_length``. ``mask``, when
+    given, names a float32 graph input ``[batch, length]`` the engine fills with 1.0 on a
+    stream's valid positions and 0.0 on padding (streams of different lengths share a call
+    padded to the longest); without one, streams in one call must have equal lengths.
+    """
+
+    name: str
+    dtype: str
+    shape: tuple[Dim, ...]
+    max_length: int | None = None
+    mask: str | None = None
+
+    def __post_init__(self) -> None:
+        where = f"memory {self.name!r}"
+        _check_dtype(self.dtype, where)
+        shape = _shape(self.shape, where)
+        object.__setattr__(self, "shape", shape)
+        symbols = [d for d in shape if isinstance(d, str) and d != BATCH]
+        if shape.count(BATCH) != 1 or TIME in shape or len(symbols) > 1:
+            raise SpecError(
+                f"{where}: shape {list(shape)} must hold 'batch' once, at most one length symbol (e.g. 'src_len') "
+                "and ints; 'time' is not a memory axis"
+            )
+        if symbols and self.max_length is None:
+            raise SpecError(f"{where}: the length axis {symbols[0]!r} needs max_length (the longest memory accepted)")
+        top = self.max_length
+        if top is not None and (isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= 1 << 24):
+            raise SpecError(f"{where}: max_length must be an int in [1, 2**24], got {self.max_length!r}")
+        if self.mask is not None and not symbols:
+            raise SpecError(f"{where}: a mask needs a length axis; shape {list(shape)} has none")
+
+    @property
+    def batch_axis(self) -> int:
+        return self.shape.index(BATCH)
+
+    @property
+    def length_axis(self) -> int | None:
+        """The axis of the length symbol, or None for a memory of fixed shape."""
+        return next((i for i, d in enumerate(self.shape) if isinstance(d, str) and d != BATCH), None)
+
+    @property
+    def length_symbol(self) -> str | None:
+        axis = self.length_axis
+        return None if axis is None else str(self.shape[axis])
+
+    def concrete_shape(self, batch: int = 1, length: int = 1) -> tuple[int, ...]:
+        """The shape for ``batch`` streams of memory length ``length`` (graph layout)."""
+        axis = self.length_axis
+        return tuple(batch if d == BATCH else length if i == axis else int(d) for i, d in enumerate(self.shape))
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """What a model made by edgernn is: the one description that travels checkpoint → ONNX → runtime.
 
@@ -254,6 +313,7 @@ class StreamSpec:
     provenance: Mapping[str, Any] = field(default_factory=dict)
     version: int = SPEC_VERSION
     window: int | None = None  # items of the time axis per call (audio: samples per frame); None: any
+    memory: tuple[MemorySpec, ...] = ()  # per-stream inputs set once per stream (version 3)
 
     def __post_init__(self) -> None:
         if self.version not in READABLE_VERSIONS:
@@ -274,7 +334,9 @@ class StreamSpec:
         if not self.outputs:
             raise SpecError("stream spec: no output; fix: list at least one graph output under 'outputs'")
         seen: set[str] = set()
-        for name in [t.name for t in self.inputs] + [s.input for s in self.states] + [c.name for c in self.constants]:
+        fed = [t.name for t in self.inputs] + [s.input for s in self.states] + [c.name for c in self.constants]
+        fed += [m.name for m in self.memory] + [m.mask for m in self.memory if m.mask is not None]
+        for name in fed:
             if name in seen:
                 raise SpecError(f"stream spec: graph input {name!r} is declared twice")
             seen.add(name)
@@ -293,6 +355,14 @@ class StreamSpec:
             names = [t.name for t in self.inputs]
             if self.context.input not in names:
                 raise SpecError(f"stream spec: context input {self.context.input!r} is not one of {names}")
+        lengths = {m.length_symbol: m.max_length for m in self.memory if m.length_symbol is not None}
+        for m in self.memory:
+            if m.length_symbol is not None and lengths[m.length_symbol] != m.max_length:
+                raise SpecError(
+                    f"stream spec: memories sharing the length axis {m.length_symbol!r} must have one max_length"
+                )
+        if set(lengths) & {d for t in self.inputs for d in t.shape}:
+            raise SpecError("stream spec: a memory length symbol may not name an axis of a streamed input")
 
     @property
     def time_axis_input(self) -> TensorSpec:
@@ -339,6 +409,9 @@ class StreamSpec:
         out["outputs"] = [asdict(t) | {"shape": list(t.shape)} for t in self.outputs]
         out["states"] = [asdict(s) | {"shape": list(s.shape)} for s in self.states]
         out["constants"] = [asdict(c) | {"shape": list(c.shape)} for c in self.constants]
+        out["memory"] = [asdict(m) | {"shape": list(m.shape)} for m in self.memory]
+        if not self.memory:
+            del out["memory"]  # a spec without memory reads as before
         out["task"] = dict(self.task)
         out["provenance"] = dict(self.provenance)
         if self.model is not None:
@@ -361,6 +434,8 @@ class StreamSpec:
             )
         if version == 1 and raw.get("window") is not None:
             raise SpecError("stream spec: field 'window' needs version 2 (this spec says version 1)")
+        if version < 3 and raw.get("memory"):
+            raise SpecError(f"stream spec: field 'memory' needs version 3 (this spec says version {version})")
         validate(raw)
         try:
             model = raw.get("model")
@@ -374,8 +449,9 @@ class StreamSpec:
                 model=ModelConfig.from_dict(model) if model is not None else None,
                 task=dict(raw.get("task", {})),
                 provenance=dict(raw.get("provenance", {})),
-                version=SPEC_VERSION,  # read as the current version: v1 is v2 without a window
+                version=SPEC_VERSION,  # read as the current version: v1 / v2 are v3 without a window / memory
                 window=raw.get("window"),
+                memory=tuple(MemorySpec(**m) for m in raw.get("memory", ())),
             )
         except TypeError as exc:
             raise SpecError(f"stream spec: malformed entry: {exc}") from None

@@ -167,7 +167,7 @@ DTYPE_FIX = f"one of {', '.join(DTYPES)}"
 
 SCHEMA: dict[str, dict[str, Rule]] = {
     "spec": {
-        "version": Rule(integer(1, 2, "2 (version 1, without 'window', is read too)")),
+        "version": Rule(integer(1, 3, "3 (versions 1 and 2, without 'window' / 'memory', are read too)")),
         "inputs": Rule(list_of(obj("tensor"), 1, "at least one streamed input, e.g. [{'name': 'x', ...}]")),
         "outputs": Rule(list_of(obj("tensor"), 1, "at least one output, e.g. [{'name': 'y', ...}]")),
         "states": Rule(list_of(obj("state"), 0, "a list of state pairs, [] for none")),
@@ -178,6 +178,7 @@ SCHEMA: dict[str, dict[str, Rule]] = {
         "provenance": Rule(json_object("a JSON object, {} for none"), required=False),
         "window": Rule(optional(integer(1, 1 << 24, "items of the time axis per call, e.g. 512; null for any")),
                        required=False),  # fmt: skip
+        "memory": Rule(list_of(obj("memory"), 0, "a list of per-stream memory inputs, [] for none"), required=False),
     },
     "tensor": {
         "name": Rule(string(NAME)),
@@ -196,6 +197,15 @@ SCHEMA: dict[str, dict[str, Rule]] = {
         "dtype": Rule(string(DTYPE_FIX, DTYPES)),
         "value": Rule(constant_value),
         "shape": Rule(shape(False, "ints >= 1, [] for a scalar"), required=False),
+    },
+    "memory": {
+        "name": Rule(string("the graph input that takes the memory, e.g. 'enc'")),
+        "dtype": Rule(string(DTYPE_FIX, DTYPES)),
+        "shape": Rule(shape(True, "sizes >= 1, 'batch' once and one length symbol, e.g. ['batch', 'src_len', 256]")),
+        "max_length": Rule(optional(integer(1, 1 << 24, "the longest memory a stream may hold, e.g. 256")),
+                           required=False),  # fmt: skip
+        "mask": Rule(optional(string("the float32 graph input [batch, length] of 1.0 / 0.0, e.g. 'enc_mask'")),
+                     required=False),  # fmt: skip
     },
     "context": {
         "input": Rule(string("the streamed input whose last frames are carried, e.g. 'x'")),

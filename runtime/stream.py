@@ -5,6 +5,10 @@ Where a stream's state lives, exactly one of:
   * an engine slot (``_slot``) while it steps on the bound fast path (home is then stale);
   * a lane of a Batch (``_batch``, ``_lane``) while it is a member (home is then None).
 
+A stream of a spec with per-stream memory (``spec.memory``) also holds its ``Memory``
+(runtime/memory.py): read-only arrays, set whole by ``set_memory``, kept by ``reset()``,
+shared with forks (never written), bound by the slot or batch that runs the stream.
+
 Threads: calls on one stream are serialised by its lock (a Batch member shares the batch's
 lock); calls on different streams run concurrently. Every call runs whole or not at all.
 """
@@ -12,6 +16,7 @@ lock); calls on different streams run concurrently. Every call runs whole or not
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,6 +24,8 @@ import numpy as np
 from edgernn.runtime import general
 from edgernn.runtime.buffers import alloc
 from edgernn.runtime.errors import InputError, StreamError
+from edgernn.runtime.memory import Memory
+from edgernn.runtime.memory import check as check_memory
 from edgernn.runtime.slots import Demoted, Slot, wrap_run_error
 
 if TYPE_CHECKING:
@@ -40,7 +47,8 @@ class Stream:
     """
 
     __slots__ = (
-        "engine", "_lock", "_closed", "_slot", "_batch", "_lane", "_home", "_ctx", "_last", "_pending", "__weakref__"
+        "engine", "_lock", "_closed", "_slot", "_batch", "_lane", "_home", "_ctx", "_last", "_pending", "_memory",
+        "__weakref__",
     )
 
     def __init__(
@@ -49,8 +57,10 @@ class Stream:
         home: list[np.ndarray] | None = None,
         ctx: np.ndarray | None = None,
         pending: np.ndarray | None = None,
+        memory: Memory | None = None,
     ) -> None:
         self.engine = engine
+        self._memory = memory
         self._lock = threading.Lock()
         self._closed = False
         self._slot: Slot | None = None
@@ -266,9 +276,16 @@ class Stream:
         self._last = out[-1].copy() if engine.single_output else last
         return out
 
-    def reset(self) -> None:
-        """Return to the initial state (and an empty context window)."""
+    def reset(self, memory: Mapping[str, Any] | None = None) -> None:
+        """Return to the initial state (and an empty context window); the memory is kept.
+
+        ``memory``: new per-stream memory as for ``set_memory``, checked first (InputError:
+        nothing changes), then set with the reset.
+        """
+        held = check_memory(self.engine.spec, memory, "reset(memory=...)") if memory is not None else None
         with self._held():
+            if held is not None:
+                self._install(held)
             for s, view in zip(self.engine.spec.states, self._views()):
                 view.fill(s.init)
             ctx = self._ctx_view()
@@ -277,6 +294,40 @@ class Stream:
             if self._pending is not None:
                 self._pending = self.engine.no_frames
             self._last = None
+
+    # -- memory ---------------------------------------------------------------------------
+
+    def set_memory(self, memory: Mapping[str, Any]) -> None:
+        """Set this stream's per-stream memory: ``{name: array}`` for every memory tensor of the spec.
+
+        Each array has the spec's shape less the batch axis (e.g. ``(src_len, 256)`` for
+        ``['batch', 'src_len', 256]``), a length of 1 to ``max_length``, finite values. Whole
+        or nothing: a wrong name, dtype, shape or length is an InputError naming the tensor and
+        the axis, and nothing of the stream changes. The state is not touched (``reset(memory=...)``
+        sets both). The values are copied.
+        """
+        held = check_memory(self.engine.spec, memory, "set_memory")
+        with self._held():
+            self._install(held)
+
+    @property
+    def memory(self) -> dict[str, np.ndarray]:
+        """The per-stream memory, read-only, as it was given (no batch axis); ``{}`` when none is set."""
+        held = self._memory
+        return {} if held is None else held.view(self.engine.spec)
+
+    def _install(self, held: Memory | None) -> None:
+        """Make ``held`` this stream's memory wherever its state lives (lock held); a batch may refuse it first."""
+        if self._batch is not None:
+            self._batch._member_memory(self, held)  # StreamError before any change when it cannot be padded
+        self._memory = held
+        slot = self._slot
+        if slot is not None:
+            if held is None:  # no memory to bind: give the slot up (the next call says what to set)
+                with self.engine.pool.lock:
+                    self._write_back()
+            else:
+                slot.use(held)
 
     # -- state ----------------------------------------------------------------------------
 
@@ -307,14 +358,19 @@ class Stream:
         with self._held():
             view = self._ctx_view()
             ctx = view.copy() if view is not None else None
-            return encode(self.engine, [v.copy() for v in self._views()], ctx, self._pending)
+            return encode(self.engine, [v.copy() for v in self._views()], ctx, self._pending, self._memory)
 
     def restore(self, blob: bytes) -> None:
-        """Load a snapshot taken from a stream of the same model; SnapshotError if it is foreign or damaged."""
-        from edgernn.runtime.snapshot import decode
+        """Load a snapshot taken from a stream of the same model; SnapshotError if it is foreign or damaged.
 
-        states, ctx, pending = decode(self.engine, blob)
+        The snapshot's memory (or its lack of one) becomes this stream's memory.
+        """
+        from edgernn.runtime.snapshot import decode_all
+
+        states, ctx, pending, held = decode_all(self.engine, blob)
         with self._held():
+            if self.engine.spec.memory:
+                self._install(held)
             for target, value in zip(self._views(), states):
                 target[...] = value
             window = self._ctx_view()
@@ -331,7 +387,7 @@ class Stream:
             view = self._ctx_view()
             ctx = view.copy() if view is not None else None
             pending = self._pending.copy() if self._pending is not None else None
-        return Stream(self.engine, home, ctx, pending)
+        return Stream(self.engine, home, ctx, pending, self._memory)  # the memory is read-only: shared
 
     def close(self) -> None:
         """Release the state; any later call raises StreamError. Closing twice is allowed."""
@@ -347,6 +403,7 @@ class Stream:
             self._home = None
             self._ctx = None
             self._last = None
+            self._memory = None
 
     @property
     def closed(self) -> bool:
@@ -375,12 +432,13 @@ class Stream:
         """The generic path for a loose stream (lock held): calls of ``chunk`` frames, committed at the end."""
         engine = self.engine
         states, ctx = self._own_home(), self._ctx
+        mem = self._memory.feeds if self._memory is not None else None
         parts: list[np.ndarray] = []
         last: list[np.ndarray] = []
         n = engine.frames_count(xs)
         for t0 in range(0, n, chunk):
             inputs = engine.slice_frames(xs, t0, min(n, t0 + chunk))
-            outs, states, new_ctx = general.call(engine, states, ctx, inputs, 1)
+            outs, states, new_ctx = general.call(engine, states, ctx, inputs, 1, memory=mem)
             ctx = new_ctx if new_ctx is not None else ctx
             parts.append(outs[0][0])
             last = [o[0] for o in outs]

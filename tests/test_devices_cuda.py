@@ -1,6 +1,6 @@
 """The CUDA stream: state on the device, ping-pong bindings, lanes in lockstep, parity with the CPU.
 
-Its logic is tested everywhere on host memory (``memory = "cpu"``: the same bindings, copies
+Its logic is tested everywhere on host memory (``device_memory = "cpu"``: the same bindings, copies
 and ping-pong, with onnxruntime's CPU OrtValues); the real CUDA tests skip without a GPU
 build and run on a GPU machine (``bench/gpu_check.py`` runs this file).
 """
@@ -27,7 +27,7 @@ needs_cuda = pytest.mark.skipif(
 class HostStream(CudaStream):
     """CudaStream's logic on host OrtValues: what runs on the GPU, minus the GPU."""
 
-    memory = "cpu"
+    device_memory = "cpu"
 
 
 def lanes(model, n: int, steps: int) -> np.ndarray:

@@ -18,7 +18,16 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from edgernn.runtime import Engine, InputError, SnapshotError, SpecError, StreamError  # noqa: E402
-from edgernn.runtime.spec import BATCH, TIME, ConstantSpec, ContextSpec, StateSpec, StreamSpec, TensorSpec  # noqa: E402
+from edgernn.runtime.spec import (  # noqa: E402
+    BATCH,
+    SPEC_VERSION,
+    TIME,
+    ConstantSpec,
+    ContextSpec,
+    StateSpec,
+    StreamSpec,
+    TensorSpec,
+)
 
 F32, I64 = TensorProto.FLOAT, TensorProto.INT64
 RNG = np.random.default_rng(7)
@@ -170,7 +179,7 @@ def test_spec_version_1_still_loads_and_window_needs_version_2(window_vad) -> No
     raw["version"] = 1
     raw.pop("window")
     old = StreamSpec.from_json(json.dumps(raw))
-    assert old.window is None and old.version == 2  # read as the current version without a window
+    assert old.window is None and old.version == SPEC_VERSION  # read as the current version without a window
     raw["window"] = N
     with pytest.raises(SpecError, match="'window' needs version 2"):
         StreamSpec.from_dict(raw)

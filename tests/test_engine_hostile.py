@@ -258,7 +258,7 @@ def test_load_takes_cpu_by_name_and_points_other_profiles_to_devices(exported) -
 
 
 class HostStream(CudaStream):
-    memory = "cpu"
+    device_memory = "cpu"
 
 
 HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()

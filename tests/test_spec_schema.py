@@ -123,7 +123,7 @@ def test_context_frames_count_in_max_stream_bytes() -> None:
     x = TensorSpec("x", "float32", ("batch", "time", 1000))
     y = TensorSpec("y", "float32", ("batch", "time", 1000))
     check_spec(StreamSpec((x,), (y,), (), context=ContextSpec("x", 1000)), _graph_bytes())  # 4 MB: fine
-    with pytest.raises(SpecError, match=r"bytes per stream \(state, frame, context, output\)"):
+    with pytest.raises(SpecError, match=r"bytes per stream \(state, frame, context, output, memory\)"):
         check_spec(StreamSpec((x,), (y,), (), context=ContextSpec("x", 100_000)), _graph_bytes())  # 400 MB
 
 
