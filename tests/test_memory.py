@@ -295,3 +295,24 @@ def test_structural_fuzz_of_a_memory_spec_gives_only_typed_errors(decoder) -> No
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     print(f"memory spec fuzz, 150 mutants: {outcomes}")
     assert sum(outcomes.values()) == 150 and outcomes.get("accepted", 0) > 0
+
+
+def test_the_cuda_stream_refuses_memory_and_every_stream_kind_keeps_the_protocol(decoder, exported) -> None:
+    """CudaStream's logic on host OrtValues (as tests/test_devices_cuda.py runs it): a memory spec is refused."""
+    from edgernn.devices.cuda import CudaStream
+    from edgernn.runtime.protocol import StreamLike
+
+    class HostStream(CudaStream):
+        device_memory = "cpu"
+
+    engine = Engine.load(decoder[1])
+    with pytest.raises(StreamError, match="declares per-stream memory.*use the runtime's Stream"):
+        HostStream(engine)
+    stream = engine.stream(memory={"enc": _enc(3)})
+    assert isinstance(stream, StreamLike)
+    plain = HostStream(Engine.load(exported["gru"][1]))
+    assert isinstance(plain, StreamLike) and plain.memory == {}
+    with pytest.raises(InputError, match="declares no memory"):
+        plain.set_memory({"enc": _enc(3)})
+    with pytest.raises(InputError, match="declares no memory"):
+        plain.reset(memory={"enc": _enc(3)})
