@@ -117,3 +117,14 @@ def test_the_textgen_page_suggests_as_the_python_keyboard(textgen_site: Site) ->
     j = next((i for i, (a, b) in enumerate(zip(got["more"], want["more"])) if a != b), len(want["more"]))
     assert j == len(want["more"]) or want["gaps"][j] < 1e-4, (j, got["more"], want["more"])
     assert got["text"] == prefix and err.startswith('InputError: typed text: characters ["#"]'), err
+
+
+def test_the_page_reads_the_spec_from_the_model_bytes(textgen_site: Site) -> None:
+    """Without model.json the JS engine reads the spec from the ONNX protobuf (metadata_props)."""
+    from webpage import page
+
+    text = str(page(textgen_site.url("stream.html?bytes=1&calls=20"), "['done', 'error'].includes(document.title)",
+                    "document.body.innerText", "stream-textgen.png"))  # fmt: skip
+    print(text.splitlines()[-8:])
+    assert "spec from the model's bytes" in text and "20 output rows of 78 values" in text, text
+    assert "state\th → h_out\tfloat32 [1, batch, 256]" in text, text
