@@ -90,6 +90,10 @@ def check_case(engine: Engine, site: Site, case: Any, name: str) -> dict[str, An
         + f"; page: create {got['createMs']:.0f} ms, step {got['stepMs']:.3f} ms, push {got['pushMs']:.3f} ms"
     )
     assert max(diffs.values()) <= TOL, diffs
-    assert got["stateKept"], f"{name}: the refused step changed the page's state"
+    assert got["stateKept"], f"{name}: a refused call changed the page's state"
+    assert got["errors"] == [
+        "SnapshotError: snapshot is corrupted or truncated (checksum mismatch)",
+        "StreamError: step: the stream is closed; create a new one with engine.stream()",
+    ], got["errors"]
     got["diffs"] = diffs
     return got
