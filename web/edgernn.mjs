@@ -61,6 +61,8 @@ function layout(t, what) {
 export class Engine {
   constructor(session, spec, ort, options = {}) {
     this.session = session; this.spec = spec; this.ort = ort; this.identity = options.identity || null;
+    if (spec.memory && spec.memory.length)
+      throw new SpecError(`per-stream memory [${spec.memory.map((m) => m.name)}] (spec version 3) is not in the browser engine`);
     for (const t of [...spec.inputs, ...spec.states, ...spec.outputs, ...(spec.constants || [])])
       if (!ARRAYS[t.dtype]) throw new SpecError(`tensor '${t.name || t.input}': dtype ${t.dtype} is not supported in the browser engine`);
     this.inputs = spec.inputs.map((t) => layout(t, "input"));

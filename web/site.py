@@ -71,6 +71,8 @@ def build_site(
     if spec is not None and not isinstance(spec, StreamSpec):
         spec = read_spec(spec)
     engine = Engine.load(model, spec=spec)
+    if engine.spec.memory:
+        raise WebError(f"{model}: per-stream memory (spec version 3) is not in the browser engine; run it in Python")
     src = ort_dir(ort)
     dest = Path(out)
     dest.mkdir(parents=True, exist_ok=True)
