@@ -128,3 +128,25 @@ def test_the_page_reads_the_spec_from_the_model_bytes(textgen_site: Site) -> Non
     print(text.splitlines()[-8:])
     assert "spec from the model's bytes" in text and "20 output rows of 78 values" in text, text
     assert "state\th → h_out\tfloat32 [1, batch, 256]" in text, text
+
+
+@pytest.mark.parametrize("name", ["langid", "music", "forecast", "weather"])
+def test_every_shipped_model_streams_like_python(tmp_path: Path, name: str) -> None:
+    """The other shipped models (tokens: langid, music; frames: forecast, weather) through the same case."""
+    from edgernn.web.parity import Case
+
+    need_browser()
+    site = Site(MODELS / f"{name}.onnx", tmp_path / "site")
+    try:
+        engine = Engine.load(site.root / "model.onnx")
+        rng = np.random.default_rng(2)
+        if engine.tokens:
+            items = rng.integers(0, engine.vocab_size or 1, size=STEPS).astype(np.int64)
+        else:
+            items = rng.normal(0, 1, (STEPS, *engine.frame_shape)).astype(np.float32)
+        case = Case(items, steps=STEPS, step_items=1, pushes=[64, 300, 136], chunk=64, snapshot_after=1,
+                    after_start=200, after_pushes=[100], bad=10**6 if engine.tokens else "nan")  # fmt: skip
+        got = check_case(engine, site, case, name)
+    finally:
+        site.close()
+    assert got["badInput"].startswith("InputError: step: "), got["badInput"]
