@@ -67,3 +67,16 @@ def test_two_inputs_time_last_batch_last_state_and_a_constant(tmp_path: Path) ->
     finally:
         site.close()
     assert got["badInput"].startswith("InputError: step: input 'a' frame 0 has 4 values, expected 3"), got["badInput"]
+
+
+def test_a_memory_spec_is_refused_saying_so(tmp_path: Path) -> None:
+    """Per-stream memory (spec version 3) is not in the JS engine: the site builder says so, typed."""
+    from memory_models import export as export_memory
+
+    from edgernn.web.site import WebError, build_site
+
+    model = tmp_path / "attn.onnx"
+    export_memory(model)
+    with pytest.raises(WebError, match="per-stream memory .* is not in the browser engine"):
+        build_site(model, tmp_path / "site")
+    assert not (tmp_path / "site" / "model.onnx").exists()
