@@ -144,13 +144,14 @@ class Slot:
         return engine.join_outputs(parts), last
 
 
-    def one(self, xs: np.ndarray, n: int, ctx: np.ndarray | None) -> np.ndarray:
+    def one(self, xs: np.ndarray, n: int, ctx: np.ndarray | None, frame: bool = False) -> np.ndarray:
         """One call of ``n`` frames of the one streamed input; its first output as rows ``(n, ...)`` (a copy).
 
-        The short way every single-call ``push`` / window ``step`` takes: the binding for ``n``
-        and its context views are made once, the context window ``ctx`` (``(1, K, *frame)``,
-        or None) is written in, run, and shifted in place. Nothing changes unless the call
-        succeeds (RunError or Demoted otherwise).
+        The short way every single-call ``push`` and window ``step`` takes (``frame=True``:
+        the first frame only, what ``Stream.step`` returns): the binding for ``n`` and its
+        context views are made once, the context window ``ctx`` (``(1, K, *frame)``, or None)
+        is written in, run, and shifted in place. Nothing changes unless the call succeeds
+        (RunError or Demoted otherwise).
         """
         engine = self.engine
         b = self.cache.last
@@ -171,30 +172,7 @@ class Slot:
         self.parity = p ^ 1
         if ctx is not None:
             ctx[...] = b.tail
-        return b.rows.copy()
-
-    def window_step(self, xs: np.ndarray, ctx: np.ndarray | None) -> np.ndarray:
-        """``one`` for one window of a single-output model, returning its first frame (``Stream.step``'s result)."""
-        engine = self.engine
-        b = self.cache.last
-        if b is None or b.time != xs.shape[0]:
-            b = self.cache.get(xs.shape[0])
-        if ctx is None:
-            b.lane0[0][...] = xs
-        else:  # ``ctx`` is (1, K, *frame), the head (K, *frame): numpy drops the leading 1 (no view made)
-            b.head[...] = ctx
-            b.body[...] = xs
-        p = self.parity
-        try:
-            engine.run_bound(b.io[p], None)
-        except Exception as exc:  # onnxruntime raises its own untyped exceptions
-            if engine.demote(exc):
-                raise Demoted(str(exc)) from None
-            raise wrap_run_error(engine, exc) from None
-        self.parity = p ^ 1
-        if ctx is not None:
-            ctx[...] = b.tail
-        return b.y0.copy()
+        return b.y0.copy() if frame else b.rows.copy()
 
     def last_of(self, n: int) -> tuple[np.ndarray, ...]:
         """Each output's last frame of the latest call of ``n`` frames (copies; several outputs only)."""

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from edgernn.runtime.engine import Engine
 
 CLOSED = "stream is closed; create a new one with engine.stream()"
-LAST_VIEW_BYTES = 1 << 16  # ``last_outputs`` views a call's result up to this size (no copy), else copies its row
+LAST_VIEW_BYTES = 1 << 16  # ``last_outputs`` keeps a push's result up to this size (no copy), else copies its row
 
 
 class Stream:
@@ -92,7 +92,7 @@ class Stream:
                     slot = self._slot
                     if slot is not None and lock is self._lock and not self._pending.shape[0]:  # type: ignore[union-attr]
                         try:
-                            y = slot.window_step(xs, self._ctx)
+                            y = slot.one(xs, engine.window, self._ctx, frame=True)
                         except Demoted:
                             pass  # nothing was committed: the path below runs it on the generic path
                         else:
