@@ -27,6 +27,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--quantize", choices=("int8", "fp16"), help="write an int8 (CPU) or fp16 (GPU) graph, not fp32")
     p.add_argument(
+        "--int8-form",
+        choices=("dynamic", "qdq"),
+        default=None,
+        help="with --quantize int8: dynamic (CPU provider contrib ops, the default) or qdq (static QuantizeLinear/"
+        "DequantizeLinear, one step per call, calibrated on the training data: OpenVINO / NPU profiles' choice)",
+    )
+    p.add_argument(
         "--validate",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -100,6 +107,7 @@ def main(args: argparse.Namespace) -> int:
             decompose=args.decompose,
             form=args.form,
             device=args.device,
+            int8_form=args.int8_form,
         )
     except ParityError as exc:
         print(f"FAIL  validation: {type(exc).__name__}: {exc}\nnothing was written")

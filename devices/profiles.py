@@ -44,10 +44,11 @@ PRECISIONS = ("fp32", "fp16", "int8")
 # Which graph `edgernn export` makes for the provider (edgernn.export.forms / quantize): the fp32
 # form ("auto" branches between the decomposed cell and the native op: the CPU provider; "native"
 # keeps the RNN / GRU / LSTM op: GPU and NPU providers run it, not a Scan) and the int8 form
-# ("dynamic": DynamicQuantizeMatMul / DynamicQuantizeLSTM, CPU-provider contrib ops; "none": the
-# provider has no int8 path edgernn makes).
+# ("dynamic": DynamicQuantizeMatMul / DynamicQuantizeLSTM, CPU-provider contrib ops; "qdq": static
+# QuantizeLinear / DequantizeLinear around plain MatMuls, one step per call (edgernn.export.qdq), what
+# OpenVINO and the NPU stacks compile; "none": the provider has no int8 path edgernn makes).
 FORMS = ("auto", "native", "decomposed")
-INT8_FORMS = ("dynamic", "none")
+INT8_FORMS = ("dynamic", "qdq", "none")
 OPT_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,

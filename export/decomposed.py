@@ -37,7 +37,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edgernn.export.errors import QuantizeError
-from edgernn.export.graphbuild import MS_DOMAIN, Builder
+from edgernn.export.graphbuild import MS_DOMAIN, Builder, int8_columns
 from edgernn.runtime.dtypes import ONNX_CODE
 from edgernn.runtime.spec import BATCH, INPUT_X, OUTPUT_Y, STATE_C, STATE_H, StreamSpec
 
@@ -248,6 +248,7 @@ def build_decomposed(
     one_frame_branch: bool = True,
     residual: bool = False,
     frames: str = "any",
+    qdq: dict[str, float] | None = None,
 ) -> onnx.ModelProto:
     """The decomposed graph of ``weights`` (fp32 or int8), with the spec's names and shapes.
 
@@ -255,6 +256,9 @@ def build_decomposed(
     weights are then stored twice (int8: small) and a one-frame call skips the Scan machinery.
     ``frames="one"``: only the body once, no If and no Scan (a graph for one-frame calls only, which
     ``edgernn.export.forms`` puts behind its own branch); ``"chunks"``: only the Scan.
+    ``qdq`` (each product's calibrated max |activation| by its stem, ``edgernn.export.qdq``): static
+    QuantizeLinear / DequantizeLinear products instead of DynamicQuantizeMatMul, and a token model's
+    table int8 per row behind a DequantizeLinear.
     """
     if frames not in ("any", "one", "chunks"):
         raise QuantizeError(f"frames={frames!r}: expected 'any', 'one' or 'chunks'")
@@ -263,7 +267,7 @@ def build_decomposed(
     if cfg is None:
         raise QuantizeError("the stream spec has no model config: cannot rebuild the cell")
     hidden = cfg.hidden_size
-    bld = Builder(quantize, residual)
+    bld = Builder(quantize, residual, qdq)
     # An LSTM's h = o * tanh(c) seldom spans [-1, 1], so its zero point is not stuck at 127.5, and
     # (h + 1) / 2 would spend uint8 steps on [0, min u]: on trained LSTMs the offset did not help,
     # where it cut the trained Elman RNN's and GRU's error by about half.
@@ -273,7 +277,15 @@ def build_decomposed(
     if cfg.input_kind == "tokens":  # embedding and the first input product folded: one fp32 table
         table = weights.encoder_w.astype(np.float64) @ first.W.T.astype(np.float64) + _in_bias(cfg.cell, first)
         gi = bld.name("gi0")
-        nodes.append(helper.make_node("Gather", [bld.const("table", table.astype(np.float32)), INPUT_X], [gi]))
+        if qdq is None:
+            table_name = bld.const("table", table.astype(np.float32))
+        else:  # int8 per row (one scale per token): the table is most of a char model's bytes
+            q, scales = int8_columns(table.T)
+            table_name = bld.name("table_dq")
+            ins = [bld.const("table_q", np.ascontiguousarray(q.T)), bld.const("table_s", scales)]
+            ins.append(bld.const("table_z", np.zeros(len(scales), np.int8)))
+            nodes.append(helper.make_node("DequantizeLinear", ins, [table_name], axis=0))
+        nodes.append(helper.make_node("Gather", [table_name, INPUT_X], [gi]))
     else:  # the encoder Linear and the first input product folded: one fp32 product of the (few) features
         w = weights.encoder_w.astype(np.float64) @ first.W.T.astype(np.float64)
         b = (weights.encoder_b if weights.encoder_b is not None else 0.0) @ first.W.T.astype(np.float64)

@@ -13,9 +13,11 @@ MS_DOMAIN = "com.microsoft"
 class Builder:
     """Collects nodes and initializers; ``matmul`` writes fp32 MatMul(+Add) or DynamicQuantizeMatMul."""
 
-    def __init__(self, quantize: bool, residual: bool = False) -> None:
-        self.quantize = quantize
+    def __init__(self, quantize: bool, residual: bool = False, qdq: dict[str, float] | None = None) -> None:
+        self.quantize = quantize or qdq is not None
         self.residual = residual
+        # static QDQ (``edgernn.export.qdq``): each product's activation range (max |a|) by its stem
+        self.qdq = qdq
         self.offset = True  # the accurate form's products quantize (a + 1) / 2 (set per cell)
         self.inits: list[TensorProto] = []
         self.count = 0
@@ -45,6 +47,8 @@ class Builder:
         int8 when the builder quantizes, unless ``fp32``. ``gemm`` (``a`` 2-D, fp32): one Gemm node
         with the bias or ``add`` as its C, not MatMul + Add(s) — fewer nodes per Scan iteration."""
         out = out or self.name(stem)
+        if self.qdq is not None and not fp32:
+            return self._qdq(nodes, a, w, bias, stem, out, add)
         if self.quantize and not fp32 and self.residual:
             full = np.zeros(w.shape[1]) if bias is None else np.asarray(bias, np.float64)
             return self._residual(nodes, a, w, full, stem, out, add)
@@ -73,6 +77,37 @@ class Builder:
             nodes.append(helper.make_node("Add", [mid, add], [out]))
         elif b or add:
             nodes.append(helper.make_node("Add", [prod, b or add], [out]))
+        return out
+
+    def _qdq(
+        self, nodes: list[onnx.NodeProto], a: str, w: np.ndarray, bias: np.ndarray | None, stem: str, out: str, add: str
+    ) -> str:
+        """Static QDQ: ``a`` through QuantizeLinear / DequantizeLinear (uint8, zero point 128, scale
+        max|a| / 127 from calibration: +-max|a| exact, as an int8 symmetric range), the weight int8
+        per output column through DequantizeLinear (axis 1), a plain MatMul (+ bias, + ``add``).
+        The pattern NPU / OpenVINO / QNN quantizers look for; onnxruntime's CPU provider fuses it."""
+        ranges = self.qdq or {}
+        if stem not in ranges:
+            raise KeyError(f"no calibrated range for the product {stem!r}")
+        amax = max(float(ranges[stem]), 1e-6)
+        s_a, z_a = (
+            self.const(f"{stem}_as", np.array(amax / 127.0, np.float32)),
+            self.const(f"{stem}_az", np.array(128, np.uint8)),
+        )
+        aq, ad, wd = self.name(f"{stem}_aq"), self.name(f"{stem}_ad"), self.name(f"{stem}_wd")
+        nodes.append(helper.make_node("QuantizeLinear", [a, s_a, z_a], [aq]))
+        nodes.append(helper.make_node("DequantizeLinear", [aq, s_a, z_a], [ad]))
+        q, scales = int8_columns(w)
+        ws, wz = self.const(f"{stem}_ws", scales), self.const(f"{stem}_wz", np.zeros(w.shape[1], np.int8))
+        nodes.append(helper.make_node("DequantizeLinear", [self.const(f"{stem}_wq", q), ws, wz], [wd], axis=1))
+        b = self.const(f"{stem}_b", np.asarray(bias, np.float32)) if bias is not None else ""
+        terms = [t for t in (b, add) if t]
+        prod = self.name(f"{stem}_mm") if terms else out
+        nodes.append(helper.make_node("MatMul", [ad, wd], [prod]))
+        for i, t in enumerate(terms):
+            nxt = out if i == len(terms) - 1 else self.name(f"{stem}_mb")
+            nodes.append(helper.make_node("Add", [prod, t], [nxt]))
+            prod = nxt
         return out
 
     def _residual(
@@ -105,6 +140,13 @@ def int8_weights(w: np.ndarray) -> tuple[np.ndarray, float]:
     """Per-tensor symmetric int8: q, scale with w ~ q * scale."""
     scale = np.array(max(float(np.abs(w).max()), 1e-12) / 127.0)  # float64: w / scale rounds in float64
     return np.clip(np.round(w / scale), -127, 127).astype(np.int8), float(scale)
+
+
+def int8_columns(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column symmetric int8 of ``w`` (in, out): q (int8), scales (out,) float32, w ~ q * scales."""
+    scale = np.maximum(np.abs(w.astype(np.float64)).max(axis=0), 1e-12) / 127.0
+    q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
+    return q, scale.astype(np.float32)
 
 
 def two_parts(w: np.ndarray) -> list[tuple[np.ndarray, float]]:

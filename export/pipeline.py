@@ -36,6 +36,7 @@ def export_checkpoint(
     decompose: bool = False,
     form: str | None = None,
     device: str | None = None,
+    int8_form: str | None = None,
 ) -> tuple[StreamSpec, ParityReport | None]:
     """Export ``checkpoint`` to ``output``; with ``validate`` the parity report goes into the metadata.
 
@@ -58,6 +59,11 @@ def export_checkpoint(
     ``decompose=True``. int8 and fp16 are made from the native graph whatever the form.
     ``device`` (a profile name or .toml path): its ``form`` is the default, and int8 is refused
     for a provider whose ``int8_form`` is "none".
+
+    ``int8_form`` (with ``quantize="int8"``): "dynamic" (the CPU provider's contrib ops, the default)
+    or "qdq" (static QuantizeLinear / DequantizeLinear, one step per call, calibrated on the first
+    batches of the checkpoint's own training data: ``edgernn.export.qdq``); a ``device`` profile's
+    ``int8_form`` is the default.
     """
     from edgernn.export.forms import FORMS, build_form
 
@@ -77,6 +83,9 @@ def export_checkpoint(
                 f"--device {profile.name} with --quantize int8: that profile takes no int8 form edgernn makes "
                 "(DynamicQuantizeMatMul / DynamicQuantizeLSTM run on the CPU provider only)"
             )
+        int8_form = int8_form or (profile.int8_form if quantize == "int8" else None)
+    if int8_form is not None and (quantize != "int8" or int8_form not in ("dynamic", "qdq")):
+        raise ExportError(f"--int8-form {int8_form!r}: expected 'dynamic' or 'qdq', with --quantize int8")
     out_path = check_output(output, force)
     checkpoint = checkpoint_file(checkpoint)
     if quantize not in (None, "int8", "fp16"):
@@ -115,7 +124,16 @@ def export_checkpoint(
             spec = spec.with_provenance(parity=report.to_dict())
         proto = attach_spec(proto, spec)
         if quantize is not None:
-            proto, spec = _convert(proto, quantize, validate, probe, Path(tmp), model, steps, quant_tolerance)
+            calibration = None
+            if int8_form == "qdq":
+                from edgernn.export.qdq import training_chunks
+
+                task = meta.get("task", {}).get("name", "its task")
+                data = training_chunks(meta.get("train", {}))
+                calibration = (data, f"the {task} training data (its first training batches)")
+            proto, spec = _convert(
+                proto, quantize, validate, probe, Path(tmp), model, steps, quant_tolerance, int8_form, calibration
+            )
     write_model(proto, out_path, force=force)
     if triton is not None:
         from edgernn.export.triton import model_name, write_repository
@@ -147,10 +165,16 @@ def _convert(
     model: Any,
     steps: int,
     tolerance: float,
+    int8_form: str | None = None,
+    calibration: tuple[Any, str] | None = None,
 ) -> tuple[onnx.ModelProto, StreamSpec]:
     from edgernn.export.quantize import convert_proto
 
-    out, spec = convert_proto(proto, mode)
+    qdq = int8_form == "qdq"
+    data, source = calibration if calibration is not None else (None, "")
+    out, spec = convert_proto(
+        proto, mode, int8_form=int8_form or "dynamic", calibration=data, calibration_source=source
+    )
     note = dict(spec.provenance["quantization"])
     if validate:
         from edgernn.export.errors import OutputValueError
@@ -167,7 +191,7 @@ def _convert(
         try:
             result = check(out, "fast")
         except OutputValueError as fast_error:
-            if mode != "int8":
+            if mode != "int8" or qdq:  # the QDQ form has no accurate fallback: its error is the answer
                 raise
             # The fast form missed the tolerance: the accurate one (two-part weights) or the error.
             out, spec = convert_proto(proto, mode, accurate=True)

@@ -31,6 +31,10 @@ from edgernn.runtime.spec import METADATA_KEY, StreamSpec
 from edgernn.train.checkpoint import file_sha256
 
 QUANTIZE_MODES = ("int8", "fp16")
+# The int8 graphs edgernn makes: onnxruntime's dynamic contrib ops (CPU provider only), or static
+# QDQ (``edgernn.export.qdq``: OpenVINO / NPU providers). devices/*.toml name theirs (int8_form).
+INT8_FORMS = ("dynamic", "qdq")
+Calibration = list[tuple[Any, bool]]  # (lanes, time[, features]) inputs and "state starts afresh"
 
 
 def read_spec(proto: onnx.ModelProto, source: str = "model") -> StreamSpec:
@@ -115,17 +119,46 @@ def _toposort(graph: onnx.GraphProto) -> None:
     graph.node.extend(copies)
 
 
+def quantize_qdq(
+    proto: onnx.ModelProto, spec: StreamSpec, calibration: Calibration | None, source: str
+) -> tuple[onnx.ModelProto, dict]:
+    """The static QDQ int8 step graph (``edgernn.export.qdq``) of a native graph, calibrated on ``calibration``."""
+    from edgernn.export.qdq import METHOD, build_qdq, calibrate
+
+    if not calibration:
+        raise QuantizeError("the qdq int8 form needs calibration data (sequences of the task's inputs)")
+    amax = calibrate(proto, spec, calibration)
+    out = build_qdq(proto, spec, _opset(proto), amax)
+    onnx.checker.check_model(out)
+    frames = sum(int(x.shape[0]) * int(x.shape[1]) for x, _ in calibration)
+    note = {"dtype": "int8", "form": "qdq", "method": METHOD.format(source=source)}
+    note["calibration"] = {"source": source, "frames": frames, "layer_max_abs_h": [round(a, 6) for a in amax]}
+    return out, note
+
+
 def convert_proto(
-    proto: onnx.ModelProto, mode: str, cell_aware: bool = True, lstm_decomposed: bool = False, accurate: bool = False
+    proto: onnx.ModelProto,
+    mode: str,
+    cell_aware: bool = True,
+    lstm_decomposed: bool = False,
+    accurate: bool = False,
+    int8_form: str = "dynamic",
+    calibration: Calibration | None = None,
+    calibration_source: str = "the given sequences",
 ) -> tuple[onnx.ModelProto, StreamSpec]:
-    """``mode`` ('int8' or 'fp16') variant of ``proto``, with its spec (provenance records the conversion)."""
+    """``mode`` ('int8' or 'fp16') variant of ``proto``, with its spec (provenance records the conversion).
+    ``int8_form`` 'qdq' (static, ``calibration`` needed) or 'dynamic' (the CPU provider's contrib ops)."""
     if mode not in QUANTIZE_MODES:
         raise QuantizeError(f"quantize mode {mode!r} is not one of {', '.join(QUANTIZE_MODES)}")
+    if int8_form not in INT8_FORMS:
+        raise QuantizeError(f"int8 form {int8_form!r} is not one of {', '.join(INT8_FORMS)}")
     from edgernn.export.forms import native_of
 
     spec = read_spec(proto)
     proto = native_of(proto)  # an auto graph's native branch: int8 and fp16 start from the traced ops
-    if mode == "int8":
+    if mode == "int8" and int8_form == "qdq":
+        out, note = quantize_qdq(proto, spec, calibration, calibration_source)
+    elif mode == "int8":
         out, note = quantize_int8(proto, spec, cell_aware, lstm_decomposed, accurate)
     else:
         out, note = convert_fp16(proto)
@@ -145,6 +178,9 @@ def quantize_model(
     force: bool = False,
     lstm_decomposed: bool = False,
     accurate: bool = False,
+    int8_form: str = "dynamic",
+    calibration: Calibration | None = None,
+    calibration_source: str = "the given sequences",
 ) -> StreamSpec:
     """Write the int8 (or fp16) variant of the edgernn graph at ``path_in`` to ``path_out``.
 
@@ -158,9 +194,15 @@ def quantize_model(
 
     ``lstm_decomposed=True`` builds an LSTM the GRU / RNN way instead of DynamicQuantizeLSTM:
     a trade between one frame per call and chunks, and between the two forms' rounding.
+
+    ``int8_form="qdq"``: the static QDQ step graph for OpenVINO / NPU providers, its activation
+    ranges calibrated on ``calibration`` (``edgernn.export.qdq.training_chunks`` reads a task's
+    training data); ``calibration_source`` names that data in the provenance.
     """
     proto = onnx.load_from_string(read_model(path_in))  # the runtime's safe reader: no FIFO, device, bomb
-    out, spec = convert_proto(proto, mode, cell_aware, lstm_decomposed, accurate)
+    out, spec = convert_proto(
+        proto, mode, cell_aware, lstm_decomposed, accurate, int8_form, calibration, calibration_source
+    )
     note: dict[str, Any] = dict(spec.provenance["quantization"])
     note["source_sha256"] = file_sha256(path_in)
     spec = spec.with_provenance(quantization=note)

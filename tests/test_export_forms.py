@@ -116,5 +116,5 @@ def test_device_profiles_name_their_forms_and_export_follows_them(tmp_path) -> N
     spec, _ = export_checkpoint(ckpt, tmp_path / "cpu.onnx", validate=False, device="cpu")
     assert spec.provenance["form"] == "auto"
     export_checkpoint(ckpt, tmp_path / "cpu8.onnx", validate=False, device="cpu", quantize="int8")
-    with pytest.raises(ExportError, match="--device nnapi with --quantize int8"):
-        export_checkpoint(ckpt, tmp_path / "n8.onnx", validate=False, device="nnapi", quantize="int8")
+    with pytest.raises(ExportError, match="--device cuda with --quantize int8"):
+        export_checkpoint(ckpt, tmp_path / "n8.onnx", validate=False, device="cuda", quantize="int8")
