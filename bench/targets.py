@@ -167,6 +167,9 @@ def no_growth(t: Target, f: RunFigures) -> list[Verdict]:
     status = PASS if growth <= t.params["max_growth_bytes"] else FAIL
     measured = f"{growth / 1024:+.0f} KiB" + (" after malloc_trim" if s.get("trimmed_growth") else " (raw RSS)")
     note = f"raw RSS {s['raw_growth_bytes'] / 1024:+.0f} KiB" if "raw_growth_bytes" in s else ""
+    grew = {k: v for k, v in (s.get("growth_by_mapping_kib") or {}).items() if v > 0}
+    if grew:
+        note += "; grew in " + ", ".join(f"{k} {v:+,} KiB" for k, v in sorted(grew.items(), key=lambda kv: -kv[1]))
     return [Verdict(t.id, t.area, s["model"], status, measured, figure, note)]
 
 
@@ -267,6 +270,32 @@ def needs_gpu(t: Target, f: RunFigures) -> list[Verdict]:
     return out
 
 
+QDQ_RESULTS = Path(__file__).with_name("results") / "qdq_openvino.json"
+
+
+def qdq_recorded(t: Target, f: RunFigures) -> list[Verdict]:
+    """The QDQ int8 form on OpenVINO is measured by ``make openvino-qdq`` (its own venv: onnxruntime-openvino
+    replaces onnxruntime), not by this run: judge its committed result, one row per model, each part of the
+    target (parity, and the task metric where the model has a task) in it."""
+    import json
+
+    max_diff, max_rel = t.params["max_abs_normalised"], t.params["max_metric_rel"]
+    figure = f"parity <= {max_diff:g}, metric within {100 * max_rel:g}%"
+    if not QDQ_RESULTS.is_file():
+        note = "not measured: `make openvino-qdq` writes bench/results/qdq_openvino.json"
+        return [Verdict(t.id, t.area, "", NOT_RUN, "", figure, note)]
+    out = []
+    for row in json.loads(QDQ_RESULTS.read_text()):
+        ok = row["max_abs_normalised"] <= max_diff and row.get("metric_rel", 0.0) <= max_rel
+        measured = f"{row['max_abs_normalised']:.2e}"
+        if "metric" in row:
+            measured += f", {row['metric']} {100 * row['metric_rel']:.2f}%"
+        placed = "+".join(p.replace("ExecutionProvider", "") for p in row["placed"])
+        note = f"on {placed}; fp32 / qdq b1 {row['fp32_us_b1'] / row['qdq_us_b1']:.2f}x, bench/results/qdq_openvino.md"
+        out.append(Verdict(t.id, t.area, row["name"], (PASS if ok else FAIL) + RECORDED, measured, figure, note))
+    return out
+
+
 def failed(verdicts: list[Verdict]) -> list[Verdict]:
     """The verdicts this run judged FAIL (``edgernn bench --check`` exits non-zero on any); recorded
     verdicts from another machine (the committed GPU check) are not this run's."""
@@ -282,6 +311,7 @@ CHECKS: dict[str, Callable[[Target, RunFigures], list[Verdict]]] = {
     "no_growth": no_growth,
     "int8_speedup": int8_speedup,
     "needs_gpu": needs_gpu,
+    "qdq_recorded": qdq_recorded,
     "peer_every_case": peer_every_case,
     "peer_geomean": peer_geomean,
 }

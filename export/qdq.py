@@ -24,6 +24,7 @@ a token model's folded table is int8 per row). Every hidden state of these cells
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import onnx
@@ -104,12 +105,15 @@ def training_chunks(train_config: dict, frames: int = 16384, max_batches: int = 
 
     known = set(TrainConfig.__dataclass_fields__)
     cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in train_config.items() if k in known})
-    task = build_task(cfg)
+    return source_chunks(build_task(cfg).source, frames, max_batches)
+
+
+def source_chunks(source: Any, frames: int = 16384, max_batches: int = 256) -> list[tuple[np.ndarray, bool]]:
+    """``training_chunks`` of a task's batch source (``edgernn.train.trainer.BatchSource``)."""
     out: list[tuple[np.ndarray, bool]] = []
     total = 0
     for step in range(max_batches):
-        batch = task.source.global_batch(step)
-        x = batch.x.numpy()
+        x = source.global_batch(step).x.numpy()
         out.append((x, step == 0))  # carried across batches: a stream's state lives longer than a training window
         total += x.shape[0] * x.shape[1]
         if total >= frames:

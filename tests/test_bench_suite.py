@@ -226,3 +226,25 @@ def test_bench_cli_writes_the_report(tmp_path: Path) -> None:
     assert soak["raw_growth_bytes"] == soak["samples"][-1][1] - soak["samples"][0][1]
     assert run["floors"] and run["floors"][0]["flops"] == 2 * (3 * 40 * 40 * 2 + 64 * 40)
     assert "Parity: every timed contender" in text
+
+
+def test_qdq_target_judges_the_committed_openvino_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from edgernn.bench import targets
+
+    def row(name: str, diff: float, rel: float | None = None) -> dict:
+        out = {"name": name, "placed": ["OpenVINOExecutionProvider"], "max_abs_normalised": diff}
+        out |= {"fp32_us_b1": 60.0, "qdq_us_b1": 30.0}
+        return out | ({"metric": "valid_bpc", "metric_rel": rel} if rel is not None else {})
+
+    qdq = [t for t in load_targets() if t.check == "qdq_recorded"][0]
+    monkeypatch.setattr(targets, "QDQ_RESULTS", tmp_path / "none.json")
+    (v,) = targets.qdq_recorded(qdq, RunFigures([]))
+    assert v.status == NOT_RUN and "make openvino-qdq" in v.note
+    rows = [row("textgen", 1e-3, 0.002), row("langid", 1e-3, 0.02), row("bench gru h256", 3e-2)]
+    (tmp_path / "q.json").write_text(json.dumps(rows))
+    monkeypatch.setattr(targets, "QDQ_RESULTS", tmp_path / "q.json")
+    got = {v.row: v for v in targets.qdq_recorded(qdq, RunFigures([]))}
+    assert got["textgen"].status == PASS + targets.RECORDED and "0.20%" in got["textgen"].measured
+    assert got["langid"].status == FAIL + targets.RECORDED  # metric 2% off
+    assert got["bench gru h256"].status == FAIL + targets.RECORDED  # parity 3e-2
+    assert "fp32 / qdq b1 2.00x" in got["textgen"].note and "on OpenVINO" in got["textgen"].note
