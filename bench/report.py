@@ -55,6 +55,7 @@ def write(run: Run, out: Path, plot: Path | None) -> None:
         _comparison(run.cases, run.case_floors),
         _int8(run.cases),
         qdq_section(),
+        bounds_section(),
         _scale(run, plot, out),
         _memory(run),
         _floor(run.floors),
@@ -84,6 +85,13 @@ def overhead_section() -> str:
 def qdq_section() -> str:
     """The committed QDQ int8 table on OpenVINO (bench/qdq_openvino.py), or nothing where none is committed."""
     from edgernn.bench.qdq_openvino import section
+
+    return section()
+
+
+def bounds_section() -> str:
+    """The committed measured bounds of the targets not met (bench/bounds.py), or nothing."""
+    from edgernn.bench.bounds import section
 
     return section()
 
