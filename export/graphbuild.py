@@ -85,29 +85,44 @@ class Builder:
         """Static QDQ: ``a`` through QuantizeLinear / DequantizeLinear (uint8, zero point 128, scale
         max|a| / 127 from calibration: +-max|a| exact, as an int8 symmetric range), the weight int8
         per output column through DequantizeLinear (axis 1), a plain MatMul (+ bias, + ``add``).
-        The pattern NPU / OpenVINO / QNN quantizers look for; onnxruntime's CPU provider fuses it."""
+        The pattern NPU / OpenVINO / QNN quantizers look for; onnxruntime's CPU provider fuses it.
+
+        ``residual`` (the accurate QDQ form): the weight in two int8 parts and the activation in two
+        uint8 parts, each second part its first one's rounding at scale / 254; three products (a1 w1,
+        a1 w2, a2 w1; a2 w2 is below both roundings), what trained models with states saturated at
+        +-1 need (their per-step rounding otherwise builds up along the carried state)."""
         ranges = self.qdq or {}
         if stem not in ranges:
             raise KeyError(f"no calibrated range for the product {stem!r}")
         amax = max(float(ranges[stem]), 1e-6)
-        s_a, z_a = (
-            self.const(f"{stem}_as", np.array(amax / 127.0, np.float32)),
-            self.const(f"{stem}_az", np.array(128, np.uint8)),
-        )
-        aq, ad, wd = self.name(f"{stem}_aq"), self.name(f"{stem}_ad"), self.name(f"{stem}_wd")
-        nodes.append(helper.make_node("QuantizeLinear", [a, s_a, z_a], [aq]))
-        nodes.append(helper.make_node("DequantizeLinear", [aq, s_a, z_a], [ad]))
+        z_a = self.const(f"{stem}_az", np.array(128, np.uint8))
+        weights = []  # one int8 part per weight, or two: the second the first one's rounding at s / 254
         q, scales = int8_columns(w)
-        ws, wz = self.const(f"{stem}_ws", scales), self.const(f"{stem}_wz", np.zeros(w.shape[1], np.int8))
-        nodes.append(helper.make_node("DequantizeLinear", [self.const(f"{stem}_wq", q), ws, wz], [wd], axis=1))
+        rest = w.astype(np.float64) - q * scales.astype(np.float64)
+        for i, (qi, si) in enumerate([(q, scales)] + ([_rounding(rest, scales)] if self.residual else [])):
+            wd = self.name(f"{stem}_wd{i}")
+            ws, wz = self.const(f"{stem}_ws{i}", si), self.const(f"{stem}_wz{i}", np.zeros(w.shape[1], np.int8))
+            nodes.append(helper.make_node("DequantizeLinear", [self.const(f"{stem}_wq{i}", qi), ws, wz], [wd], axis=1))
+            weights.append(wd)
+        parts, src = [], a
+        acts = [amax / 127.0, amax / 127.0 / 254.0][: 2 if self.residual else 1]
+        for i, scale in enumerate(acts):
+            s_a = self.const(f"{stem}_as{i}", np.array(scale, np.float32))
+            aq, ad = self.name(f"{stem}_aq{i}"), self.name(f"{stem}_ad{i}")
+            nodes.append(helper.make_node("QuantizeLinear", [src, s_a, z_a], [aq]))
+            nodes.append(helper.make_node("DequantizeLinear", [aq, s_a, z_a], [ad]))
+            for j, wd in enumerate(weights if i == 0 else weights[:1]):  # the rest times the rest: negligible
+                parts.append(self.name(f"{stem}_mm{i}{j}"))
+                nodes.append(helper.make_node("MatMul", [ad, wd], [parts[-1]]))
+            if i + 1 < len(acts):  # what the first part's rounding left
+                src = self.name(f"{stem}_rest")
+                nodes.append(helper.make_node("Sub", [a, ad], [src]))
         b = self.const(f"{stem}_b", np.asarray(bias, np.float32)) if bias is not None else ""
-        terms = [t for t in (b, add) if t]
-        prod = self.name(f"{stem}_mm") if terms else out
-        nodes.append(helper.make_node("MatMul", [ad, wd], [prod]))
-        for i, t in enumerate(terms):
-            nxt = out if i == len(terms) - 1 else self.name(f"{stem}_mb")
-            nodes.append(helper.make_node("Add", [prod, t], [nxt]))
-            prod = nxt
+        terms = [t for t in (add, b) if t]
+        if len(parts) + len(terms) == 1 and nodes[-1].op_type == "MatMul":
+            nodes[-1].output[0] = out
+        else:
+            nodes.append(helper.make_node("Sum", [*parts, *terms], [out]))
         return out
 
     def _residual(
@@ -134,6 +149,12 @@ class Builder:
             nodes.append(helper.make_node("DynamicQuantizeMatMul", ins, [names[-1]], domain=MS_DOMAIN))
         nodes.append(helper.make_node("Sum", [add, *names], [out]) if add else helper.make_node("Add", names, [out]))
         return out
+
+
+def _rounding(rest: np.ndarray, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The second int8 part of a per-column weight: its first part's rounding ``rest`` at scale / 254."""
+    s2 = scales.astype(np.float64) / 254.0
+    return np.clip(np.round(rest / s2), -127, 127).astype(np.int8), s2.astype(np.float32)
 
 
 def int8_weights(w: np.ndarray) -> tuple[np.ndarray, float]:

@@ -191,10 +191,14 @@ def _convert(
         try:
             result = check(out, "fast")
         except OutputValueError as fast_error:
-            if mode != "int8" or qdq:  # the QDQ form has no accurate fallback: its error is the answer
+            if mode != "int8":
                 raise
-            # The fast form missed the tolerance: the accurate one (two-part weights) or the error.
-            out, spec = convert_proto(proto, mode, accurate=True)
+            # The fast form missed the tolerance: the accurate one (two-part weights; for QDQ two-part
+            # activations) or the error.
+            out, spec = convert_proto(
+                proto, mode, accurate=True, int8_form="qdq" if qdq else "dynamic", calibration=data,
+                calibration_source=source,
+            )  # fmt: skip
             note = dict(spec.provenance["quantization"])
             note["fast_form_refused"] = str(fast_error)[:300]
             result = check(out, "accurate")

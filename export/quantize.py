@@ -120,7 +120,7 @@ def _toposort(graph: onnx.GraphProto) -> None:
 
 
 def quantize_qdq(
-    proto: onnx.ModelProto, spec: StreamSpec, calibration: Calibration | None, source: str
+    proto: onnx.ModelProto, spec: StreamSpec, calibration: Calibration | None, source: str, accurate: bool = False
 ) -> tuple[onnx.ModelProto, dict]:
     """The static QDQ int8 step graph (``edgernn.export.qdq``) of a native graph, calibrated on ``calibration``."""
     from edgernn.export.qdq import METHOD, build_qdq, calibrate
@@ -128,10 +128,11 @@ def quantize_qdq(
     if not calibration:
         raise QuantizeError("the qdq int8 form needs calibration data (sequences of the task's inputs)")
     amax = calibrate(proto, spec, calibration)
-    out = build_qdq(proto, spec, _opset(proto), amax)
+    out = build_qdq(proto, spec, _opset(proto), amax, accurate)
     onnx.checker.check_model(out)
     frames = sum(int(x.shape[0]) * int(x.shape[1]) for x, _ in calibration)
-    note = {"dtype": "int8", "form": "qdq", "method": METHOD.format(source=source)}
+    parts = "uint8 activations in two parts (accurate)" if accurate else "uint8 activations"
+    note = {"dtype": "int8", "form": "qdq", "accurate": accurate, "method": METHOD.format(parts=parts, source=source)}
     note["calibration"] = {"source": source, "frames": frames, "layer_max_abs_h": [round(a, 6) for a in amax]}
     return out, note
 
@@ -157,7 +158,7 @@ def convert_proto(
     spec = read_spec(proto)
     proto = native_of(proto)  # an auto graph's native branch: int8 and fp16 start from the traced ops
     if mode == "int8" and int8_form == "qdq":
-        out, note = quantize_qdq(proto, spec, calibration, calibration_source)
+        out, note = quantize_qdq(proto, spec, calibration, calibration_source, accurate)
     elif mode == "int8":
         out, note = quantize_int8(proto, spec, cell_aware, lstm_decomposed, accurate)
     else:
