@@ -165,6 +165,11 @@ def write_repository(
     name = name or f"edgernn_{spec.model.cell if spec.model else 'model'}"
     if not _NAME.fullmatch(name):
         raise ExportError(f"Triton model name {name!r}: expected ASCII letters, digits, '_', '-' or '.' (model_name())")
+    if spec.memory:  # Triton's implicit state carries recurrent pairs only; a per-stream memory has no slot there
+        raise ExportError(
+            f"Triton repository: the spec declares per-stream memory {[m.name for m in spec.memory]}, which the "
+            "sequence batcher cannot hold; serve this model with the engine (edgernn.runtime) instead"
+        )
     target = root / name
     twin_target = root / f"{name}{TWIN_SUFFIX}"
     for t in (target, twin_target) if twin else (target,):

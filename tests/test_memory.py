@@ -316,3 +316,14 @@ def test_the_cuda_stream_refuses_memory_and_every_stream_kind_keeps_the_protocol
         plain.set_memory({"enc": _enc(3)})
     with pytest.raises(InputError, match="declares no memory"):
         plain.reset(memory={"enc": _enc(3)})
+
+
+def test_a_triton_repository_refuses_a_memory_spec(decoder, tmp_path: Path) -> None:
+    import onnx
+
+    from edgernn.export.errors import ExportError
+    from edgernn.export.triton import write_repository
+
+    with pytest.raises(ExportError, match=r"per-stream memory \['enc'\].*serve this model with the engine"):
+        write_repository(tmp_path / "repo", onnx.load(str(decoder[1])), mm.spec())
+    assert not (tmp_path / "repo").exists() or not any((tmp_path / "repo").iterdir())
