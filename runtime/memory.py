@@ -103,6 +103,17 @@ def check(spec: StreamSpec, given: Any, what: str = "memory") -> Memory:
     return Memory(arrays, lengths, feeds)
 
 
+def example(spec: StreamSpec, length: int | None = None, seed: int = 0) -> Memory:
+    """A memory of ``length`` (default: each memory's ``max_length``, the costliest a stream may hold) of
+    small random values: what ``edgernn profile`` / ``devices auto`` time a memory model with."""
+    rng = np.random.default_rng(seed)
+    given = {}
+    for m in spec.memory:
+        shape = _user_shape(m, length or m.max_length or 1)
+        given[m.name] = (rng.standard_normal(shape) * 0.1).astype(NP_DTYPES[m.dtype])
+    return check(spec, given, "example memory")
+
+
 def probe(spec: StreamSpec) -> Memory:
     """A memory of length 1, zeros, for the load-time probe call."""
     return check(spec, {m.name: np.zeros(_user_shape(m, 1), NP_DTYPES[m.dtype]) for m in spec.memory}, "probe")

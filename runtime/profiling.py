@@ -37,6 +37,8 @@ from edgernn.runtime.dtypes import NP_DTYPES
 from edgernn.runtime.engine import Engine, frame_shape
 from edgernn.runtime.errors import ProfileError
 from edgernn.runtime.latency import LatencyStats, Progress, time_calls
+from edgernn.runtime.memory import example as example_memory
+from edgernn.runtime.memory import pad as pad_memory
 from edgernn.runtime.safety import read_model
 from edgernn.runtime.session import CpuDefaults, SessionProfile, safe_options
 from edgernn.runtime.spec import StreamSpec
@@ -72,13 +74,14 @@ def engine_call(
     ``x`` is the input, ``(batch, chunk, *frame)`` (default: ``example_frames``). Batch 1 is
     ``Stream.step`` (chunk 1) or ``Stream.push``; a batch is ``Batch.step`` / ``Batch.step_many``.
     """
+    memory = example_memory(engine.spec).view(engine.spec) if engine.spec.memory else None  # at max_length
     if batch == 1 and chunk == 1 and x is None and step_shape(engine):  # a window model: one step is one window
-        stream = engine.stream()
+        stream = engine.stream(memory=memory)
         window = example_frames(engine, step_shape(engine))
         return (lambda: stream.step(window)), f"engine Stream.step (one window of {engine.window})"
     xs = example_frames(engine, (batch, chunk)) if x is None else x
     if batch == 1:
-        stream = engine.stream()
+        stream = engine.stream(memory=memory)
         if chunk == 1:
             frame = xs[0, 0, ...]  # a 0-d view for scalar frames, as a caller holding an array passes it
             return (lambda: stream.step(frame)), "engine Stream.step"
@@ -87,7 +90,7 @@ def engine_call(
     make_batch = getattr(engine, "batch", None)
     if callable(make_batch):
         group = make_batch(max_streams=batch)
-        members = [group.join() for _ in range(batch)]
+        members = [group.join(engine.stream(memory=memory)) for _ in range(batch)]
         if chunk == 1:
             frames = np.ascontiguousarray(xs[:, 0])
             return (lambda: group.step(frames)), f"engine Batch.step ({batch} streams)"
@@ -173,7 +176,8 @@ def cold_start(
     t0 = time.perf_counter()
     engine = Engine.load(path, profile, spec=spec)
     t1 = time.perf_counter()
-    engine.stream().step(example_frames(engine, step_shape(engine)))
+    memory = example_memory(engine.spec).view(engine.spec) if engine.spec.memory else None
+    engine.stream(memory=memory).step(example_frames(engine, step_shape(engine)))
     t2 = time.perf_counter()
     return engine, ColdStart(load_ms=(t1 - t0) * 1e3, first_call_ms=(t2 - t1) * 1e3)
 
@@ -222,8 +226,9 @@ def op_breakdown(
         states = {s.input: np.full(s.concrete_shape(batch), s.init, dtype=NP_DTYPES[s.dtype]) for s in spec.states}
         consts = {c.name: np.array(c.value, dtype=NP_DTYPES[c.dtype]).reshape(c.shape) for c in spec.constants}
         names = [s.output for s in spec.states]
+        memory = pad_memory(spec, [example_memory(spec)] * batch)[0] if spec.memory else {}
         for _ in range(calls):
-            new = session.run(names, {spec.inputs[0].name: x, **consts, **states})
+            new = session.run(names, {spec.inputs[0].name: x, **consts, **states, **memory})
             states = {s.input: v for s, v in zip(spec.states, new)}
         written = session.end_profiling()
         with open(written) as fh:
