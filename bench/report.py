@@ -63,6 +63,7 @@ def write(run: Run, out: Path, plot: Path | None) -> None:
         thirdparty_section(),
         overhead_section(),
         apps_section(),
+        attention_section(),
         _method(run),
     ]
     out.write_text("\n".join(p for p in parts if p))
@@ -99,6 +100,13 @@ def bounds_section() -> str:
 def apps_section() -> str:
     """The committed per-app table (bench/apps.py), or nothing where none is committed."""
     from edgernn.bench.apps import section
+
+    return section()
+
+
+def attention_section() -> str:
+    """The committed KJV attention / GRU / LSTM step table (bench/attention.py), or nothing."""
+    from edgernn.bench.attention import section
 
     return section()
 

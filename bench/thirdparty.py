@@ -229,12 +229,12 @@ def section(res: dict[str, Any] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_benchmarks(text: str, path: Path) -> None:
-    """Replace the section in ``path`` (or put it before "## How it is measured", else at the end)."""
+def update_benchmarks(text: str, path: Path, heading: str = HEADING) -> None:
+    """Replace the section ``heading`` in ``path`` (or put it before "## How it is measured", else at the end)."""
     doc = path.read_text() if path.is_file() else ""
-    if HEADING in doc:
-        start = doc.index(HEADING)
-        end = doc.find("\n## ", start + len(HEADING))
+    if heading in doc:
+        start = doc.index(heading)
+        end = doc.find("\n## ", start + len(heading))
         doc = doc[:start] + text + ("\n" + doc[end + 1 :] if end >= 0 else "")
     elif "\n## How it is measured" in doc:
         at = doc.index("\n## How it is measured") + 1

@@ -43,7 +43,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dropout", type=number(0.0, 0.95), help="dropout between layers")
     g.add_argument("--seq-len", type=integer(1, 1_000_000), help="TBPTT window / longest sequence")
     g.add_argument("--batch", type=integer(1, 1_000_000), help="global batch size (split over ranks)")
-    g.add_argument("--seconds", type=number(0.0, 1e8), help="wall-time budget of this run, end to end (0: none)")
+    clocks = g.add_mutually_exclusive_group()
+    clocks.add_argument("--seconds", type=number(0.0, 1e8), help="wall-time budget of this run, end to end (0: none)")
+    clocks.add_argument(
+        "--cpu-seconds",
+        type=number(0.0, 1e8, lo_open=True),
+        help="instead: CPU-time budget of the training itself, every thread (10 min on 2 threads: 1200)",
+    )
     g.add_argument("--steps", type=integer(0, 10**12), help="stop after this many updates (0: time only)")
     g.add_argument("--lr", type=number(0.0, 10.0, lo_open=True), help="peak learning rate (Adam)")
     g.add_argument("--lr-final", type=number(0.0, 1.0), help="final learning rate as a fraction of --lr (cosine)")
@@ -101,7 +107,8 @@ def main(args: argparse.Namespace) -> int:
         dropout=args.dropout,
         seq_len=args.seq_len,
         batch_size=args.batch,
-        max_seconds=args.seconds,
+        max_seconds=args.cpu_seconds if args.cpu_seconds is not None else args.seconds,
+        clock="cpu" if args.cpu_seconds is not None else None,
         max_steps=args.steps,
         lr=args.lr,
         lr_final=args.lr_final,
@@ -124,7 +131,7 @@ def main(args: argparse.Namespace) -> int:
         fill_missing=args.fill_missing,
     )
     if not cfg.max_seconds and not cfg.max_steps:
-        raise TrainingError("no budget: give --seconds above 0 or --steps above 0")
+        raise TrainingError("no budget: give --seconds or --cpu-seconds above 0, or --steps above 0")
     out = Path(checked(out_dir, args.out or f"runs/{args.recipe}", "--out"))
     threads = args.threads if args.threads is not None else RECIPE_TABLE[args.recipe].threads
     if threads:

@@ -131,3 +131,56 @@ def test_budget_and_clock_arithmetic() -> None:
     assert b.fraction(72.8) == pytest.approx(1.0)
     assert clock(59.6) == "1:00" and clock(3725) == "1:02:05"
     assert 0 <= time.perf_counter() - process_started() < 600  # this process started a moment ago
+
+
+def burn(cpu_seconds: float) -> None:
+    """Spend ``cpu_seconds`` of this process's CPU time."""
+    end = time.process_time() + cpu_seconds
+    while time.process_time() < end:
+        pass
+
+
+def test_a_cpu_budget_counts_cpu_time_not_the_wall_clock() -> None:
+    b = Budget(seconds=0.4, started=time.perf_counter(), cpu=True)
+    assert b.plan(eval_s=30.0, save_s=5.0, partial=True) == 0.0 and b.reserve == 0.0  # final stages outside it
+    time.sleep(0.6)  # wall time passes, no CPU time: a wall budget would be over here
+    assert not b.training_over(b.now())
+    burn(0.5)
+    assert b.training_over(b.now())
+    assert b.eval_deadline(0.0) is None  # the final evaluation runs whole
+    assert b.describe() == "0:00 CPU-time training budget"
+
+
+def test_a_cpu_budget_trains_for_its_cpu_seconds_and_scores_all_the_text(tmp_path: Path) -> None:
+    """Setup's CPU time does not count (burnt before fit), the training's does (every thread), and
+    the final evaluation is outside the budget: every validation character is scored."""
+    from edgernn.train.data_text import char_corpus, load_kjv_text
+    from edgernn.train.textgen import evaluate_bpc
+
+    started = time.perf_counter()
+    burn(1.0)
+    cfg = recipe("textgen", hidden_size=32, batch_size=4, seq_len=32, eval_chars=3_000, precision="fp32",
+                 clock="cpu", max_seconds=3.0, max_steps=0)  # fmt: skip
+    res = fit(build_task(cfg), cfg, out=tmp_path / "run", log=quiet, started=started)
+    cpu = res.metrics["train_cpu_seconds"]
+    assert 3.0 <= cpu <= 3.6 and res.steps > 10, (cpu, res.steps)  # stopped at the budget, within an update
+    _, whole = evaluate_bpc(res.model, char_corpus(load_kjv_text()).valid[:3_000])
+    assert res.metrics["valid_chars"] == whole
+    assert '"clock": "cpu"' in (tmp_path / "run" / "config.json").read_text()
+
+
+def test_cli_cpu_seconds_sets_a_cpu_budget_and_excludes_seconds(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "edgernn", "train", "recall", "--hidden", "16", "--threads", "1"]
+    proc = subprocess.run([*cmd, "--cpu-seconds", "1.5", "--out", str(tmp_path / "r")], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"done: \d+:\d\d wall time of a 0:02 CPU-time training budget", proc.stderr), proc.stderr
+    both = subprocess.run([*cmd, "--cpu-seconds", "1", "--seconds", "1", "--out", str(tmp_path / "b")],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr and "Traceback" not in both.stderr
+
+
+def test_an_unknown_budget_clock_is_a_training_error() -> None:
+    cfg = recipe("recall", hidden_size=8, delay=2, max_steps=2, clock="gpu")
+    with pytest.raises(TrainingError, match=r"clock 'gpu': expected 'wall' or 'cpu'"):
+        fit(build_task(cfg), cfg, log=quiet)

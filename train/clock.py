@@ -10,6 +10,14 @@ next update, at the pace of the last one, would eat into the reserve. On ``--res
 budget counts this run only; the learning-rate schedule continues where the earlier run left
 it, stretched over the time now given.
 
+``--cpu-seconds`` (``TrainConfig.clock = "cpu"``) counts instead the CPU time this process spends
+training, every thread (``time.process_time``), from the first update to the last: setup, the
+final evaluation and the save are outside it, so the evaluation always scores all of its text.
+On a shared machine, runs at different moments or side by side get the same work for the same
+CPU budget where a wall budget gives each whatever the load leaves; with n torch threads, the
+wall budget of n idle cores for T seconds is a CPU budget of n x T (spin-waiting threads count
+too: one thread per run measures best).
+
 The progress line shows the elapsed time and the time left (ETA) while training, then one
 line per final stage (evaluation, saving) with its estimate and the time it took.
 """
@@ -71,19 +79,37 @@ class Budget:
     started: float
     spent: float = 0.0
     reserve: float = 0.0
-    train_started: float = 0.0  # when the first update of this run began
+    train_started: float = 0.0  # when the first update of this run began (on the budget's clock)
+    cpu: bool = False  # ``seconds`` of this process's CPU time spent training (see the module's doc)
+    wall_started: float = 0.0  # when the first update began, wall clock (the ETA of a CPU budget)
 
     @property
     def timed(self) -> bool:
         return self.seconds > 0
 
+    def now(self) -> float:
+        """The budget's clock: process CPU seconds for a CPU budget, else ``time.perf_counter()``."""
+        return time.process_time() if self.cpu else time.perf_counter()
+
     @property
     def deadline(self) -> float:
-        return self.started + self.seconds
+        return (self.train_started if self.cpu else self.started) + self.seconds
+
+    def eval_deadline(self, eval_s: float) -> float | None:
+        """The ``time.perf_counter()`` value a partial final evaluation stops at (None: it runs whole)."""
+        return self.deadline - (self.reserve - eval_s) if self.timed and not self.cpu else None
+
+    def describe(self) -> str:
+        return f"{clock(self.seconds)} {'CPU-time training budget' if self.cpu else 'budget'}"
 
     def plan(self, eval_s: float, save_s: float, partial: bool = False) -> float:
         """Keep the reserve for the final stages (measured seconds, taken with ``MARGIN``); the
-        seconds the final evaluation may take (``partial``: it can stop early, so it is capped)."""
+        seconds the final evaluation may take (``partial``: it can stop early, so it is capped).
+        A CPU budget keeps none: its final stages are outside it."""
+        self.wall_started = time.perf_counter()
+        if self.cpu:
+            self.reserve, self.train_started = 0.0, self.now()
+            return 0.0
         eval_s *= MARGIN
         eval_s = min(eval_s, EVAL_SHARE * self.seconds) if self.timed and partial else eval_s
         self.reserve = eval_s + MARGIN * save_s
@@ -100,7 +126,15 @@ class Budget:
         return (self.spent + now - self.train_started) / max(self.spent + window, 1e-9)
 
     def left(self, now: float) -> float:
+        """Seconds to the deadline on the budget's clock (``now`` read from ``self.now()``)."""
         return self.deadline - now
+
+    def wall_left(self, now: float) -> float:
+        """Wall seconds to the deadline: a CPU budget's at the pace of CPU to wall time so far."""
+        if not self.cpu:
+            return self.left(now)
+        ran, used = time.perf_counter() - self.wall_started, now - self.train_started
+        return self.left(now) * (ran / used if used > 0 else 1.0)
 
 
 class Progress:
@@ -141,7 +175,7 @@ class Progress:
 def plan_budget(task: Task, model: Any, budget: Budget, info: DistInfo, save: Callable[[], bool]) -> float:
     """Measure the final evaluation and the save and reserve their time in a time budget (rank 0
     measures, every rank keeps its figure); the seconds the final evaluation may take."""
-    if not budget.timed:
+    if not budget.timed or budget.cpu:
         return budget.plan(0.0, 0.0)
     eval_s = save_s = 0.0
     if info.is_main:
@@ -168,9 +202,10 @@ def _timed_evaluation(task: Task, model: Any) -> float:
 
 
 def time_left(max_steps: int, budget: Budget, step: int, first: int, now: float) -> float | None:
-    """Seconds to the end of the run: the budget's deadline, or the remaining updates at this run's pace."""
+    """Wall seconds to the end of the training: the budget's deadline, or the remaining updates at
+    this run's pace (``now`` on the budget's clock)."""
     if budget.timed:
-        return budget.left(now)
+        return budget.wall_left(now)
     if max_steps and step > first:
         return (now - budget.train_started) / (step - first) * (max_steps - step)
     return None

@@ -91,9 +91,9 @@ def train_one(name: str, overrides: dict[str, Any], threads: int) -> None:
 
         write_baselines(cfg, out)
     if name.startswith("attention-text"):
-        from edgernn.train.results_attention import write_latency
+        from edgernn.train.results_attention import export_run
 
-        write_latency(out)
+        export_run(out)
     if cfg.task == "music":
         from edgernn.train.results_music import write_key_report
 

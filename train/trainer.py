@@ -68,6 +68,7 @@ class TrainConfig:
     memory_bias: float | None = None  # LSTM forget / GRU update gate bias at init (None: 1 for LSTM, 0 for GRU)
     precision: str = "fp32"  # "bf16": bfloat16 autocast for the forward pass (fp32 weights, state, loss)
     max_seconds: float = 120.0  # 0: no time limit
+    clock: str = "wall"  # what max_seconds counts: "wall" (the run end to end) or "cpu" (CPU time training)
     max_steps: int = 0  # 0: no step limit
     eval_every: int = 0  # steps between evaluations + checkpoints (0: at the end only)
     log_every: int = 20  # steps between metrics lines
@@ -248,7 +249,9 @@ def fit(
     step, spent, state = 0, 0.0, None
     if resume is not None:
         model, step, spent, state = resume_run(resume, task.config, opt, model)
-    budget = Budget(cfg.max_seconds, started, spent)
+    if cfg.clock not in ("wall", "cpu"):
+        raise TrainingError(f"clock {cfg.clock!r}: expected 'wall' or 'cpu' (what max_seconds counts)")
+    budget = Budget(cfg.max_seconds, started, spent, cpu=cfg.clock == "cpu")
     net: nn.Module = model
     if info.active:
         net = nn.parallel.DistributedDataParallel(model)
@@ -262,10 +265,11 @@ def fit(
     history: list[dict[str, Any]] = []
     frames, first_step, t0 = 0.0, step, time.perf_counter() - spent
     last_good: Path | None = None
-    step_s = 0.0  # the last update's duration
+    step_s = 0.0  # the last update's duration (on the budget's clock)
+    cpu0 = time.process_time()
     model.train()
     while True:
-        now = time.perf_counter()
+        now = budget.now()
         # at least one update per run, even when setup spent the whole budget
         if (cfg.max_steps and step >= cfg.max_steps) or (step > first_step and budget.training_over(now, step_s)):
             break
@@ -298,8 +302,8 @@ def fit(
             )
         opt.step()
         step += 1
-        step_s, now = time.perf_counter() - now, time.perf_counter()
-        elapsed = now - t0
+        step_s, now = budget.now() - now, budget.now()
+        elapsed = time.perf_counter() - t0
         rate = frames / max(elapsed - spent, 1e-9)
         shown = value * task.loss_scale
         done = step / cfg.max_steps if cfg.max_steps else budget.fraction(now) if budget.timed else 0.0
@@ -319,13 +323,13 @@ def fit(
             if info.is_main and _save(ckpt, tstate, model, opt, cfg, task, metrics, step, elapsed, state, info):
                 last_good = ckpt
             barrier(info)
-    seconds = time.perf_counter() - t0
+    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
     rate = frames / max(seconds - spent, 1e-9)
     bar.stage(f"trained {step - first_step} updates; final evaluation" + (f", about {eval_s:.0f} s" if eval_s else ""))
     t_eval = time.perf_counter()
-    deadline = budget.deadline - (budget.reserve - eval_s) if budget.timed else None
-    metrics = _evaluate(task, model, run, step, seconds, info, deadline)
+    metrics = _evaluate(task, model, run, step, seconds, info, budget.eval_deadline(eval_s))
     metrics |= {"steps": step, "train_seconds": round(seconds, 1), f"{task.unit}_per_s": round(rate)}
+    metrics["train_cpu_seconds"] = round(cpu_seconds, 1)  # this run's updates, every thread of the process
     t_save = time.perf_counter()
     if info.is_main and out is not None:
         bar.stage(f"evaluated in {t_save - t_eval:.1f} s; saving {out}")
@@ -335,7 +339,7 @@ def fit(
     barrier(info)
     model.eval()
     end = time.perf_counter()
-    of = f" of a {clock(budget.seconds)} budget" if budget.timed else ""
+    of = f" of a {budget.describe()}" if budget.timed else ""
     spent_on = f"evaluation {t_save - t_eval:.1f} s, saving {end - t_save:.1f} s"
     bar.stage(f"done: {clock(end - budget.started)} wall time{of} ({spent_on})")
     return FitResult(model, metrics, step, seconds, rate, history)
