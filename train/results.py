@@ -270,6 +270,9 @@ def render() -> str:
                 each = " ".join(f"{a:.2f}" for a in accs)
                 cells[RECALL_DELAYS.index(40)] = f"{sum(accs) / len(accs):.3f} [{each}]"
                 lines.append(f"| {cell.upper()}, {gate} gate bias {bias:g} | " + " | ".join(cells) + " |")
+        from edgernn.train.results_attention import recall_rows
+
+        lines += recall_rows(_load, RECALL_DELAYS)  # its reach is depth x window: see the attention section
         lines.append("")
         lines += _reach_table(recall)
     for name, part in spliced_sections().items():

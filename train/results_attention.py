@@ -30,6 +30,26 @@ TEXT_RUNS: list[tuple[str, dict[str, Any]]] = [
     ("attention-text-gru", {**TEXT, "cell": "gru"}),  # the preset: GRU 768
     ("attention-text-lstm", {**TEXT, "cell": "lstm"}),  # the preset with an LSTM 768
 ]
+# The text comparison's winner (2 layers, W 32) on the recall task: inside one layer's window, past it
+# but within the two layers' reach (a token's layer-1 output has seen W back, layer 2 sees W of those),
+# and past both.
+STACKED_WINDOW = 32
+STACKED_DELAYS = (20, 40, 80)  # columns of the recall table: inside W, inside 2 W, past both
+STACKED_RUNS: list[tuple[str, dict[str, Any]]] = [
+    (
+        f"attention-recall-{LAYERS}x{STACKED_WINDOW}-{k}",
+        {
+            "task": "recall",
+            "cell": "attention",
+            "delay": k,
+            "num_layers": LAYERS,
+            "window": STACKED_WINDOW,
+            "heads": HEADS,
+            "max_steps": 1000,
+        },
+    )  # fmt: skip
+    for k in STACKED_DELAYS
+]
 RUNS: list[tuple[str, dict[str, Any]]] = [
     *TEXT_RUNS,
     # one layer: its reach is exactly the window (stacked layers reach layers x window)
@@ -48,12 +68,13 @@ RUNS: list[tuple[str, dict[str, Any]]] = [
         )
         for k in DELAYS
     ],  # fmt: skip
+    *STACKED_RUNS,
 ]
 
 
 def export_run(out: Path) -> None:
     """Export a text run's model (``model.onnx``, parity checked over 200 carried steps) for the
-    latency rows, which are timed later for every model together (``write_latency``)."""
+    latency rows, which are timed later for every model together (``python -m edgernn.bench.attention``)."""
     from edgernn.export.pipeline import export_checkpoint
 
     export_checkpoint(out / "model.safetensors", out / "model.onnx", force=True, steps=200)
@@ -113,7 +134,47 @@ def section(load: Callable[[str], Any], runs_dir: Path) -> list[str]:
             "hop away at any delay; past the window (k = 80) it is out of reach by construction.",
             "",
         ]
+    out += _stacked(load, rows)
     return out
+
+
+def recall_rows(load: Callable[[str], Any], delays: tuple[int, ...]) -> list[str]:
+    """Rows of the recall table (a column per delay in ``delays``): the attention cell, one layer at
+    window WINDOW and the text comparison's depth and window; '—' where no run is on disk."""
+    out = []
+    for label, name in (
+        (f"attention, 1 layer, window {WINDOW}", "attention-recall-{k}"),
+        (f"attention, {LAYERS} layers, window {STACKED_WINDOW}", f"attention-recall-{LAYERS}x{STACKED_WINDOW}-{{k}}"),
+    ):
+        cells = [f"{g[0]['accuracy']:.3f} [seed 0]" if (g := load(name.format(k=k))) else "—" for k in delays]
+        if any(c != "—" for c in cells):
+            out.append(f"| {label} (1000 updates) | " + " | ".join(cells) + " |")
+    return out
+
+
+def _stacked(load: Callable[[str], Any], rows: list[dict[str, Any]]) -> list[str]:
+    """The recall rows of the text comparison's winning depth and window."""
+    got = {k: g[0]["accuracy"] for k, (name, _) in zip(STACKED_DELAYS, STACKED_RUNS) if (g := load(name))}
+    if not got:
+        return []
+    w, reach = STACKED_WINDOW, LAYERS * STACKED_WINDOW
+    where = {k: "inside one layer's window" if k <= w else f"past it, inside the {LAYERS} layers' reach of {reach}"
+             if k <= reach else "past both" for k in got}  # fmt: skip
+    att = [r for r in rows if r["model"]["cell"] == "attention"]
+    best = min(att, key=lambda r: r["metrics"]["valid_bpc"])["model"] if att else None
+    which = (
+        "the text comparison's winner"
+        if best and (best["window"], best["num_layers"]) == (w, LAYERS)
+        else "the configuration that led the text comparison when these ran"
+    )
+    each = ", ".join(f"k = {k} ({where[k]}): {a:.2f}" for k, a in got.items())
+    return [
+        f"The same task for {which}, {LAYERS} layers with window {w} (1000 updates, seed 0): {each}. A token's "
+        f"first layer sees {w} positions back and the second layer sees {w} of those outputs, so two layers can "
+        f"relay the symbol up to {reach} positions: what the model can remember is depth x window, what it "
+        "holds per stream is one window per layer.",
+        "",
+    ]
 
 
 def _text_table(rows: list[dict[str, Any]]) -> list[str]:
