@@ -45,11 +45,14 @@ def test_nothing_on_disk_renders_nothing(tmp_path: Path) -> None:
 
 
 def test_the_recall_table_gains_the_attention_rows() -> None:
-    runs = {"attention-recall-20": ({"accuracy": 1.0},), "attention-recall-80": ({"accuracy": 0.14},),
-            f"attention-recall-{ra.LAYERS}x{ra.STACKED_WINDOW}-40": ({"accuracy": 0.5},)}  # fmt: skip
+    runs = {"attention-recall-20": ({"accuracy": 1.0, "steps": 1000},),
+            "attention-recall-80": ({"accuracy": 0.14, "steps": 1000},),
+            f"attention-recall-{ra.LAYERS}x{ra.STACKED_WINDOW}-40": ({"accuracy": 0.5, "steps": 400},)}  # fmt: skip
     rows = ra.recall_rows(runs.get, (5, 20, 40, 80))
     assert rows == [
         f"| attention, 1 layer, window {ra.WINDOW} (1000 updates) | — | 1.000 [seed 0] | — | 0.140 [seed 0] |",
-        f"| attention, {ra.LAYERS} layers, window {ra.STACKED_WINDOW} (1000 updates) | — | — | 0.500 [seed 0] | — |",
+        f"| attention, {ra.LAYERS} layers, window {ra.STACKED_WINDOW} (400 updates) | — | — | 0.500 [seed 0] | — |",
     ]
     assert ra.recall_rows(lambda name: None, (5,)) == []
+    text = "\n".join(ra.section(runs.get, Path(".")))
+    assert f"k = 40 (past it, inside the {ra.LAYERS} layers' reach of {ra.LAYERS * ra.STACKED_WINDOW}): 0.50" in text
