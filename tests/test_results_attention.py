@@ -56,3 +56,15 @@ def test_the_recall_table_gains_the_attention_rows() -> None:
     assert ra.recall_rows(lambda name: None, (5,)) == []
     text = "\n".join(ra.section(runs.get, Path(".")))
     assert f"k = 40 (past it, inside the {ra.LAYERS} layers' reach of {ra.LAYERS * ra.STACKED_WINDOW}): 0.50" in text
+
+
+def test_only_attention_replaces_the_recall_tables_attention_rows() -> None:
+    doc = Path(__file__).resolve().parents[1] / "docs" / "TRAINING_RESULTS.md"
+    text = doc.read_text()
+    once = ra.splice_recall_rows(text, ["| attention, new row |"])
+    twice = ra.splice_recall_rows(once, ["| attention, newer row |"])
+    assert twice.count("| attention, ") == 1 and "| attention, newer row |" in twice
+    table = twice.split(ra.RECALL_HEADING)[1].split("\n\n")[2]  # heading, paragraph, table
+    assert table.splitlines()[-1] == "| attention, newer row |" and "| LSTM |" in table
+    assert "| attention, " not in ra.splice_recall_rows(twice, []).split(ra.RECALL_HEADING)[1].split("\n## ")[0]
+    assert ra.splice_recall_rows("no table here", ["| attention, x |"]) == "no table here"

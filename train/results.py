@@ -361,6 +361,10 @@ def main(argv: list[str] | None = None) -> int:
         text = Path(args.out).read_text()
         for name in sorted(only):
             text = splice(text, name, sections[name])
+        if "attention" in only:
+            from edgernn.train.results_attention import recall_rows, splice_recall_rows
+
+            text = splice_recall_rows(text, recall_rows(_load, RECALL_DELAYS))
         Path(args.out).write_text(text)
     else:
         Path(args.out).write_text(render())

@@ -155,6 +155,22 @@ def recall_rows(load: Callable[[str], Any], delays: tuple[int, ...]) -> list[str
     return out
 
 
+RECALL_HEADING = "## Recall after k distractor steps"
+
+
+def splice_recall_rows(text: str, rows: list[str]) -> str:
+    """``text`` with the recall table's attention rows replaced by ``rows`` (after its last row), for
+    ``--only attention``, which rewrites this section and not the recall table around them."""
+    lines = text.split("\n")
+    start = next((i for i, line in enumerate(lines) if line.startswith(RECALL_HEADING)), None)
+    if start is None:
+        return text
+    head = next(i for i in range(start, len(lines)) if lines[i].startswith("| cell |"))
+    end = next((i for i in range(head, len(lines)) if not lines[i].startswith("|")), len(lines))
+    kept = [line for line in lines[head:end] if not line.startswith("| attention, ")]
+    return "\n".join(lines[:head] + kept + rows + lines[end:])
+
+
 def _stacked(load: Callable[[str], Any], rows: list[dict[str, Any]]) -> list[str]:
     """The recall rows of the text comparison's winning depth and window."""
     got = {k: g[0]["accuracy"] for k, (name, _) in zip(STACKED_DELAYS, STACKED_RUNS) if (g := load(name))}
