@@ -6,8 +6,8 @@ One stream, one token per call, the state carried, through the engine (``Stream.
 blocks, the order rotated each round) in this thread's CPU time, so other processes on a shared
 machine stay out of the figures; the wall-clock median of every call is given beside it.
 ``python -m edgernn.bench.attention`` writes ``bench/results/attention.json`` and the section of
-BENCHMARKS.md (``bench/report.py`` renders the same section on a full regeneration);
-docs/TRAINING_RESULTS.md's attention section reads the JSON.
+BENCHMARKS.md (``bench/report.py`` renders the same section on a full regeneration), and each
+model's row beside its run (``latency.json``), which docs/TRAINING_RESULTS.md's attention section reads.
 """
 
 from __future__ import annotations
@@ -128,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
     }
     args.json.write_text(json.dumps(res, indent=1) + "\n")
+    for r in rows:  # beside each run, for docs/TRAINING_RESULTS.md (the library does not read the tools' files)
+        (args.runs / r["name"] / "latency.json").write_text(json.dumps(r) + "\n")
     update_benchmarks(section(res), args.out, HEADING)
     print(section(res))
     return 0

@@ -42,6 +42,7 @@ def test_rows_state_and_splice(tmp_path: Path) -> None:
     argv = ["--runs", str(runs), "--calls", "20", "--rounds", "3", "--out", str(doc), "--json", str(out)]
     assert attention.main(argv) == 0
     rows = {r["name"]: r for r in json.loads(out.read_text())["rows"]}
+    assert json.loads((runs / "attention-text-gru" / "latency.json").read_text()) == rows["attention-text-gru"]
     assert list(rows) == ["attention-text-w32", "attention-text-gru"]
     # key and value caches: 2 layers x 32 positions x 32 wide, float32, plus the filled count
     assert rows["attention-text-w32"]["state_bytes"] == 2 * 2 * 32 * 32 * 4 + 4

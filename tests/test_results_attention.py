@@ -25,8 +25,7 @@ def fake_runs(bpc: dict[str, float], chars: int = 209_080) -> dict[str, Any]:
     return runs
 
 
-def test_the_winning_window_and_the_budget_come_from_the_runs(tmp_path: Path, monkeypatch: Any) -> None:
-    monkeypatch.setattr(ra, "LATENCY", tmp_path / "no-bench.json")  # the engine columns: not measured
+def test_the_winning_window_and_the_budget_come_from_the_runs(tmp_path: Path) -> None:
     bpc = {"attention-text-w32": 2.2, "attention-text-w64": 2.1, "attention-text-w128": 2.3,
            "attention-text-gru": 2.4, "attention-text-lstm": 2.25}  # fmt: skip
     runs = fake_runs(bpc)

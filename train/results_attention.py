@@ -81,9 +81,6 @@ def export_run(out: Path) -> None:
     export_checkpoint(out / "model.safetensors", out / "model.onnx", force=True, steps=200)
 
 
-LATENCY = Path(__file__).resolve().parents[1] / "bench" / "results" / "attention.json"  # bench/attention.py
-
-
 def _params(run: Path) -> int | None:
     try:
         from safetensors.numpy import load_file
@@ -100,9 +97,14 @@ def _what(model: dict[str, Any]) -> str:
     return f"{model['cell'].upper()} {model['hidden_size']}x{model['num_layers']}"
 
 
+def _latency(run: Path) -> dict[str, Any] | None:
+    """The engine's figures of a run (``latency.json``, written by bench/attention.py), if timed."""
+    f = run / "latency.json"
+    return json.loads(f.read_text()) if f.is_file() else None
+
+
 def text_rows(load: Callable[[str], Any], runs_dir: Path) -> list[dict[str, Any]]:
     """The text runs on disk with their figures (and the engine's, where bench/attention.py ran)."""
-    latency = {r["name"]: r for r in json.loads(LATENCY.read_text())["rows"]} if LATENCY.is_file() else {}
     rows = []
     for name, _ in TEXT_RUNS:
         got = load(name)
@@ -110,7 +112,7 @@ def text_rows(load: Callable[[str], Any], runs_dir: Path) -> list[dict[str, Any]
             continue
         m, c, env = got
         row = {"name": name, "what": _what(c["model"]), "model": c["model"], "train": c["train"], "metrics": m}
-        rows.append(row | {"env": env, "params": _params(runs_dir / name), "engine": latency.get(name)})
+        rows.append(row | {"env": env, "params": _params(runs_dir / name), "engine": _latency(runs_dir / name)})
     return rows
 
 
@@ -229,6 +231,9 @@ def _text_table(rows: list[dict[str, Any]]) -> list[str]:
         lines.append(f"| {r['what']} | {params} | {m['steps']} | {m.get('train_cpu_seconds', 0):.0f} "
                      f"({m['train_seconds']:.0f}) | {m['valid_bpc']:.3f} | {step} | {state} |")  # fmt: skip
     lines.append(f"| smoothed 5-gram (the same characters) | | | | {m0['5gram_bpc']:.3f} | | |")
+    missing = [name for name, _ in TEXT_RUNS if name not in {r["name"] for r in rows}]
+    if missing:
+        lines.append(f"| (not on disk when this was written: {', '.join(missing)}) | | | | | | |")
     chars = f"{m0['valid_chars']:,}" if same_text else "different numbers of"
     lines += ["", f"Scored on {chars} validation characters (the last 5% of the text, state carried)."]
     att = [r for r in rows if r["model"]["cell"] == "attention"]
@@ -239,6 +244,6 @@ def _text_table(rows: list[dict[str, Any]]) -> list[str]:
     if any(r["engine"] for r in rows):
         lines.append(
             'Engine figures: BENCHMARKS.md, "Windowed attention beside GRU and LSTM" '
-            "(`python -m edgernn.bench.attention`: the models timed interleaved; wall medians there)."
+            "(bench/attention.py: the models timed interleaved; wall medians there)."
         )
     return lines + [""]
