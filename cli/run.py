@@ -4,6 +4,7 @@ textgen   streams generated text character by character, with a live latency lin
 suggest   next-word suggestions after each typed character (beam search on forked streams)
 langid    the top three languages with probabilities after every character read
 weather   the next day's forecast (max, min, chance of rain) after each daily row read
+translate each line from English into the model's language, streamed as written (or beam search)
 MODEL.onnx  any stateful model over a file of frames (.npy, or .wav audio), outputs to .npy (cli/run_model.py)
 """
 
@@ -18,7 +19,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from edgernn.cli import run_forecast, run_model, run_music
+from edgernn.cli import run_forecast, run_model, run_music, run_translate
 from edgernn.cli.options import integer, number, seed
 from edgernn.cli.options import text as text_arg
 from edgernn.cli.paths import in_file
@@ -29,19 +30,20 @@ from edgernn.runtime.apps.console import BACKSPACE, is_tty, keystrokes
 from edgernn.runtime.engine import Engine
 from edgernn.runtime.errors import InputError
 
-HELP = "Stream an app (textgen, suggest, langid, weather...; example models ship inside) or any model over frames."
+HELP = "Stream an app (textgen, langid, translate...; example models ship inside) or any model over frames."
 EXAMPLE = (
     "edgernn run textgen --prompt 'And God said' --chars 200 --seed 1\n"
     "  echo 'Das ist ein kleines Haus' | edgernn run langid\n"
+    "  echo 'File not found' | edgernn run translate --beam 4\n"
     "  edgernn run weather --input seattle-weather.csv\n"
     "  edgernn run silero_vad.onnx --spec spec.json --input speech.wav -o probs.npy"
 )
 MAX_INPUT_BYTES = 1 << 30  # --input: 1 GiB of text
 MAX_LINE_CHARS = 100_000  # one text (langid, suggest) or one CSV row (weather)
 SHOWN_CHARS = 60  # the end of the line shown beside each per-character answer
-APPS = ("textgen", "suggest", "langid", "weather", "forecast", "music")
+APPS = ("textgen", "suggest", "langid", "weather", "forecast", "music", "translate")
 MODEL_OF_APP = {"textgen": "textgen", "suggest": "textgen", "langid": "langid", "weather": "weather",
-                "forecast": "forecast", "music": "music"}  # fmt: skip
+                "forecast": "forecast", "music": "music", "translate": "translate"}  # fmt: skip
 
 
 def temperature(value: str) -> float:
@@ -93,6 +95,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     run_forecast.add_arguments(p)
     run_music.add_arguments(p)
     run_model.add_arguments(p)
+    run_translate.add_arguments(p)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -118,6 +121,8 @@ def main(args: argparse.Namespace) -> int:
             return run_suggest(engine, source, args)
         if args.app == "langid":
             return run_langid(engine, source, args)
+        if args.app == "translate":
+            return run_translate.run_translate(engine, lines(source), args)
         return run_weather(engine, source)
     except UnicodeDecodeError as exc:
         raise InputError(

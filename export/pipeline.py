@@ -17,7 +17,7 @@ from edgernn.export.errors import ExportError, OutputExistsError
 from edgernn.export.onnx_export import DEFAULT_OPSET, attach_spec, check_output, to_onnx_proto, write_model
 from edgernn.export.parity import ParityReport, check_parity, sample_batch
 from edgernn.runtime.spec import StreamSpec
-from edgernn.train.checkpoint import checkpoint_file, config_digest, file_sha256, load_checkpoint
+from edgernn.train.checkpoint import checkpoint_file, config_digest, file_sha256, load_checkpoint, read_checkpoint_meta
 
 INT8_TOLERANCE = 2e-2  # max |int8 - fp32| on normalised outputs (log-softmax for tokens)
 
@@ -98,6 +98,13 @@ def export_checkpoint(
         )
     if form is None:
         form = "native" if quantize is not None else "auto"
+    if read_checkpoint_meta(checkpoint).get("task", {}).get("name") == "translate":  # two graphs: export/translate.py
+        if quantize is not None or triton is not None or form == "decomposed":
+            raise ExportError("a translate checkpoint exports as fp32 traced graphs only (no --quantize, --triton, "
+                              "--form decomposed)")  # fmt: skip
+        from edgernn.export.translate import export_translate
+
+        return export_translate(checkpoint, out_path, validate, steps, max(tolerance, 1e-5), force, opset)  # type: ignore[return-value]
     if triton is not None:
         _check_triton_root(Path(triton), force)
     model, meta = load_checkpoint(checkpoint)

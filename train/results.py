@@ -54,8 +54,9 @@ def run_names(only: str | None = None) -> list[tuple[str, dict[str, Any]]]:
     from edgernn.train.results_attention import RUNS as ATTENTION_RUNS
     from edgernn.train.results_forecast import RUNS as FORECAST_RUNS
     from edgernn.train.results_music import RUNS as MUSIC_RUNS
+    from edgernn.train.results_translate import RUNS as TRANSLATE_RUNS
 
-    runs += FORECAST_RUNS + MUSIC_RUNS + ATTENTION_RUNS
+    runs += FORECAST_RUNS + MUSIC_RUNS + ATTENTION_RUNS + TRANSLATE_RUNS
     wanted = None if only is None else set(only.split(","))
     return [(n, o) for n, o in runs if wanted is None or n.split("-")[0] in wanted]
 
@@ -98,6 +99,10 @@ def train_one(name: str, overrides: dict[str, Any], threads: int) -> None:
         from edgernn.train.results_music import write_key_report
 
         write_key_report(out)
+    if cfg.task == "translate":
+        from edgernn.train.results_translate import write_pair_counts
+
+        write_pair_counts(out)
     print(f"{name}: {res.metrics}")
 
 
@@ -286,9 +291,11 @@ def spliced_sections() -> dict[str, list[str]]:
     from edgernn.train.results_forecast import section as forecast_section
     from edgernn.train.results_music import section as music_section
     from edgernn.train.results_shipped import section as shipped_section
+    from edgernn.train.results_translate import section as translate_section
 
     return {"forecast": forecast_section(_load, RUNS), "music": music_section(_load, RUNS),
-            "attention": attention_section(_load, RUNS), "shipped": shipped_section()}  # fmt: skip
+            "attention": attention_section(_load, RUNS), "shipped": shipped_section(),
+            "translate": translate_section(_load, RUNS)}  # fmt: skip
 
 
 def splice(text: str, name: str, part: list[str]) -> str:

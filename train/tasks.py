@@ -22,7 +22,7 @@ else:  # pragma: no cover - the tomli backport, a conditional dependency on 3.10
     import tomli as tomllib
 
 RECIPES_FILE = Path(__file__).with_name("recipes.toml")
-TASK_NAMES = ("textgen", "langid", "weather", "recall", "forecast", "music")
+TASK_NAMES = ("textgen", "langid", "weather", "recall", "forecast", "music", "translate")
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,7 @@ def build_task(cfg: TrainConfig) -> Task:
         "recall": _recall,
         "forecast": _forecast,
         "music": _music,
+        "translate": _translate,
     }
     return builders[cfg.task](cfg)
 
@@ -118,3 +119,9 @@ def _music(cfg: TrainConfig) -> Task:
     from edgernn.train.music import music_task
 
     return music_task(cfg)
+
+
+def _translate(cfg: TrainConfig) -> Task:
+    from edgernn.train.translate import translate_task
+
+    return translate_task(cfg)

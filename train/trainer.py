@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 from torch import nn
@@ -85,6 +85,8 @@ class TrainConfig:
     season: int = 0  # forecast: the seasonal period of the baselines and MASE (0: from the step)
     holdout: float = 0.2  # forecast: the share of rows held out at the end
     fill_missing: bool = False  # forecast: interpolate missing steps instead of refusing
+    lang: str = ""  # translate: the target language (English is the source), a catalog locale code
+    catalogs: tuple[str, ...] = ()  # translate: which gettext catalogs (data_translate.CATALOG_KINDS)
     seed: int = 0
 
     def model_config(self, input_kind: str, input_size: int, output_size: int) -> ModelConfig:
@@ -123,12 +125,18 @@ class TrainBatch:
     mask: torch.Tensor
     lengths: torch.Tensor | None = None  # (batch,) when sequences are padded
     reset: bool = False  # streamed sources: start the carried state afresh
+    source: torch.Tensor | None = None  # encoder-decoder tasks: (batch, source time) padded source tokens
+    source_lengths: torch.Tensor | None = None  # (batch,)
 
     def part(self, info: DistInfo) -> TrainBatch:
         if not info.active:
             return self
-        lengths = shard(self.lengths, info) if self.lengths is not None else None
-        return TrainBatch(shard(self.x, info), shard(self.y, info), shard(self.mask, info), lengths, self.reset)
+
+        def cut(t: torch.Tensor | None) -> torch.Tensor | None:
+            return shard(t, info) if t is not None else None
+
+        return TrainBatch(shard(self.x, info), shard(self.y, info), shard(self.mask, info), cut(self.lengths),
+                          self.reset, cut(self.source), cut(self.source_lengths))  # fmt: skip
 
 
 class BatchSource(Protocol):
@@ -164,6 +172,10 @@ class Task:
     # facts fitted to the trained model (langid's unknown threshold), merged into ``facts``
     # before each evaluation, so the checkpoint and the evaluation use the same ones
     calibrate: Callable[[RecurrentModel], dict[str, Any]] | None = None
+    # a model that is not one recurrent stack (translate's encoder-decoder): how to build it and
+    # run a batch (outputs only; no state is carried between batches)
+    build: Callable[[TrainConfig], nn.Module] | None = None
+    forward: Callable[[nn.Module, TrainBatch], torch.Tensor] | None = None
 
 
 @dataclass
@@ -244,9 +256,11 @@ def fit(
         raise TrainingError(f"batch_size {cfg.batch_size} does not split over {info.world} ranks")
     if out is not None and info.is_main:
         check_out(out, resume=resume is not None, overwrite=overwrite)
-    model = initial_model(task.config, cfg)
+    model = initial_model(task.config, cfg) if task.build is None else cast(RecurrentModel, task.build(cfg))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, spent, state = 0, 0.0, None
+    if resume is not None and task.build is not None:
+        raise TrainingError(f"{task.name}: --resume is not supported for this task's model; train it afresh")
     if resume is not None:
         model, step, spent, state = resume_run(resume, task.config, opt, model)
     if cfg.clock not in ("wall", "cpu"):
@@ -287,7 +301,10 @@ def fit(
         # Padding sits after each sequence's real steps: causal cells never let it reach a real
         # output, and the mask keeps it out of the loss, so no packing is needed to train.
         with autocast(cfg.precision):
-            y, state = net(batch.x, state)
+            if task.forward is not None:
+                y = task.forward(net, batch)
+            else:
+                y, state = net(batch.x, state)
         loss = task.loss_sum(y.float(), batch) / norm
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -20,7 +20,7 @@ from edgernn.runtime.errors import ModelLoadError, SpecError
 from edgernn.runtime.session import SessionProfile
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-TASKS = ("textgen", "langid", "weather", "forecast", "music")
+TASKS = ("textgen", "langid", "weather", "forecast", "music", "translate")
 
 
 def shipped_model(task: str) -> Path:
