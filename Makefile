@@ -66,7 +66,7 @@ reliability-quick: $(STAMP)
 # of updates, one thread: the same run every time); `export` checks parity over carried steps
 # and stores the report, with the checkpoint's task metrics, in its metadata. They ship in the
 # native form, the smallest file (auto's decomposed tables made langid 11.3 MB instead of 1.4 MB).
-MODEL_TASKS := textgen langid weather forecast music
+MODEL_TASKS := textgen langid weather forecast music translate
 MODEL_RUNS ?= runs/models
 MODELS_OUT ?= runtime/models
 

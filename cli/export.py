@@ -133,5 +133,6 @@ def main(args: argparse.Namespace) -> int:
             f"{quant['normalised']} {quant['max_abs_normalised']:.3g} <= effective tolerance "
             f"{effective_tolerance(quant['tolerance'], quant.get('scale', 1.0))}"
         )
-    report_written([output, args.triton])
+    partner = spec.task.get("encoder") if spec.task.get("role") == "decoder" else None  # translate: two graphs
+    report_written([output, Path(output).parent / partner if isinstance(partner, str) else None, args.triton])
     return 0

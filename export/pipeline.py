@@ -104,7 +104,7 @@ def export_checkpoint(
                               "--form decomposed)")  # fmt: skip
         from edgernn.export.translate import export_translate
 
-        return export_translate(checkpoint, out_path, validate, steps, max(tolerance, 1e-5), force, opset)  # type: ignore[return-value]
+        return export_translate(checkpoint, out_path, validate, steps, max(tolerance, 1e-5), force, opset)
     if triton is not None:
         _check_triton_root(Path(triton), force)
     model, meta = load_checkpoint(checkpoint)

@@ -61,6 +61,7 @@ def test_chrf_against_hand_computed_values() -> None:
     # order is 2: the mean of F_beta=2 over orders 1 and 2
     f1, f2 = 5 * (2 / 3) / (4 + 2 / 3), 5 * (1 / 2) / (4 + 1 / 2)
     assert chrf(["ab"], ["abc"]) == pytest.approx(100 * (f1 + f2) / 2)
+
     # corpus level: n-gram counts are summed over the sentences before the scores
     def f(r: float) -> float:  # precision 1
         return 5 * r / (4 + r)
@@ -72,6 +73,8 @@ def test_chrf_against_hand_computed_values() -> None:
 
 
 def test_translation_memory_returns_the_nearest_sources_translation() -> None:
-    tm = TranslationMemory(["Delete file", "Open folder", "Close window"], ["Datei löschen", "Ordner öffnen", "Fenster"])
+    tm = TranslationMemory(
+        ["Delete file", "Open folder", "Close window"], ["Datei löschen", "Ordner öffnen", "Fenster"]
+    )
     assert tm.translate("delete files") == "Datei löschen"
     assert tm.translate("Open the folder") == "Ordner öffnen"

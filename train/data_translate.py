@@ -148,7 +148,8 @@ def load_pairs(lang: str, kinds: tuple[str, ...] = ("django",)) -> ParallelData:
             if pair is not None and pair not in seen:
                 seen[pair] = Example(pair[0], pair[1], msgid)
                 counts[kind] += 1
-    train, test_by_key = [], {}
+    train: list[Example] = []
+    test_by_key: dict[str, Example] = {}
     for pair in sorted(seen):
         ex = seen[pair]
         if is_test(ex.raw_source):

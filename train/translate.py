@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -114,7 +114,7 @@ def source_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
 
 def forward_batch(model: nn.Module, batch: TrainBatch) -> torch.Tensor:
     """Teacher forcing: logits (batch, T, V) of every target character given the ones before."""
-    net = model.module if hasattr(model, "module") else model  # DistributedDataParallel wraps it
+    net = cast(Seq2Seq, model.module if hasattr(model, "module") else model)  # DistributedDataParallel wraps it
     if batch.source is None or batch.source_lengths is None:
         raise TrainingError("translate: a batch without its source (TrainBatch.source): not from TranslateSource")
     memory = net.encode(batch.source, batch.source_lengths)
@@ -215,7 +215,7 @@ def translate_task(cfg: TrainConfig) -> Task:
         config=s2s.model_config(),
         source=TranslateSource(sources, targets, cfg.batch_size, cfg.seed),
         loss_sum=loss_sum,
-        evaluate=lambda model, deadline: evaluate(model, data, facts, baselines, deadline),  # type: ignore[arg-type]
+        evaluate=lambda model, deadline: evaluate(model, data, facts, baselines, deadline),
         facts=facts,
         unit="chars",
         baselines=baselines,

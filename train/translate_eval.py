@@ -3,8 +3,8 @@
 chrF (Popović 2015, as sacrebleu 2 computes it by default): character n-grams of orders 1..6,
 whitespace removed; matches, hypothesis and reference n-gram counts summed over the corpus per
 order; per order F-beta of its precision and recall with beta = 2 (recall weighs 4x), averaged
-over the orders that both sides have n-grams of (the effective order), times 100. Everything is scored in the normalised form (placeholders as markers), for every
-system alike.
+over the orders that both sides have n-grams of (the effective order), times 100. Everything is
+scored in the normalised form (placeholders as markers), for every system alike.
 
 Baselines: *copy* outputs the source itself; *translation memory* outputs the translation of
 the training source most similar to the test source (Dice coefficient over character 3-gram
@@ -52,11 +52,11 @@ def chrf(
             ref[n - 1] += sum(rc.values())
     b2 = beta * beta
     total, effective = 0.0, 0
-    for m, h, r in zip(match, hyp, ref):
-        if h > 0 and r > 0:
+    for n_match, n_hyp, n_ref in zip(match, hyp, ref):
+        if n_hyp > 0 and n_ref > 0:
             effective += 1
-            p, q = m / h, m / r
-            total += (1 + b2) * p * q / (b2 * p + q) if m > 0 else 0.0
+            p, q = n_match / n_hyp, n_match / n_ref
+            total += (1 + b2) * p * q / (b2 * p + q) if n_match > 0 else 0.0
     return float(100 * total / effective) if effective else 0.0
 
 
