@@ -12,11 +12,12 @@ from edgernn.train.tasks import RECIPES, TASK_NAMES, load_recipes, recipe
 from edgernn.train.trainer import TrainConfig, TrainingError
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = ("textgen", "langid", "weather", "forecast", "music")
+SHIPPED = ("textgen", "langid", "weather", "forecast", "music", "translate")
 # Read by the forecast task only: the other shipped recipes leave them at their defaults.
 FORECAST_FIELDS = {"dataset", "csv", "time_col", "target_col", "covariates", "horizon", "season", "holdout"}
 FORECAST_FIELDS.add("fill_missing")
 ATTENTION_FIELDS = {"window", "heads"}  # read by the attention cell only
+TRANSLATE_FIELDS = {"lang", "catalogs"}  # read by the translate task only
 
 
 def test_every_task_has_its_preset_and_every_shipped_model_its_recipe() -> None:
@@ -38,6 +39,8 @@ def test_a_shipped_recipe_sets_every_field_so_a_default_cannot_move_it(task: str
         wanted -= FORECAST_FIELDS
     if RECIPES[f"shipped-{task}"].config.cell != "attention":
         wanted -= ATTENTION_FIELDS
+    if task != "translate":
+        wanted -= TRANSLATE_FIELDS
     assert keys == wanted, f"shipped-{task} misses {sorted(wanted - keys)}, has extra {sorted(keys - wanted)}"
 
 
