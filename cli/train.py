@@ -69,6 +69,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", type=in_path_type, help="a run directory or checkpoint to continue from")
     add_out(p, "run directory (default: runs/<recipe>)", folder=True)
     p.add_argument("--force", action="store_true", help="replace the run already in --out (else refused)")
+    t = p.add_argument_group("translate (English -> one language, gettext catalogs)")
+    t.add_argument("--lang", type=text(40), help="target language, a catalog locale code (de, fr, pt_BR, ...)")
+    t.add_argument("--catalogs", nargs="+", choices=("django", "system"), help="which catalogs to read")
     f = p.add_argument_group("forecast (any regular time series)")
     f.add_argument("--dataset", type=text(200), help="a series shipped in a package: co2, elnino, seattle, sunspots")
     f.add_argument("--csv", type=in_file(1 << 30), help="or your own CSV file, columns read by header name")
@@ -129,6 +132,8 @@ def main(args: argparse.Namespace) -> int:
         season=args.season,
         holdout=args.holdout,
         fill_missing=args.fill_missing,
+        lang=args.lang,
+        catalogs=tuple(args.catalogs) if args.catalogs else None,
     )
     if not cfg.max_seconds and not cfg.max_steps:
         raise TrainingError("no budget: give --seconds or --cpu-seconds above 0, or --steps above 0")
