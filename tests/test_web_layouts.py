@@ -69,14 +69,27 @@ def test_two_inputs_time_last_batch_last_state_and_a_constant(tmp_path: Path) ->
     assert got["badInput"].startswith("InputError: step: input 'a' frame 0 has 4 values, expected 3"), got["badInput"]
 
 
-def test_a_memory_spec_is_refused_saying_so(tmp_path: Path) -> None:
-    """Per-stream memory (spec version 3) is not in the JS engine: the site builder says so, typed."""
+def test_per_stream_memory_streams_like_python(tmp_path: Path) -> None:
+    """A decoder step attending over per-stream memory with a mask (spec version 3, tests/memory_models.py):
+    JS == Python over 500 steps, pushed, snapshots (format 3, memory inside) both ways."""
+    from memory_models import MEM, VOCAB
     from memory_models import export as export_memory
 
-    from edgernn.web.site import WebError, build_site
+    from edgernn.web.parity import Case
 
+    need_browser()
     model = tmp_path / "attn.onnx"
     export_memory(model)
-    with pytest.raises(WebError, match="per-stream memory .* is not in the browser engine"):
-        build_site(model, tmp_path / "site")
-    assert not (tmp_path / "site" / "model.onnx").exists()
+    site = Site(model, tmp_path / "site")
+    engine = Engine.load(model)
+    try:
+        rng = np.random.default_rng(4)
+        items = rng.integers(0, VOCAB, size=500).astype(np.int64)
+        memory = {"enc": rng.normal(size=(7, MEM)).astype(np.float32)}
+        case = Case(items, steps=500, step_items=1, pushes=[100, 250, 150], chunk=64, snapshot_after=2,
+                    after_start=120, after_pushes=[64, 16], bad=VOCAB, memory=memory)  # fmt: skip
+        got = check_case(engine, site, case, "memory")
+    finally:
+        site.close()
+    # a foreign spec has no vocabulary: the graph refuses the id, as in Python (RunError), the state kept
+    assert got["badInput"].startswith("RunError: step: onnxruntime failed:"), got["badInput"]

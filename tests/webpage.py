@@ -65,7 +65,7 @@ def check_case(engine: Engine, site: Site, case: Any, name: str) -> dict[str, An
     from edgernn.web.parity import flat_rows, pushes, python_run, read_result, take, write_case
 
     want = python_run(engine, case)
-    py = engine.stream()
+    py = case.stream(engine)
     py.push(take(case.items, 0, case.after_start), chunk=case.chunk)
     case.python_snapshot = py.snapshot()
     want_after = flat_rows(pushes(py, case.items, case.after_start, case.after_pushes, case.chunk))

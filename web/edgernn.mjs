@@ -18,10 +18,10 @@
 // Errors are typed (InputError, StreamError, SnapshotError, SpecError) and a refused call leaves the
 // stream as it was; calls on one stream run one at a time, in order.
 
-import { ARRAYS, CONTEXT, EdgeError, InputError, PENDING, SnapshotError, SpecError, StreamError,
+import { ARRAYS, CONTEXT, EdgeError, InputError, MEMORY, PENDING, RunError, SnapshotError, SpecError, StreamError,
          canonical, decodeSnapshot, encodeSnapshot, readSpec } from "./wire.mjs";
 
-export { EdgeError, InputError, SnapshotError, SpecError, StreamError, canonical, readSpec };
+export { EdgeError, InputError, RunError, SnapshotError, SpecError, StreamError, canonical, readSpec };
 
 const size = (shape) => shape.reduce((a, b) => a * b, 1);
 const concrete = (shape, time) => shape.map((d) => (d === "batch" ? 1 : d === "time" ? time : d));
@@ -61,9 +61,7 @@ function layout(t, what) {
 export class Engine {
   constructor(session, spec, ort, options = {}) {
     this.session = session; this.spec = spec; this.ort = ort; this.identity = options.identity || null;
-    if (spec.memory && spec.memory.length)
-      throw new SpecError(`per-stream memory [${spec.memory.map((m) => m.name)}] (spec version 3) is not in the browser engine`);
-    for (const t of [...spec.inputs, ...spec.states, ...spec.outputs, ...(spec.constants || [])])
+    for (const t of [...spec.inputs, ...spec.states, ...spec.outputs, ...(spec.constants || []), ...(spec.memory || [])])
       if (!ARRAYS[t.dtype]) throw new SpecError(`tensor '${t.name || t.input}': dtype ${t.dtype} is not supported in the browser engine`);
     this.inputs = spec.inputs.map((t) => layout(t, "input"));
     this.outputs = spec.outputs.map((t) => layout(t, "output"));
@@ -85,6 +83,12 @@ export class Engine {
     this.constants = Object.fromEntries((spec.constants || []).map((c) =>
       [c.name, new ort.Tensor(c.dtype, filled(c.dtype, size(c.shape), c.value), c.shape)]));
     this.stateShapes = spec.states.map((s) => concrete(s.shape, 1));
+    // per-stream memory (spec version 3): fed on every call, set once per stream; a mask of ones
+    this.memory = (spec.memory || []).map((m) => {
+      const b = m.shape.indexOf("batch"), L = m.shape.findIndex((d, i) => i !== b && typeof d === "string");
+      return { name: m.name, dtype: m.dtype, shape: m.shape, batchAxis: b, lengthAxis: L, mask: m.mask || null,
+               fixed: size(m.shape.filter((_, i) => i !== b && i !== L)), maxLength: m.max_length ?? 2 ** 31, Arr: ARRAYS[m.dtype] };
+    });
   }
 
   // ``options``: {site} (model.json from `edgernn web`: spec, snapshot identity, window), or {spec};
@@ -99,7 +103,32 @@ export class Engine {
     return new Engine(session, spec, ort, { identity: site.snapshot, window: (site.engine || {}).window });
   }
 
-  stream() { return new Stream(this); }
+  stream(memory) { return new Stream(this, memory ? this.checkMemory(memory, "stream(memory)") : null); }
+
+  // {name: array (the spec's shape less the batch axis, flat or nested)} → held memory; InputError if wrong.
+  checkMemory(given, where) {
+    const names = this.memory.map((m) => m.name);
+    if (!names.length) throw new InputError(`${where}: this model's spec declares no memory; nothing to set`);
+    if (!given || typeof given !== "object" || Array.isArray(given) || ArrayBuffer.isView(given))
+      throw new InputError(`${where}: expected {name: array} with every memory tensor [${names}]`);
+    if (JSON.stringify(Object.keys(given).sort()) !== JSON.stringify([...names].sort()))
+      throw new InputError(`${where}: memory tensors are [${names}], got [${Object.keys(given)}]`);
+    return Object.fromEntries(this.memory.map((m) => {
+      const v = given[m.name], flat = ArrayBuffer.isView(v) ? v : Array.isArray(v) ? v.flat(Infinity) : null;
+      if (!flat) throw new InputError(`${where}: memory '${m.name}' must be an array, got ${typeof v}`);
+      const L = m.lengthAxis >= 0 ? flat.length / m.fixed : 1;
+      if (m.lengthAxis < 0 ? flat.length !== m.fixed : !Number.isInteger(L) || L < 1)
+        throw new InputError(`${where}: memory '${m.name}' has ${flat.length} values, expected ${m.lengthAxis < 0 ? m.fixed : `a whole number >= 1 of rows of ${m.fixed}`}`);
+      if (L > m.maxLength) throw new InputError(`${where}: memory '${m.name}' has length ${L}, beyond max_length ${m.maxLength}`);
+      const data = new m.Arr(flat.length);
+      for (let i = 0; i < flat.length; i++) {
+        const x = Number(flat[i]);
+        if (!Number.isFinite(x)) throw new InputError(`${where}: memory '${m.name}' holds ${flat[i]} (NaN, Inf or not a number)`);
+        data[i] = m.dtype === "int64" ? BigInt(Math.trunc(x)) : x;
+      }
+      return [m.name, { data, length: L, shape: m.shape.map((d, i) => (i === m.batchAxis ? 1 : i === m.lengthAxis ? L : d)) }];
+    }));
+  }
 
   // Frames of one streamed input → {data: typed array (n * frame size), n}; InputError names what is wrong.
   frames(t, xs, where, first) {
@@ -153,8 +182,13 @@ export class Engine {
   }
 
   // One session.run (pure): frames in stream layout → first-output rows, every output, new states and context.
-  async call(states, ctx, xs, t0, n, where) {
+  async call(states, ctx, xs, t0, n, where, mem) {
     const ort = this.ort, feeds = { ...this.constants };
+    for (const m of this.memory) {
+      const held = mem[m.name];
+      feeds[m.name] = new ort.Tensor(m.dtype, held.data, held.shape);
+      if (m.mask) feeds[m.mask] = new ort.Tensor("float32", new Float32Array(held.length).fill(1), [1, held.length]);
+    }
     let newCtx = ctx;
     for (const t of this.inputs) {
       let data = xs[t.name].data.subarray(t0 * t.frameSize, (t0 + n) * t.frameSize), T = n;
@@ -171,7 +205,7 @@ export class Engine {
     this.spec.states.forEach((s, i) => { feeds[s.input] = new ort.Tensor(s.dtype, states[i], this.stateShapes[i]); });
     let out;
     try { out = await this.session.run(feeds); }
-    catch (err) { throw new EdgeError(`${where}: onnxruntime failed: ${err.message || err}`); }
+    catch (err) { throw new RunError(`${where}: onnxruntime failed: ${err.message || err}`); }
     const newStates = this.spec.states.map((s, i) => {
       const y = out[s.output];
       if (!y || y.data.length !== states[i].length) throw new SpecError(`state '${s.output}': the graph returned [${y && y.dims}], the spec says [${this.stateShapes[i]}]`);
@@ -194,8 +228,9 @@ export class Engine {
 }
 
 export class Stream {
-  constructor(engine) {
+  constructor(engine, memory = null) {
     this.engine = engine; this.closed = false; this.running = 0; this.tail = Promise.resolve();
+    this.held = memory;   // per-stream memory (read-only, shared by forks), or null
     this.lastOutputs = {};
     this.init();
   }
@@ -225,13 +260,22 @@ export class Stream {
     if (this.running) throw new StreamError(`${where}: the stream has calls in flight; await them first`);
   }
 
-  reset() { this.idle("reset"); this.init(); this.lastOutputs = {}; }
+  // Back to the initial state; the memory is kept, or replaced by ``memory`` (checked first).
+  reset(memory) {
+    this.idle("reset");
+    const held = memory ? this.engine.checkMemory(memory, "reset(memory)") : this.held;
+    this.init(); this.lastOutputs = {}; this.held = held;
+  }
+
+  setMemory(memory) { this.idle("setMemory"); this.held = this.engine.checkMemory(memory, "setMemory"); }
+
+  get memory() { return this.held ? Object.fromEntries(Object.entries(this.held).map(([k, v]) => [k, v.data])) : {}; }
 
   close() { this.closed = true; }
 
   fork() {
     this.idle("fork");
-    const s = new Stream(this.engine);
+    const s = new Stream(this.engine, this.held);
     s.state = this.state.map((a) => a.slice());
     s.ctx = this.ctx && this.ctx.slice();
     s.pendingData = this.pendingData && this.pendingData.slice();
@@ -286,11 +330,13 @@ export class Stream {
   // ``n`` frames through calls of ``chunk``; the state, context and outputs change only when all ran.
   async advance(xs, n, chunk, where) {
     const e = this.engine;
+    if (e.memory.length && !this.held)
+      throw new StreamError(`${where}: this model reads per-stream memory [${e.memory.map((m) => m.name)}] and this stream holds none: call setMemory({...}) or create it with engine.stream({...})`);
     let states = this.state, ctx = this.ctx, last = null;
     const rows = [];
     for (let t0 = 0; t0 < n; t0 += chunk) {
       const k = Math.min(chunk, n - t0);
-      const r = await e.call(states, ctx, xs, t0, k, where);
+      const r = await e.call(states, ctx, xs, t0, k, where, this.held);
       states = r.states; ctx = r.ctx; last = r.outs;
       rows.push(...r.outs[0]);
     }
@@ -302,21 +348,39 @@ export class Stream {
   tensors() {
     const e = this.engine, out = e.spec.states.map((s, i) => ({ name: s.input, dtype: s.dtype, shape: e.stateShapes[i], data: this.state[i] }));
     if (e.context) out.push({ name: CONTEXT, dtype: e.contextInput.dtype, shape: [1, e.context.frames, ...e.contextInput.frame], data: this.ctx });
-    if (e.window) out.push({ name: PENDING, dtype: e.input.dtype, shape: [this.pending, ...e.input.frame], data: this.pendingData, rows: e.window });
+    if (e.window) out.push({ name: PENDING, dtype: e.input.dtype, shape: [this.pending, ...e.input.frame], data: this.pendingData, free: [0, 0, e.window - 1] });
+    for (const m of e.memory) {   // last, and only when held (a snapshot of a stream without memory has none)
+      const h = this.held && this.held[m.name];
+      out.push({ name: MEMORY + m.name, dtype: m.dtype, data: h && h.data, optional: true,
+                 shape: h ? h.shape : m.shape.map((d, i) => (i === m.batchAxis ? 1 : i === m.lengthAxis ? 0 : d)),
+                 free: m.lengthAxis >= 0 ? [m.lengthAxis, 1, m.maxLength] : null });
+    }
     return out;
   }
 
   // The state, context window and pending items as the Python engine's snapshot bytes (format 2).
-  snapshot() { return this.serial("snapshot", () => encodeSnapshot(this.engine.identity, this.tensors())); }
+  snapshot() {
+    return this.serial("snapshot", () => {
+      const id = this.engine.identity, tensors = this.tensors().filter((t) => !t.optional || t.data);
+      return encodeSnapshot(id && this.held ? { ...id, format: id.memoryFormat } : id, tensors);
+    });
+  }
 
   restore(blob) {
     return this.serial("restore", async () => {
       const e = this.engine;
       if (!e.identity) throw new SnapshotError("restore: this engine has no snapshot identity (load the site's model.json)");
-      const got = await decodeSnapshot(e.identity, blob, this.tensors());
-      this.state = got.slice(0, e.spec.states.length);
-      if (e.context) this.ctx = got[e.spec.states.length];
-      if (e.window) this.pendingData = got[got.length - 1];
+      const { arrays, shapes } = await decodeSnapshot(e.identity, blob, this.tensors());
+      let k = e.spec.states.length;
+      const held = arrays.length > k + (e.context ? 1 : 0) + (e.window ? 1 : 0) ? {} : null;
+      if (held) e.memory.forEach((m, i) => {
+        const at = arrays.length - e.memory.length + i, shape = shapes[at];
+        held[m.name] = { data: arrays[at], shape, length: m.lengthAxis >= 0 ? shape[m.lengthAxis] : 1 };
+      });
+      this.state = arrays.slice(0, k);
+      if (e.context) this.ctx = arrays[k++];
+      if (e.window) this.pendingData = arrays[k++];
+      this.held = held;   // the snapshot's memory, or its lack of one, as in Python
       this.lastOutputs = {};
     });
   }

@@ -41,6 +41,7 @@ class Case:
     after_pushes: list[int] = field(default_factory=list)
     bad: Any = "nan"
     python_snapshot: bytes = b""
+    memory: dict[str, np.ndarray] | None = None  # per-stream memory every stream of the case holds
 
     def meta(self) -> dict[str, Any]:
         d = asdict(self)
@@ -48,7 +49,11 @@ class Case:
         d["python_snapshot"] = base64.b64encode(self.python_snapshot).decode()
         d["inputs"] = [{"name": k, "dtype": str(v.dtype), "values": int(v.size)} for k, v in self.named().items()]
         d["n"] = count(self.items)
+        d["memory"] = {k: v.ravel().tolist() for k, v in self.memory.items()} if self.memory else None
         return d
+
+    def stream(self, engine: Engine) -> Stream:
+        return engine.stream(memory=self.memory) if self.memory else engine.stream()
 
     def named(self) -> dict[str, np.ndarray]:
         return self.items if isinstance(self.items, dict) else {"": self.items}
@@ -82,10 +87,10 @@ def pushes(stream: Stream, items: Any, start: int, sizes: list[int], chunk: int)
 def python_run(engine: Engine, case: Case) -> dict[str, Any]:
     """The case's phases on Python streams: stepped and pushed rows, the snapshot the page should restore."""
     xs, k = case.items, case.step_items
-    s = engine.stream()
+    s = case.stream(engine)
     one = (lambda i: {n: v[i] for n, v in xs.items()}) if isinstance(xs, dict) else (lambda i: xs[i])
     stepped = [s.step(take(xs, i * k, (i + 1) * k) if k > 1 else one(i)) for i in range(case.steps)]
-    p = engine.stream()
+    p = case.stream(engine)
     pushed = pushes(p, xs, 0, case.pushes, case.chunk)
     return {"stepped": flat_rows(stepped), "pushed": flat_rows(pushed)}
 

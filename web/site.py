@@ -23,6 +23,7 @@ from pathlib import Path
 
 from edgernn.runtime import Engine
 from edgernn.runtime.errors import EdgeRNNError
+from edgernn.runtime.snapshot import FORMAT as SNAPSHOT_FORMAT
 from edgernn.runtime.spec import StreamSpec
 from edgernn.runtime.specfile import read_spec
 
@@ -71,15 +72,13 @@ def build_site(
     if spec is not None and not isinstance(spec, StreamSpec):
         spec = read_spec(spec)
     engine = Engine.load(model, spec=spec)
-    if engine.spec.memory:
-        raise WebError(f"{model}: per-stream memory (spec version 3) is not in the browser engine; run it in Python")
     src = ort_dir(ort)
     dest = Path(out)
     dest.mkdir(parents=True, exist_ok=True)
     written = [Path(shutil.copyfile(model, dest / "model.onnx"))]
     site = {
         "spec": json.loads(engine.spec.to_json()),
-        "snapshot": snapshot_identity(engine),
+        "snapshot": {**snapshot_identity(engine), **({"memoryFormat": SNAPSHOT_FORMAT} if engine.spec.memory else {})},
         "engine": {"window": engine.window},  # a window the graph fixes (the spec's, else its time axis)
     }
     (dest / "model.json").write_text(json.dumps(site))

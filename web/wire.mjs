@@ -6,12 +6,13 @@ export class SpecError extends EdgeError {}
 export class InputError extends EdgeError {}
 export class StreamError extends EdgeError {}
 export class SnapshotError extends EdgeError {}
+export class RunError extends EdgeError {}   // onnxruntime refused the call (the graph's own check)
 
 export const ARRAYS = { float32: Float32Array, float64: Float64Array, int64: BigInt64Array, int32: Int32Array,
                         int8: Int8Array, uint8: Uint8Array, bool: Uint8Array };
 const METADATA_KEY = "edgernn.stream_spec";
 const MAGIC = new TextEncoder().encode("EDGERNN-SNAP");
-export const CONTEXT = "__context__", PENDING = "__pending__";
+export const CONTEXT = "__context__", PENDING = "__pending__", MEMORY = "__memory__:";
 
 // ---- the spec from the model's bytes: ModelProto field 14 (metadata_props: key 1, value 2) ----
 function varint(buf, pos) {
@@ -90,8 +91,8 @@ export async function encodeSnapshot(identity, tensors) {
   return blob;
 }
 
-// ``want``: [{name, dtype, shape}] this model's tensors in order; a tensor whose ``rows`` is set
-// (pending items) may have any first axis in [0, rows). Returns the typed arrays, in ``want``'s dtypes.
+// ``want``: [{name, dtype, shape, free?, optional?}] this model's tensors in order. Returns
+// {arrays, shapes} (typed arrays in ``want``'s dtypes, the shapes the snapshot gave) for the entries present.
 export async function decodeSnapshot(identity, blob, want) {
   const data = blob instanceof Uint8Array ? blob : new Uint8Array(blob);
   const fixed = MAGIC.length + 8;
@@ -100,7 +101,8 @@ export async function decodeSnapshot(identity, blob, want) {
   if (!digest.every((b, i) => b === data[data.length - 32 + i])) throw new SnapshotError("snapshot is corrupted or truncated (checksum mismatch)");
   const dv = new DataView(data.buffer, data.byteOffset);
   const fmt = dv.getUint32(MAGIC.length, true), len = dv.getUint32(MAGIC.length + 4, true);
-  if (identity && fmt !== identity.format) throw new SnapshotError(`snapshot format ${fmt}, this page reads ${identity.format}`);
+  const formats = identity ? [identity.format, ...(identity.memoryFormat ? [identity.memoryFormat] : [])] : [];
+  if (identity && !formats.includes(fmt)) throw new SnapshotError(`snapshot format ${fmt}, this page reads ${formats}`);
   if (fixed + len > data.length - 32) throw new SnapshotError(`snapshot header length ${len} is beyond the blob`);
   let header;
   try { header = JSON.parse(new TextDecoder().decode(data.subarray(fixed, fixed + len))); }
@@ -110,6 +112,8 @@ export async function decodeSnapshot(identity, blob, want) {
     if (JSON.stringify(header[k]) !== JSON.stringify(v))
       throw new SnapshotError(`snapshot ${k} ${JSON.stringify(header[k])} does not match this model's (${JSON.stringify(v)}): another model's snapshot`);
   const got = Array.isArray(header.tensors) ? header.tensors : [];
+  const optional = want.filter((w) => w.optional).length;   // trailing entries a snapshot may lack (memory)
+  if (optional && got.length === want.length - optional) want = want.slice(0, got.length);
   if (got.length !== want.length || got.some((t, i) => !t || t.name !== want[i].name))
     throw new SnapshotError(`snapshot tensors ${JSON.stringify(got.map((t) => t && t.name))} do not match this model's ${JSON.stringify(want.map((w) => w.name))}`);
   let pos = fixed + len;
@@ -117,10 +121,11 @@ export async function decodeSnapshot(identity, blob, want) {
   const out = want.map((w, i) => {
     const t = got[i];
     const shape = Array.isArray(t.shape) ? t.shape : null;
-    const okShape = shape && shape.every((d) => Number.isInteger(d) && d >= 0) && (w.rows
-      ? shape.length === w.shape.length && shape[0] < w.rows && shape.slice(1).every((d, k) => d === w.shape[k + 1])
-      : JSON.stringify(shape) === JSON.stringify(w.shape));
-    if (!okShape) throw new SnapshotError(`snapshot tensor '${w.name}' has shape ${JSON.stringify(t.shape)}, this model's is ${JSON.stringify(w.shape)}${w.rows ? ` (first axis < ${w.rows})` : ""}`);
+    // ``free``: [axis, min, max] of the one axis whose size may vary (pending items, a memory's length)
+    const f = w.free;
+    const okShape = shape && shape.length === w.shape.length && shape.every((d, k) => Number.isInteger(d) &&
+      (f && k === f[0] ? d >= f[1] && d <= f[2] : d === w.shape[k]));
+    if (!okShape) throw new SnapshotError(`snapshot tensor '${w.name}' has shape ${JSON.stringify(t.shape)}, this model's is ${JSON.stringify(w.shape)}${f ? ` (axis ${f[0]} in ${f[1]}..${f[2]})` : ""}`);
     const floats = (d) => d === "float32" || d === "float64";
     if (t.dtype !== w.dtype && !(floats(t.dtype) && floats(w.dtype)))
       throw new SnapshotError(`snapshot tensor '${w.name}' is ${t.dtype}, this model's is ${w.dtype}`);
@@ -132,5 +137,5 @@ export async function decodeSnapshot(identity, blob, want) {
     return a;
   });
   if (pos !== end) throw new SnapshotError("snapshot payload length does not match its header");
-  return out;
+  return { arrays: out, shapes: got.map((t) => t.shape) };
 }
