@@ -46,6 +46,16 @@ def main(args: argparse.Namespace) -> int:
     written = emit_json(args.json, json.dumps(results, indent=1, default=str))
     bad = failures(results)
     shown = text_out(args.json)
-    print("all checks passed" if not bad else f"{len(bad)} failed: {', '.join(bad)}", file=shown)
     report_written([args.out, written], shown)
-    return 1 if bad else 0
+    if not bad:
+        print(f"all checks passed in {results['total_seconds']:.0f} s", file=shown)
+        return 0
+    import sys
+
+    from edgernn.reliability.hostile import SURFACES
+
+    examples = [f"  {name}: {e[:300]}" for name in SURFACES for e in results.get(name, {}).get("examples", [])]
+    print(f"edgernn reliability: {len(bad)} check(s) FAILED: {', '.join(bad)}", file=sys.stderr)
+    for line in examples[:20]:
+        print(line, file=sys.stderr)
+    return 1

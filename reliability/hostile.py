@@ -194,50 +194,82 @@ def _one_child(
     address_space: int,
     results: dict[int, dict[str, Any]],
 ) -> int:
-    """Run cases from ``start`` in one child until it ends; return the next case to run."""
+    """Run cases from ``start`` in one child until it ends; return the next case to run.
+
+    The child's stderr goes to a file, not a pipe: a child that writes more than a pipe holds
+    (library warnings, C++ logs) would otherwise block on it and read as a hang.
+    """
     cmd = [sys.executable, "-m", "edgernn.reliability.hostile", surface, str(root), str(seed), str(start), str(stop)]
-    proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        cwd=root,
-        preexec_fn=lambda: _limits(address_space),
-    )
-    if proc.stdout is None or proc.stderr is None:  # both are PIPE above
-        raise OSError("the child's output pipes were not opened")
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            stdin=subprocess.DEVNULL,
+            cwd=root,
+            preexec_fn=lambda: _limits(address_space),
+        )
+        try:
+            return _drive(proc, errors, start, stop, timeout, results)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+def _drive(
+    proc: subprocess.Popen[bytes],
+    errors: Any,
+    start: int,
+    stop: int,
+    timeout: float,
+    results: dict[int, dict[str, Any]],
+) -> int:
+    if proc.stdout is None:  # PIPE above
+        raise OSError("the child's output pipe was not opened")
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
     current, buf, begun = start, b"", False
     deadline = time.monotonic() + timeout * 3  # the first case also pays for imports and setup
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            proc.kill()
-            proc.wait()
-            results[current] = {"outcome": "hang", "detail": f"no answer in {timeout:g} s"}
-            return current + 1
-        if not sel.select(timeout=min(left, 1.0)):
-            if proc.poll() is None:
-                continue
-        chunk = os.read(proc.stdout.fileno(), 65536)
-        if not chunk:
-            break
-        buf += chunk
-        while b"\n" in buf:
-            line, buf = buf.split(b"\n", 1)
-            msg = json.loads(line)
-            if "restart" in msg:
-                proc.wait()
-                return int(msg["restart"])
-            if "begin" in msg:
-                current, begun = msg["begin"], True
-                deadline = time.monotonic() + timeout
-            else:
-                results[msg["i"]] = msg
-                current = msg["i"] + 1
-    code = proc.wait()
-    err = proc.stderr.read().decode("utf-8", "replace")
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                results[current] = {"outcome": "hang", "detail": f"no answer in {timeout:g} s"}
+                return current + 1
+            if not sel.select(timeout=min(left, 1.0)):
+                if proc.poll() is None:
+                    continue
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                msg = json.loads(line)
+                if "restart" in msg:  # the child exits; the finally of _one_child kills one that lingers
+                    try:
+                        proc.wait(timeout=timeout)
+                    except subprocess.TimeoutExpired:
+                        pass
+                    return int(msg["restart"])
+                if "begin" in msg:
+                    current, begun = msg["begin"], True
+                    deadline = time.monotonic() + timeout
+                else:
+                    results[msg["i"]] = msg
+                    current = msg["i"] + 1
+    finally:
+        sel.close()
+    try:
+        code = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:  # closed its output but did not exit
+        results[current] = {"outcome": "hang", "detail": f"did not exit within {timeout:g} s of its last case"}
+        return current + 1 if current < stop else stop
+    errors.seek(0)
+    err = errors.read()[-4000:].decode("utf-8", "replace")
     if current >= stop and code == 0:
         return stop
     if not begun:  # the surface's setup failed: every case would fail the same way

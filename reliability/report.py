@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import subprocess
+from pathlib import Path
 from typing import Any
 
 from edgernn.reliability.report_hostile import hostile_failures, render_hostile
@@ -58,9 +59,16 @@ def failures(r: dict[str, Any]) -> list[str]:
 
 
 def git_commit() -> str:
+    """The short commit, with " + uncommitted changes" when tracked files differ from it (the report says so)."""
+    here = Path(__file__).resolve().parents[1]  # the checkout this code runs from, whatever the working folder
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or "unknown"
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10, cwd=here
+        )
+        status = ["git", "status", "--porcelain", "--untracked-files=no"]
+        dirty = subprocess.run(status, capture_output=True, text=True, timeout=10, cwd=here)
+        commit = out.stdout.strip() or "unknown"
+        return commit + (" + uncommitted changes" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -339,8 +347,15 @@ def _gaps() -> list[str]:
         "bomb through them is bounded only at run time (as bomb-at-run).",
         "- `edgernn inspect`'s GPU provider probes (CUDA, TensorRT, ROCm, MIGraphX) run with the timeout only: "
         "those providers reserve large virtual ranges, so an address-space limit would refuse them all.",
-        "- The CLI fuzz runs `edgernn.cli.main` inside the child (one process for many cases); `bench` and "
-        "`demo` start minutes of work on a valid value, so a case they accept is stopped at a 5 s budget "
-        "(listed as a long run, not a hang). Thread churn samples random interleavings: 0 hangs there is "
+        "- The CLI fuzz runs `edgernn.cli.main` inside the child (one process for many cases), each case under a "
+        "30 s budget. `bench` and `demo` run from their smallest settings (a GRU of 8 units, one round; 1 s of "
+        "training), so most values they accept run to the end; a value that asks for minutes of work "
+        "(`--rounds 10000`) is stopped at the budget and listed as a long run, not a hang. `demo`'s 1 s model "
+        "does not beat the unigram baseline, so its export and streaming stages are not reached there: "
+        "`tests/test_reliability_odd_paths.py` runs train + export (+ Triton) into folders named with non-UTF-8 "
+        "bytes, newlines and quotes instead. Thread churn samples random interleavings: 0 hangs there is "
         "evidence, not a proof, that no lock-order cycle remains.",
+        "- The API fuzz changes one argument at a time (the others valid); combinations of wrong arguments, "
+        "keyword arguments a call does not take, and subclasses that lie about their type (a `str` subclass "
+        "whose methods raise) are not fuzzed.",
     ]

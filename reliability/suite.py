@@ -192,18 +192,23 @@ def _generic_engine(path: Path) -> Any:
     return engine
 
 
-def run_soak(models: dict[str, tuple[Any, Path]], sizes: Sizes) -> dict[str, Any]:
+def run_soak(models: dict[str, tuple[Any, Path]], sizes: Sizes, part: str = "both") -> dict[str, Any]:
+    """The soak: ``part`` "one" (one stream, many steps), "many" (many streams round-robin) or both."""
     from edgernn.reliability.reference import Reference, weights_of
     from edgernn.reliability.soak import soak_many_streams, soak_one_stream
     from edgernn.runtime.engine import Engine
 
-    model, path = models["gru-frames"]
-    ref = Reference(weights_of(model), model.config)
-    one = soak_one_stream(Engine.load(path), ref, sizes.soak_steps)
-    model, path = models["lstm-tokens"]
-    ref = Reference(weights_of(model), model.config)
-    many = soak_many_streams(Engine.load(path), ref, sizes.many_streams, sizes.many_steps)
-    return {"one": asdict(one) | {"model": "gru-frames"}, "many": asdict(many) | {"model": "lstm-tokens"}}
+    out: dict[str, Any] = {}
+    if part in ("one", "both"):
+        model, path = models["gru-frames"]
+        ref = Reference(weights_of(model), model.config)
+        out["one"] = asdict(soak_one_stream(Engine.load(path), ref, sizes.soak_steps)) | {"model": "gru-frames"}
+    if part in ("many", "both"):
+        model, path = models["lstm-tokens"]
+        ref = Reference(weights_of(model), model.config)
+        many = soak_many_streams(Engine.load(path), ref, sizes.many_streams, sizes.many_steps)
+        out["many"] = asdict(many) | {"model": "lstm-tokens"}
+    return out
 
 
 def run_threads(models: dict[str, tuple[Any, Path]], sizes: Sizes) -> dict[str, Any]:
@@ -263,40 +268,78 @@ def run_snapshots(models: dict[str, tuple[Any, Path]], root: Path) -> dict[str, 
     return out
 
 
-def _hostile(name: str, count: int) -> Any:
-    def run() -> dict[str, Any]:
-        from edgernn.reliability.hostile import run_surface
+STEPS = (  # what runs in the worker processes, longest first (so two lanes end close together)
+    "soak-one", "soak-many", "cli-fuzz", "fuzz", "files", "threads", "api-fuzz", "spec-fuzz", "bombs",
+    "snapshot-fuzz", "churn", "snapshots",
+)  # fmt: skip
+JOBS = 2  # worker processes: the 2 cores this suite is sized for (the hostile surfaces' own children wait on them)
+_MODELS: dict[str, dict[str, tuple[Any, Path]]] = {}  # per worker process: the exported models, built once
 
-        return run_surface(name, count)
 
-    return run
+def _worker_models(tmp: str) -> dict[str, tuple[Any, Path]]:
+    if tmp not in _MODELS:
+        folder = Path(tmp) / f"worker-{os.getpid()}"  # each worker exports its own copies: no shared writes
+        folder.mkdir(exist_ok=True)
+        _MODELS[tmp] = _models(folder)
+    return _MODELS[tmp]
 
 
-def collect(sizes: Sizes, skip: list[str], long: bool) -> dict[str, Any]:
+def run_step(name: str, sizes: Sizes, tmp: str) -> tuple[str, Any, float]:
+    """One step of the suite in a worker process: (name, its results, seconds)."""
+    from edgernn.reliability.hostile import SURFACES, run_surface
+
+    warnings.resetwarnings()
+    t0 = time.perf_counter()
+    if name in SURFACES:
+        out: Any = run_surface(name, sizes.hostile[name])
+    elif name == "files":
+        out = run_files(sizes.mutants)
+    elif name == "fuzz":
+        out = run_fuzz_all(_worker_models(tmp), sizes.fuzz_examples)
+    elif name in ("soak-one", "soak-many"):
+        out = run_soak(_worker_models(tmp), sizes, part=name.split("-")[1])
+    elif name == "threads":
+        out = run_threads(_worker_models(tmp), sizes)
+    elif name == "snapshots":
+        folder = Path(tmp) / f"snapshots-{os.getpid()}"
+        folder.mkdir(exist_ok=True)
+        out = run_snapshots(_worker_models(tmp), folder)
+    else:
+        raise ValueError(f"unknown step {name!r}")
+    return name, out, time.perf_counter() - t0
+
+
+def collect(sizes: Sizes, skip: list[str], long: bool, jobs: int = JOBS) -> dict[str, Any]:
+    """Run every section not in ``skip`` on ``jobs`` worker processes; the results, in section order."""
+    import multiprocessing
     import tempfile
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     from edgernn.reliability.report import git_commit
 
-    results: dict[str, Any] = {"long": long, "sizes": asdict(sizes), "machine": machine()}
+    results: dict[str, Any] = {"long": long, "sizes": asdict(sizes), "machine": machine(), "jobs": jobs}
     results["commit"] = git_commit()
+    section = {"soak-one": "soak", "soak-many": "soak"}
+    steps = [n for n in STEPS if section.get(n, n) not in skip and (n in sizes.hostile or n not in HOSTILE_LONG)]
+    done: dict[str, Any] = {}
+    seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     with LoadSampler() as load, tempfile.TemporaryDirectory(prefix="edgernn-reliability-") as tmp:
-        models = _models(Path(tmp))
-        steps = [
-            ("files", lambda: run_files(sizes.mutants)),
-            ("fuzz", lambda: run_fuzz_all(models, sizes.fuzz_examples)),
-            ("soak", lambda: run_soak(models, sizes)),
-            ("threads", lambda: run_threads(models, sizes)),
-            ("snapshots", lambda: run_snapshots(models, Path(tmp))),
-        ]
-        steps += [(name, _hostile(name, count)) for name, count in sizes.hostile.items()]
-        for name, step in steps:
-            if name in skip:
-                continue
-            t = time.perf_counter()
-            print(f"reliability: {name} ...", flush=True)
-            results[name] = step()
-            results.setdefault("seconds", {})[name] = time.perf_counter() - t
+        spawn = multiprocessing.get_context("spawn")  # fresh interpreters: no state shared with this one
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=spawn) as pool:
+            futures = [pool.submit(run_step, name, sizes, tmp) for name in steps]
+            print(f"reliability: {len(steps)} steps on {jobs} worker processes: {', '.join(steps)}", flush=True)
+            for future in as_completed(futures):
+                name, out, took = future.result()
+                done[name], seconds[name] = out, took
+                print(f"reliability: {name} done in {took:.0f} s", flush=True)
+    if "soak-one" in done or "soak-many" in done:
+        done["soak"] = {k: v for part in ("soak-one", "soak-many") for k, v in done.pop(part, {}).items()}
+        seconds["soak"] = seconds.pop("soak-one", 0.0) + seconds.pop("soak-many", 0.0)
+    for name in SECTIONS:  # section order, whatever order the workers finished in
+        if name in done:
+            results[name] = done[name]
+    results["seconds"] = {name: round(seconds[name], 1) for name in SECTIONS if name in seconds}
     results["load"] = {"samples": load.samples, "mean": sum(load.samples) / len(load.samples), "max": max(load.samples)}
     results["total_seconds"] = time.perf_counter() - t0
     results["finished"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
