@@ -1,7 +1,8 @@
 """Argument fuzz of the public Python API: every argument of every public call, hostile values.
 
-The calls (``CALLS``) are the runtime's public surface (``Engine.load``, ``engine.batch`` /
-``step_many``, ``Stream.step`` / ``push`` / ``restore`` / ..., ``Batch.join`` / ``leave`` /
+The calls (``_calls``) are the runtime's public surface (``Engine.load``, ``engine.batch`` /
+``step_many``, ``engine.stream(memory=)``, ``Stream.step`` / ``push`` / ``restore`` /
+``set_memory`` / ``reset(memory=)``, ``Batch.join`` / ``leave`` /
 ``step`` / ``step_many`` / ``evict_idle``, ``infer_spec``, ``read_spec``), the device
 loader and an app (``textgen.generate``). Their parameters are read from their signatures,
 so a new parameter is fuzzed without a change here. Each case calls one of them with every
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 
 MODEL = Path(__file__).resolve().parents[1] / "runtime" / "models" / "textgen.onnx"
+MEMORY_MODEL = "memory.onnx"  # reliability/memmodel.py
 Call = tuple[Callable[..., Any], dict[str, Any], Any]  # the callable, its valid arguments, a stream to watch or None
 
 
@@ -48,6 +50,7 @@ def values(ctx: dict[str, Any]) -> list[Any]:
 def _calls(ctx: dict[str, Any]) -> dict[str, Callable[[], Call]]:
     """Each public call with fresh objects and valid arguments (built per case: one case cannot spoil the next)."""
     from edgernn.devices import load_engine
+    from edgernn.reliability.memmodel import example_memory
     from edgernn.runtime import Engine, infer_spec
     from edgernn.runtime.apps.textgen import generate
     from edgernn.runtime.specfile import read_spec
@@ -86,6 +89,20 @@ def _calls(ctx: dict[str, Any]) -> dict[str, Callable[[], Call]]:
 
         return make
 
+    m: Engine = ctx["memory_engine"]  # per-stream memory (spec version 3)
+    rng = random.Random(0)
+
+    def memory(length: int = 3) -> Any:
+        return example_memory(m.spec, length, rng)
+
+    def on_memory_stream(name: str, valid: dict[str, Any]) -> Callable[[], Call]:
+        def make() -> Call:
+            s = m.stream(memory=memory())
+            s.push([1, 2])
+            return getattr(s, name), {k: (v() if callable(v) else v) for k, v in valid.items()}, s
+
+        return make
+
     def pair_many() -> Call:
         s1, s2 = stream(), stream(1)
         return e.step_many, {"streams": [s1, s2], "frames": [[1, 2], [3]], "chunk": 64}, s1
@@ -106,6 +123,9 @@ def _calls(ctx: dict[str, Any]) -> dict[str, Callable[[], Call]]:
         "Batch.evict_idle": member("evict_idle"),
         "Batch.step": member("step"),
         "Batch.step_many": member("step_many"),
+        "Engine.stream(memory)": lambda: (m.stream, {"memory": memory()}, None),
+        "Stream.set_memory": on_memory_stream("set_memory", {"memory": lambda: memory(5)}),
+        "Stream.reset(memory)": on_memory_stream("reset", {"memory": lambda: memory(2)}),
         "infer_spec": lambda: (infer_spec, {"model": path, "window": None}, None),
         "read_spec": lambda: (read_spec, {"path": spec_json}, None),
         "devices.load_engine": lambda: (load_engine, {"path": path, "device": "cpu", "strict": None}, None),
@@ -115,6 +135,13 @@ def _calls(ctx: dict[str, Any]) -> dict[str, Callable[[], Call]]:
             None,
         ),
     }
+
+
+def prepare(root: Path, seed: int) -> None:
+    """The decoder with per-stream memory (in the parent: needs torch)."""
+    from edgernn.reliability.memmodel import export
+
+    export(root / MEMORY_MODEL, seed)
 
 
 def setup(root: Path, seed: int) -> dict[str, Any]:
@@ -128,6 +155,7 @@ def setup(root: Path, seed: int) -> dict[str, Any]:
     ctx["fifo"] = root / "fifo"  # a read of it would block forever
     if not ctx["fifo"].exists():
         os.mkfifo(ctx["fifo"])
+    ctx["memory_engine"] = Engine.load(root / MEMORY_MODEL)
     ctx["foreign"] = Engine.load(MODEL)  # another engine of the same model: its streams are foreign here
     ctx["calls"] = _calls(ctx)
     ctx["cases"] = enumerate_cases(ctx)

@@ -1,6 +1,7 @@
 """Structural fuzz of the stream spec: random types at random JSON paths, loaded and streamed.
 
-Each case takes the spec of a real exported model, changes it at one to three random places
+Each case takes the spec of a real exported model (a GRU over frames, or, every other case, a
+decoder step with per-stream memory: ``reliability/memmodel.py``), changes it at one to three random places
 (a value replaced by a random JSON value of another type, a key removed or added, a list
 emptied or an entry doubled, a 1,000-deep nesting), writes it into the model's metadata and
 runs ``Engine.load``, then, if it loads, a step, a push, a snapshot round trip and a batched
@@ -29,6 +30,7 @@ VALUES: list[Any] = [
     [], [1], ["x"], [[1]], ["batch"], ["batch", "time"], [0], [-1], {}, {"a": 1}, {"name": "x"}, DEEP,
 ]  # fmt: skip
 MODEL = "base.onnx"
+MEMORY_MODEL = "memory.onnx"  # a decoder step with per-stream memory (spec version 3): every other case
 
 
 def _paths(node: Any, here: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -84,16 +86,18 @@ def to_text(doc: Any) -> str:
 
 
 def prepare(root: Path, seed: int) -> None:
-    """The base model: a small GRU over frames, exported by the real exporter (needs torch)."""
+    """The base models: a small GRU over frames and the memory decoder, by the real exporter (needs torch)."""
     import torch
 
     from edgernn.export.onnx_export import export_model
+    from edgernn.reliability.memmodel import export
     from edgernn.runtime.spec import ModelConfig
     from edgernn.train.model import build_model
 
     torch.manual_seed(seed)
     cfg = ModelConfig(cell="gru", input_kind="frames", input_size=3, hidden_size=8, num_layers=1, output_size=2)
     export_model(build_model(cfg).eval(), root / MODEL)
+    export(root / MEMORY_MODEL, seed)
 
 
 def with_spec(data: bytes, text: str) -> bytes:
@@ -113,18 +117,18 @@ def with_spec(data: bytes, text: str) -> bytes:
 def setup(root: Path, seed: int) -> dict[str, Any]:
     from edgernn.runtime.engine import Engine
 
-    data = (root / MODEL).read_bytes()
-    spec = Engine.load(root / MODEL).spec.to_dict()
-    return {"root": root, "data": data, "spec": spec, "seed": seed}
+    bases = [((root / name).read_bytes(), Engine.load(root / name).spec.to_dict()) for name in (MODEL, MEMORY_MODEL)]
+    return {"root": root, "bases": bases, "seed": seed}
 
 
 def run_case(ctx: dict[str, Any], i: int) -> str:
     from edgernn.runtime.engine import Engine
 
     rng = random.Random(ctx["seed"] * 1_000_003 + i)
-    text = to_text(mutate(ctx["spec"], rng))
+    data, spec = ctx["bases"][i % len(ctx["bases"])]
+    text = to_text(mutate(spec, rng))
     path = ctx["root"] / f"case{i % 4}.onnx"
-    path.write_bytes(with_spec(ctx["data"], text))
+    path.write_bytes(with_spec(data, text))
     engine = Engine.load(path)
     stream_through(engine, rng)
     return "accepted"
@@ -143,10 +147,15 @@ def example_frames(engine: Any, frames: int, rng: random.Random) -> Any:
 
 
 def stream_through(engine: Any, rng: random.Random) -> None:
-    s = engine.stream()
+    from edgernn.reliability.memmodel import example_memory
+
+    s = engine.stream(memory=example_memory(engine.spec, 3, rng))
     s.push(example_frames(engine, 3, rng), chunk=2)
     blob = s.snapshot()
-    other = engine.stream()
+    other = engine.stream(memory=example_memory(engine.spec, 2, rng))  # another length: padded with the mask
     other.restore(blob)
     engine.step_many([s, other], [example_frames(engine, 2, rng), example_frames(engine, 1, rng)])
+    if engine.spec.memory:
+        other.reset(memory=example_memory(engine.spec, 1, rng))
+        other.step(example_frames(engine, 1, rng)[0])
     s.close()

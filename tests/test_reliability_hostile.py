@@ -130,3 +130,18 @@ def test_surfaces_run_in_children_without_aborts_or_hangs(surface: str) -> None:
         assert res["wrong"] == 0 and res["untyped"] == 0, res["examples"]
         assert set(res["outcomes"]) == {"ModelLoadError", "accepted"}
     json.dumps(res)
+
+
+def test_the_suite_runs_its_steps_on_worker_processes_and_keeps_section_order() -> None:
+    """make reliability fits its time by running two steps at once (suite.collect); the report's order stays fixed."""
+    from dataclasses import replace
+
+    from edgernn.reliability.suite import SECTIONS, Sizes, collect
+
+    sizes = replace(Sizes.pick(False), hostile={"api-fuzz": 6, "churn": 1})
+    keep = {"api-fuzz", "churn"}
+    res = collect(sizes, [s for s in SECTIONS if s not in keep], long=False, jobs=2)
+    ran = [k for k in res if k in SECTIONS]
+    assert ran == [s for s in SECTIONS if s in keep], ran
+    assert res["api-fuzz"]["cases"] == 6 and res["api-fuzz"]["untyped"] == 0
+    assert set(res["seconds"]) == keep and res["jobs"] == 2
