@@ -145,6 +145,7 @@ def main(args: argparse.Namespace) -> int:
     )
     out = Path(args.out)
     png = out.with_suffix(".png")
+    out.parent.mkdir(parents=True, exist_ok=True)  # --out may name folders still to make (checked writable at parse)
     drew = report.plot(run, png)
     report.write(run, out, png if drew else None)
     shown = text_out(args.json)

@@ -152,15 +152,17 @@ def enumerate_cases(root: Path) -> list[tuple[str, argparse.Action, str | None]]
 
 
 def argv_for(ctx: dict[str, Any], i: int) -> tuple[str, list[str]]:
-    """The command line of case ``i``: every fifth case a random value for a random flag, the others
-    the enumerated boundary cases in order (``enumerate_cases``)."""
-    cases = ctx["cases"]
-    if i % 5 == 4 or i - i // 5 >= len(cases):
+    """The command line of case ``i``: in a run of at least ``len(cases)`` cases, every enumerated boundary
+    case (``enumerate_cases``) once, then random values for random flags; in a shorter run (the quick
+    pass) every fifth case random, the others the enumerated ones in order."""
+    cases, total = ctx["cases"], ctx.get("total", 0)
+    random_case = i >= len(cases) if total >= len(cases) else (i % 5 == 4 or i - i // 5 >= len(cases))
+    if random_case:
         rng = random.Random(ctx["seed"] * 1_000_003 + i)
         cmd, action, _ = rng.choice(cases)
         value = _random_value(rng) if action.nargs != 0 else None
     else:
-        cmd, action, value = cases[i - i // 5]
+        cmd, action, value = cases[i if total >= len(cases) else i - i // 5]
     positionals, options = ctx["base"].get(cmd, ([], {}))  # a subcommand without a baseline: its flags alone
     positionals, options = list(positionals), dict(options)
     if action.option_strings:

@@ -77,6 +77,8 @@ def child_main(surface: str, root: str, seed: int, start: int, stop: int) -> Non
     mod = importlib.import_module(SURFACES.get(surface, surface))  # or a module in the work folder (tests)
     out = sys.__stdout__
     ctx = mod.setup(Path(root), seed)
+    if isinstance(ctx, dict):
+        ctx.setdefault("total", stop)  # the run's size: a surface may order its cases by it (clifuzz)
     before = rss_mib()
     for i in range(start, stop):
         print(json.dumps({"begin": i}), file=out, flush=True)

@@ -202,7 +202,8 @@ def load_checkpoint(
     extra = sorted(set(tensors) - set(own))
     if missing or extra:
         raise CheckpointError(f"{path}: weights do not match the config: missing {missing}, unexpected {extra}")
-    for name, value in tensors.items():
+    for name in own:  # in the model's order: the first mismatch named is the same whatever the file's order
+        value = tensors[name]
         if tuple(value.shape) != tuple(own[name].shape):
             raise CheckpointError(
                 f"{path}: tensor {name!r} has shape {tuple(value.shape)}, the config needs {tuple(own[name].shape)}"
