@@ -7,12 +7,11 @@ code's own test split (split by message id, so never seen in training).
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import numpy as np
 import pytest
-from appcli import BLOCKED_CLI, edgernn, shipped
+from appcli import edgernn, on_a_terminal, shipped
 
 from edgernn.runtime.apps import load_app
 from edgernn.runtime.apps.langid import LanguageDetector
@@ -115,38 +114,8 @@ def test_langid_prints_after_every_character_with_state_carried() -> None:
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
 def test_langid_reads_keystrokes_from_a_terminal_and_backspace_restores_the_state() -> None:
     """On a terminal: one key at a time (cbreak), the line rewritten in place; backspace goes back to a fork."""
-    import os
-    import pty
-    import termios
-    import time
-
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", BLOCKED_CLI, "run", "langid"], stdin=slave, stdout=slave, stderr=slave
-    )
-    os.close(slave)
-    out = b""
-    try:
-        keys = list("Das isx") + ["\x7f"] + list("t ein Haus") + ["\r", "\x04"]
-        deadline = time.time() + 30
-        while termios.tcgetattr(master)[3] & termios.ICANON:  # type only once the app reads keys one by one
-            assert time.time() < deadline and proc.poll() is None, "the app never put the terminal in cbreak mode"
-            time.sleep(0.05)
-        for key in keys:  # at 20 ms a key, or all at once: keys that arrive together are split
-            os.write(master, key.encode())
-            time.sleep(0.02)
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-        assert proc.wait(timeout=20) == 0, out.decode(errors="replace")
-    finally:
-        os.close(master)
+    keys = list("Das isx") + ["\x7f"] + list("t ein Haus") + ["\r", "\x04"]
+    out = on_a_terminal("run", "langid", keys=keys, read_s=20)
     shown = [part for part in out.decode().split("\r\x1b[K") if "\t" in part]
     texts = [part.split("\t")[0] for part in shown]
     assert b"Ctrl-D quits" in out and b"--list" in out  # the one-line hint: what to type, how to quit

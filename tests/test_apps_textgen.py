@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-import time
 
 import onnxruntime as ort
 import pytest
-from appcli import BLOCKED_CLI, edgernn, shipped
-
-if sys.platform != "win32":
-    import pty
-    import termios
+from appcli import edgernn, on_a_terminal, shipped
 
 from edgernn.runtime.spec import StreamSpec
 
@@ -165,32 +158,8 @@ def test_suggest_says_which_characters_it_cannot_type() -> None:
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
 def test_suggest_on_a_terminal_hints_and_keeps_editing_on_the_current_line() -> None:
     """Backspace right after Enter used to delete from the line above while the screen showed otherwise."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", BLOCKED_CLI, "run", "suggest"], stdin=slave, stdout=slave, stderr=slave
-    )
-    os.close(slave)
-    out = b""
-    try:
-        deadline = time.time() + 30
-        while termios.tcgetattr(master)[3] & termios.ICANON:
-            assert time.time() < deadline and proc.poll() is None, "the app never put the terminal in cbreak mode"
-            time.sleep(0.05)
-        for key in [*"And Moses", "\r", "\x7f", "\x7f", *"And the LOR", "\x04"]:
-            os.write(master, key.encode())
-            time.sleep(0.02)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-        assert proc.wait(timeout=20) == 0, out.decode(errors="replace")
-    finally:
-        os.close(master)
+    keys = [*"And Moses", "\r", "\x7f", "\x7f", *"And the LOR", "\x04"]
+    out = on_a_terminal("run", "suggest", keys=keys)
     text = out.decode(errors="replace")
     assert "Ctrl-D quits" in text and "words of the training text only" in text  # the hint, first
     shown = [part.split("\t") for part in text.split("\r\x1b[K") if "\t" in part]
