@@ -9,13 +9,11 @@ public call, read from the signatures); these are the cases it found, pinned.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fifo import refusal_of_a_fifo
 
 from edgernn.runtime import Engine, infer_spec
 from edgernn.runtime.errors import ArgumentError, InputError, SpecError, StreamError
@@ -107,14 +105,5 @@ def test_devices_load_engine_strict_must_be_a_bool() -> None:
 
 
 def test_read_spec_refuses_a_fifo_instead_of_waiting(tmp_path: Path) -> None:
-    fifo = tmp_path / "spec.json"
-    os.mkfifo(fifo)
-    code = (
-        "import sys\nfrom edgernn.runtime.specfile import read_spec\nfrom edgernn.runtime.errors import SpecError\n"
-        "try:\n    read_spec(sys.argv[1])\nexcept SpecError as exc:\n    print('refused:', exc)\n"
-    )
-    try:
-        done = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True, text=True, timeout=60)
-    except subprocess.TimeoutExpired:
-        pytest.fail("read_spec waited on a FIFO")
-    assert "refused:" in done.stdout and "not a regular file" in done.stdout, done.stdout + done.stderr
+    refused = refusal_of_a_fifo(tmp_path / "spec.json", "edgernn.runtime.specfile", "read_spec", "SpecError")
+    assert "not a regular file" in refused, refused
