@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 
 import memory_models as mm  # noqa: E402
 
-from edgernn.runtime import Engine  # noqa: E402
+from edgernn.runtime import Batch, Engine, Stream  # noqa: E402
 from edgernn.runtime.errors import StreamError  # noqa: E402
 
 LENGTHS = (3, 7, 12, mm.MAX_LEN)
@@ -36,13 +36,18 @@ def _encs(rng: np.random.Generator, lengths=LENGTHS) -> list[np.ndarray]:
     return [rng.standard_normal((n, mm.MEM)).astype(np.float32) for n in lengths]
 
 
+def alone_and_batched(engine: Engine, encs: list[np.ndarray]) -> tuple[list[Stream], Batch, list[Stream]]:
+    """Each source twice: a stream run alone, and a member of one new batch."""
+    alone = [engine.stream(memory={"enc": e}) for e in encs]
+    batch = engine.batch()
+    return alone, batch, [batch.join(engine.stream(memory={"enc": e})) for e in encs]
+
+
 def test_batch_step_of_different_lengths_equals_each_stream_alone(models) -> None:
     engine = Engine.load(models["masked"])
     rng = np.random.default_rng(1)
     encs = _encs(rng)
-    alone = [engine.stream(memory={"enc": e}) for e in encs]
-    batch = engine.batch()
-    members = [batch.join(engine.stream(memory={"enc": e})) for e in encs]
+    alone, batch, members = alone_and_batched(engine, encs)
     worst = 0.0
     for _ in range(200):
         tokens = rng.integers(0, mm.VOCAB, len(encs))
@@ -74,9 +79,7 @@ def test_ragged_step_many_and_loose_streams_equal_each_alone(models) -> None:
     engine = Engine.load(models["masked"])
     rng = np.random.default_rng(3)
     encs = _encs(rng)
-    alone = [engine.stream(memory={"enc": e}) for e in encs]
-    batch = engine.batch()
-    members = [batch.join(engine.stream(memory={"enc": e})) for e in encs]
+    alone, batch, members = alone_and_batched(engine, encs)
     loose = [engine.stream(memory={"enc": e}) for e in encs]
     worst = 0.0
     for _ in range(6):
@@ -95,9 +98,7 @@ def test_a_member_sets_its_memory_and_leaves_with_it(models) -> None:
     engine = Engine.load(models["masked"])
     rng = np.random.default_rng(4)
     encs = _encs(rng, (4, 6))
-    alone = [engine.stream(memory={"enc": e}) for e in encs]
-    batch = engine.batch()
-    members = [batch.join(engine.stream(memory={"enc": e})) for e in encs]
+    alone, batch, members = alone_and_batched(engine, encs)
     batch.step(np.array([1, 2]))
     [s.step(t) for s, t in zip(alone, (1, 2))]
     longer = _encs(rng, (20,))[0]
