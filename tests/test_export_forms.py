@@ -7,6 +7,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 from conftest import tiny_model
+from onnx_ops import op_counts
 
 from edgernn.export.decomposed import read_weights
 from edgernn.export.errors import ExportError
@@ -20,16 +21,6 @@ from edgernn.runtime.spec import StreamSpec
 from edgernn.train.checkpoint import save_checkpoint
 
 
-def _ops(proto: onnx.ModelProto) -> set[str]:
-    out, stack = set(), [proto.graph]
-    while stack:
-        g = stack.pop()
-        for node in g.node:
-            out.add(node.op_type)
-            stack += [a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH]
-    return out
-
-
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 @pytest.mark.parametrize("kind", ["tokens", "frames"])
 def test_auto_form_matches_pytorch_over_1000_steps_on_every_branch(exported, tmp_path, cell: str, kind: str) -> None:
@@ -39,7 +30,7 @@ def test_auto_form_matches_pytorch_over_1000_steps_on_every_branch(exported, tmp
     spec = read_spec(proto)
     auto = build_form(proto, spec, "auto", 17, min_batch=2)
     onnx.checker.check_model(auto)
-    assert form_of(auto) == "auto" and {"Scan", "If", cell.upper()} <= _ops(auto)
+    assert form_of(auto) == "auto" and {"Scan", "If", cell.upper()} <= op_counts(auto).keys()
     target = write_model(attach_spec(auto, spec), tmp_path / "auto.onnx")
     report = check_parity(model, target, steps=1000, tolerance=1e-5)
     print(report)  # max abs diff per mode: step and chunked, batch 1 and 3
@@ -94,7 +85,7 @@ def test_export_writes_the_auto_form_by_default_and_form_overrides(tmp_path, cap
     assert engine.spec.provenance["form"] == "auto" and engine.spec.provenance["parity"]["max_abs"] <= 1e-5
     native = tmp_path / "n.onnx"
     assert main(["export", str(ckpt), "-o", str(native), "--form", "native"]) == 0
-    assert {"GRU"} & _ops(onnx.load(str(native))) and "If" not in _ops(onnx.load(str(native)))
+    assert {"GRU"} & op_counts(native).keys() and "If" not in op_counts(native)
     q = tmp_path / "q.onnx"  # int8 is made from the native graph whatever the default form
     export_checkpoint(ckpt, q, quantize="int8", validate=False)
     with pytest.raises(ExportError, match="--form auto"):
@@ -112,7 +103,7 @@ def test_device_profiles_name_their_forms_and_export_follows_them(tmp_path) -> N
     ckpt = tmp_path / "rnn.safetensors"
     save_checkpoint(ckpt, tiny_model("rnn"), {"lr": 0.01}, {"name": "textgen", "vocabulary": "ab"})
     spec, _ = export_checkpoint(ckpt, tmp_path / "gpu.onnx", validate=False, device="cuda")
-    assert spec.provenance["form"] == "native" and "RNN" in _ops(onnx.load(str(tmp_path / "gpu.onnx")))
+    assert spec.provenance["form"] == "native" and "RNN" in op_counts(tmp_path / "gpu.onnx")
     spec, _ = export_checkpoint(ckpt, tmp_path / "cpu.onnx", validate=False, device="cpu")
     assert spec.provenance["form"] == "auto"
     export_checkpoint(ckpt, tmp_path / "cpu8.onnx", validate=False, device="cpu", quantize="int8")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 import onnx
 import pytest
 from conftest import CELLS, tiny_model
+from onnx_ops import op_counts
 
 from edgernn.export.decomposed import build_decomposed, read_weights
 from edgernn.export.errors import QuantizeError
@@ -15,18 +14,6 @@ from edgernn.export.parity import check_parity, sample_batch
 from edgernn.export.quantize import quantize_model, read_spec
 from edgernn.export.validate import compare_graphs
 from edgernn.runtime import Engine
-
-
-def op_counts(path) -> Counter[str]:
-    proto = onnx.load(str(path))
-    counts: Counter[str] = Counter()
-    stack = [proto.graph]
-    while stack:
-        g = stack.pop()
-        for node in g.node:
-            counts[node.op_type] += 1
-            stack += [a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH]
-    return counts
 
 
 @pytest.fixture(scope="module")
