@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from edgernn.bench.committed import markdown_section
 from edgernn.bench.overhead import cpu_name
 from edgernn.runtime import Engine
 from edgernn.runtime.apps import MODELS_DIR, TASKS
@@ -91,9 +92,7 @@ def render(rows: list[dict], load: tuple[float, float]) -> str:
 
 def section() -> str:
     """The BENCHMARKS.md section: the committed table, or nothing."""
-    if not RESULTS.is_file():
-        return ""
-    return f"{HEADING}\n\n`python -m edgernn.bench.apps` regenerates it.\n\n" + RESULTS.read_text(encoding="utf-8")
+    return markdown_section(HEADING, RESULTS, "`python -m edgernn.bench.apps` regenerates it.")
 
 
 def main(argv: list[str] | None = None) -> int:

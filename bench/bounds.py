@@ -27,6 +27,8 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+from edgernn.bench.committed import markdown_section
+
 RESULTS = Path(__file__).resolve().parent / "results" / "bounds.md"
 HEADING = "## Measured bounds of the targets not met"
 
@@ -229,9 +231,7 @@ def render(rnn: dict[str, float], lstm: dict[str, float], load: tuple[float, flo
 
 def section() -> str:
     """The BENCHMARKS.md section: the committed table, or nothing."""
-    if not RESULTS.is_file():
-        return ""
-    return f"{HEADING}\n\n`python -m edgernn.bench.bounds` regenerates it.\n\n" + RESULTS.read_text(encoding="utf-8")
+    return markdown_section(HEADING, RESULTS, "`python -m edgernn.bench.bounds` regenerates it.")
 
 
 def main(argv: list[str] | None = None) -> int:

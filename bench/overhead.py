@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from edgernn.bench.committed import markdown_section
 from edgernn.runtime import Engine
 from edgernn.runtime.binding import Binding, state_pairs, stream_view
 from edgernn.runtime.raw import raw_pingpong
@@ -383,15 +384,14 @@ RESULTS = Path(__file__).with_name("results") / "overhead.md"
 
 def section() -> str:
     """The BENCHMARKS.md section: the committed table (``bench/results/overhead.md``), or nothing."""
-    if not RESULTS.is_file():
-        return ""
-    return (
-        f"{HEADING}\n\nOne stream, one call (a frame, or one 512-sample window); `python -m edgernn.bench.overhead`"
+    return markdown_section(
+        HEADING,
+        RESULTS,
+        "One stream, one call (a frame, or one 512-sample window); `python -m edgernn.bench.overhead`"
         " regenerates it. Every layout runs on the bound path; outputs equal the bare loop's. *floor* is raw"
         " ping-pong plus the per-call work the stream contract asks for, written inline (the NaN / Inf test as one"
         " dot, the lock, the context window written and shifted, the output copied): `floor - raw` is what the"
-        " contract costs between two onnxruntime calls, `engine - floor` the engine's own bookkeeping.\n\n"
-        + RESULTS.read_text(encoding="utf-8")
+        " contract costs between two onnxruntime calls, `engine - floor` the engine's own bookkeeping.",
     )
 
 

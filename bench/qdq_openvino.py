@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from edgernn.bench.committed import markdown_section
+
 RESULTS = Path(__file__).resolve().parent / "results" / "qdq_openvino.md"
 HEADING = "## Static QDQ int8 on the OpenVINO execution provider"
 # each task's headline metric (Task.evaluate's key) and whether lower is better
@@ -255,9 +257,7 @@ def render(rows: list[dict[str, Any]], provider: str, load: tuple[float, float])
 
 def section() -> str:
     """The BENCHMARKS.md section: the committed table, or nothing."""
-    if not RESULTS.is_file():
-        return ""
-    return f"{HEADING}\n\n`make openvino-qdq` regenerates it.\n\n" + RESULTS.read_text(encoding="utf-8")
+    return markdown_section(HEADING, RESULTS, "`make openvino-qdq` regenerates it.")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgernn.bench.committed import load_json
 from edgernn.bench.contenders import CONTENDERS
 from edgernn.bench.scale import Floor
 from edgernn.bench.suite import APPROXIMATE, CaseResult
@@ -113,13 +114,11 @@ def attention_section() -> str:
 
 def gpu_section() -> str:
     """The committed GPU check (bench/gpu_check.py on a GPU machine), or nothing where none is committed."""
-    import json
-
     from edgernn.bench.targets import GPU_RESULTS
 
-    if not GPU_RESULTS.is_file():
+    res = load_json(GPU_RESULTS)
+    if res is None:
         return ""
-    res = json.loads(GPU_RESULTS.read_text())
     lines = [
         "## GPU: one step, host frame in, host result out (`bench/gpu_check.py`)",
         "",

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from edgernn.bench.committed import load_json
 from edgernn.bench.machine import describe, pin_blas_threads
 from edgernn.bench.thirdparty_models import MODELS, ROOT, BareLoop, ThirdParty, frames, missing, model_path
 from edgernn.runtime import EdgeRNNError, Engine, infer_spec
@@ -185,10 +186,9 @@ def _describe(engine: Engine) -> str:
 
 def section(res: dict[str, Any] | None = None) -> str:
     """The markdown section (empty where no result is committed)."""
+    res = load_json(RESULTS) if res is None else res
     if res is None:
-        if not RESULTS.is_file():
-            return ""
-        res = json.loads(RESULTS.read_text())
+        return ""
     lines = [
         HEADING,
         "",
