@@ -163,7 +163,7 @@ class Slot:
             b.head[...] = ctx
             b.body[...] = xs
         p = self.parity
-        try:
+        try:  # run() written out: this is every single-call step's path, one call saved
             engine.run_bound(b.io[p], None)
         except Exception as exc:  # onnxruntime raises its own untyped exceptions
             if engine.demote(exc):
