@@ -20,6 +20,7 @@ memory tensor, each length axis to the members' longest, with the mask 0.0 on th
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgernn.runtime import args, general
-from edgernn.runtime.binding import BindingCache
+from edgernn.runtime.binding import Binding, BindingCache
 from edgernn.runtime.buffers import alloc, lane_index
 from edgernn.runtime.errors import InputError, StreamError
 from edgernn.runtime.memory import Memory
@@ -74,6 +75,10 @@ class Batch:
         self._used = np.zeros(0)
         self._mem: dict[str, np.ndarray] | None = None  # the members' memory feeds, padded (memory specs)
         self._mem_missing: list[int] = []  # lanes whose stream holds no memory yet
+        self._used_all = -math.inf  # when a call last advanced every member (``_used`` holds the others)
+        # The lean all-members calls (``lean_views``): one streamed input, no context window, no window.
+        self._lean = not (engine.multi_input or engine.window is not None or engine.context_index is not None)
+        self._views: LeanViews | None = None
 
     # -- membership -----------------------------------------------------------------------
 
@@ -141,7 +146,7 @@ class Batch:
             return []
         with self._lock:
             now = self.clock() if now is None else now
-            idle = [s for s in self._members if now - self._used[s._lane] > self.idle_after]
+            idle = [s for s in self._members if now - max(self._used[s._lane], self._used_all) > self.idle_after]
             for s in idle:
                 if self.on_evict is not None:
                     self.on_evict(s)
@@ -159,6 +164,10 @@ class Batch:
     def step(self, frames: Any) -> np.ndarray:
         """One frame per member, ``frames[i]`` for ``streams[i]``; returns the first output ``(n, ...)``."""
         engine = self.engine
+        with self._lock:
+            out = self._lean_step(frames)
+        if out is not None:
+            return out
         xs = engine.check_many(frames)
         with self._lock:
             n = len(self._members)
@@ -188,8 +197,46 @@ class Batch:
                 )
                 outs = self._commit_general(inputs, np.arange(n))
                 out = outs[0][:, 0] if engine.out_has_time[0] else outs[0]
-            self._used.fill(self.clock())
+            self._used_all = self.clock()
             return out
+
+    def _lean_step(self, frames: Any) -> np.ndarray | None:
+        """``step`` in the common case, lean (see ``lean_views``); None (nothing done) unless it is one.
+
+        The frames (an array of the input's dtype, one frame per member) go straight into the
+        bound input buffer and are tested there; anything else, or frames that fail a test,
+        return None and ``step`` checks, refuses or runs them the general way.
+        """
+        engine = self.engine
+        n = len(self._members)
+        if not (self._lean and engine.fast) or type(frames) is not np.ndarray or not n or self._mem_missing:
+            return None
+        shape = frames.shape
+        if not shape or shape[0] != n or shape[1:] != engine.frame_shape:
+            return None
+        v = self.lean_views(1)
+        if frames.dtype is not v.dtype:
+            return None
+        v.step_in[...] = frames
+        if not v.test():
+            return None
+        p = self._parity
+        try:
+            run(engine, v.b, p)
+        except Demoted:
+            return None
+        self._parity = p ^ 1
+        out = v.step_out.copy()  # the caller's: the next call writes the bound buffer again
+        self._used_all = self.clock()
+        return out
+
+    def lean_views(self, time: int) -> LeanViews:
+        """The views of this batch's binding for calls of ``time`` frames, made once per binding (lock held)."""
+        b = self._bound.get(time)
+        v = self._views
+        if v is None or v.b is not b:
+            v = self._views = LeanViews(self.engine, b)
+        return v
 
     def step_many(self, feeds: Mapping[Stream, Any], chunk: int = 64) -> dict[Stream, np.ndarray]:
         """Advance members by different numbers of frames (``{stream: (T_i, ...)}``); others are untouched.
@@ -256,6 +303,7 @@ class Batch:
         if spec.memory and mems:
             feeds, lengths, missing = pad_memory(spec, mems)
         self._bound = bindings(self.engine, self._bufs, len(mems), feeds, lengths)
+        self._views = None
         self._mem, self._mem_missing = feeds, missing
 
     def _member_memory(self, stream: Stream, held: Memory | None) -> None:
@@ -289,3 +337,29 @@ class Batch:
         return step_many(self.engine, [stream], [xs], checked=True, chunk=chunk)[0]
 
 
+
+
+class LeanViews:
+    """One binding's views for the lean calls of every member (``Batch.lean_views``), made once.
+
+    A slice or a method call costs several times its warm cost between two onnxruntime
+    calls (the interpreter's caches are cold there), so the all-members calls (``Batch.step``,
+    ``step_many`` with equal frame counts in lane order) use these: the input in stream
+    layout ``(batch, T, *frame)`` and, where the graph's layout lets it, flat ``(batch * T,
+    *frame)`` (one concatenate writes every stream's frames); the first output; the one-frame
+    views; and the input's value test over the whole buffer (``FrameCheck.buffer_test``).
+    """
+
+    __slots__ = ("b", "dtype", "xin", "flat", "out", "step_in", "step_out", "test")
+
+    def __init__(self, engine: Engine, b: Binding) -> None:
+        check = engine.checks[engine.input.name]
+        self.b = b
+        self.dtype = check.dtype
+        self.xin = b.xv[0]
+        self.flat = b.xs[0].reshape(-1, *engine.frame_shape) if self.xin.flags.c_contiguous else None
+        y = b.yv[0]
+        self.out = y if engine.out_has_time[0] else y[:, None]
+        self.step_in = self.xin[:, 0]
+        self.step_out = y[:, 0] if engine.out_has_time[0] else y
+        self.test = check.buffer_test(b.xs[0])

@@ -25,6 +25,7 @@ from edgernn.runtime.frames import FrameCheck
 from edgernn.runtime.graph import check_against_graph
 from edgernn.runtime.memory import check as memory_check
 from edgernn.runtime.memory import probe as memory_probe
+from edgernn.runtime.ragged import step_many as ragged_step_many
 from edgernn.runtime.safety import check_spec, read_model_and_spec
 from edgernn.runtime.session import CpuDefaults, SessionProfile, make_session
 from edgernn.runtime.slots import SlotPool
@@ -258,9 +259,7 @@ class Engine:
         frames is untouched. Any streams of this engine (loose, or members of one Batch).
         Returns each stream's outputs ``(T_i, ...)``. See ``edgernn.runtime.ragged``.
         """
-        from edgernn.runtime.ragged import step_many
-
-        return step_many(self, streams, frames, chunk=chunk)
+        return ragged_step_many(self, streams, frames, chunk=chunk)
 
     # -- helpers for Stream / Batch (internal) ------------------------------------------
 

@@ -9,6 +9,7 @@ dot product (NaN / Inf propagate; an overflow falls back to the exact test).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from math import isfinite
 from typing import Any, cast
 
@@ -155,6 +156,47 @@ class FrameCheck:
             return frames
         return self.slow(frames, 1)
 
+    def buffer_test(self, buf: np.ndarray) -> Callable[[], bool]:
+        """A test of what ``buf`` holds when called: do all its values pass ``many``'s value tests?
+
+        ``buf`` is a buffer frames are written into (a batched call's input buffer: this
+        input's dtype, C-contiguous, any shape); the test is made once per buffer and called
+        per call (finite where NaN / Inf are refused, token ids in range), one reduction over
+        every stream's frames at once. False means "check each stream's frames" (the general
+        path then says what is wrong and where), not an error.
+        """
+        if buf.dtype != self.dtype or not buf.flags.c_contiguous:
+            return _never
+        flat = buf.reshape(-1)
+        if not flat.size:
+            return _always
+        finite = self.check_finite
+        zero = np.zeros(flat.size, self.dtype) if finite else None
+        vocab = self.vocab
+        unsigned = _UNSIGNED.get(self.dtype) if vocab is not None else None
+        if vocab is not None and unsigned is None:
+            return _never
+        ids = flat.view(unsigned) if unsigned is not None else None
+        # The largest id seen as unsigned (a negative id is huge): argmax and one item, not a ufunc
+        # reduction (~4x cheaper, most of all with the caches cold between two onnxruntime calls).
+        top, item = (ids.argmax, ids.item) if ids is not None else (None, None)
+        if zero is None and top is not None and item is not None:
+
+            def ids_test() -> bool:
+                return bool(item(top()) < vocab)
+
+            return ids_test
+
+        def test() -> bool:
+            try:
+                if zero is not None and not isfinite(flat.dot(zero)):
+                    return False
+            except RuntimeWarning:  # Inf under warnings 'error'
+                return False
+            return top is None or item is None or bool(item(top()) < vocab)
+
+        return test
+
     def _zeros(self, size: int) -> np.ndarray:
         """Flat zeros of ``size`` items for the many-frames test, kept for the next call of the same size."""
         zero = self.zmany = np.zeros(size, self.dtype)
@@ -221,6 +263,14 @@ class FrameCheck:
             raise InputError(
                 f"input {self.name!r}: token ids must be in [0, {self.vocab}), got min {arr.min()} max {arr.max()}"
             )
+
+
+def _never() -> bool:
+    return False
+
+
+def _always() -> bool:
+    return True
 
 
 def _finite(arr: np.ndarray) -> bool:
