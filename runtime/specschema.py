@@ -6,8 +6,8 @@ field against the table ``SCHEMA`` below. Every wrong field is collected, with i
 what came and the fix, and reported in one ``SpecError`` (validation collects before it refuses).
 
 To add a field to the spec, add one line to the right table here (the dataclass in
-``runtime/spec.py`` gets the same field); ``tests/test_spec_schema.py`` checks that the
-tables and the dataclasses name the same fields.
+``runtime/spec.py``, ``specparts.py`` or ``modelconfig.py`` gets the same field);
+``tests/test_spec_schema.py`` checks that the tables and the dataclasses name the same fields.
 
 Example:
     >>> problems(SCHEMA["context"], {"input": "x", "frames": 2.5}, "context")
