@@ -25,6 +25,8 @@ the model's bytes: no onnxruntime session is opened, so ``Engine.load`` loads th
 Nothing is left unresolved: every axis of the spec is an int, ``batch`` or ``time``.
 Whatever cannot be told is reported at once, in one ``HintError`` (a ``SpecError``) that
 names each tensor and the exact hint that settles it, and ends with the whole call.
+The axis rules (batch, time, the rest) live in runtime/inferaxes.py; the state pairing and the
+hints here.
 
 Example (the DTLN noise suppressor, stage 1, from ``make thirdparty``):
     >>> infer_spec("build/thirdparty/dtln_1.onnx")                             # doctest: +SKIP
@@ -38,17 +40,23 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from edgernn.runtime.errors import SpecError
 from edgernn.runtime.graphio import Dims, GraphIO, graph_signature
+from edgernn.runtime.inferaxes import (
+    Asks,
+    BatchAxis,
+    input_axes,
+    output_axes,
+    resolve,
+    show,
+    state_batch_axis,
+    state_dims,
+)
 from edgernn.runtime.spec import BATCH, TIME, ConstantSpec, ContextSpec, StateSpec, StreamSpec, TensorSpec
 
 __all__ = ["HintError", "infer_spec", "output_candidates"]
-
-_BATCH_NAME = re.compile(r"^(batch.*|.*_batch|b|n|bs|num_streams)$", re.IGNORECASE)
-_TIME_NAME = re.compile(r"(time|seq|len|frame|sample|step|^t$|chunk)", re.IGNORECASE)
 
 
 class HintError(SpecError):
@@ -68,19 +76,6 @@ def output_candidates(name: str) -> list[str]:
         if re.search(pattern, name):
             out.append(re.sub(pattern, b, name, count=1))
     return list(dict.fromkeys(out))
-
-
-@dataclass
-class _Asks:
-    """Everything infer_spec could not tell: one line per tensor and the hints that settle them."""
-
-    lines: list[str] = field(default_factory=list)
-    hints: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def add(self, line: str, kind: str = "", key: str = "", value: Any = None) -> None:
-        self.lines.append(line)
-        if kind:
-            self.hints.setdefault(kind, {})[key] = value
 
 
 def infer_spec(
@@ -106,7 +101,7 @@ def infer_spec(
     hints |= {"shapes": dict(shapes or {}), "context": dict(context or {})}
     io = _apply_shapes(io, hints["shapes"], batch_axes, time_axes)
     _check_names(io, hints)
-    asks = _Asks()
+    asks = Asks()
     state_pairs = _pair_states(io, constants, pairs, asks)
     streamed = [n for n in io.inputs if n not in state_pairs and n not in constants and io.inputs[n][1] != []]
     for n in io.inputs:
@@ -116,22 +111,22 @@ def infer_spec(
             )
     if not streamed and not asks.lines:
         raise SpecError(f"{source}: no streamed input left among {sorted(io.inputs)} after states and constants")
-    inputs, batch = [], _Batch()
+    inputs, batch = [], BatchAxis()
     for name in streamed:
         dtype, dims = io.inputs[name]
-        b, t = _input_axes(name, dims, batch_axes, time_axes, asks)
+        b, t = input_axes(name, dims, batch_axes, time_axes, asks)
         batch.note(dims, b, t)
-        inputs.append(TensorSpec(name, dtype, _resolve(name, "input", dims, b, t, asks)))
+        inputs.append(TensorSpec(name, dtype, resolve(name, "input", dims, b, t, asks)))
     outputs = []
     for name, (dtype, dims) in io.outputs.items():
         if name not in state_pairs.values():
-            b, t = _output_axes(name, dims, batch, batch_axes, time_axes, asks)
-            outputs.append(TensorSpec(name, dtype, _resolve(name, "output", dims, b, t, asks)))
+            b, t = output_axes(name, dims, batch, batch_axes, time_axes, asks)
+            outputs.append(TensorSpec(name, dtype, resolve(name, "output", dims, b, t, asks)))
     states = []
     for i_name, o_name in state_pairs.items():
         dtype, dims = io.inputs[i_name]
-        b = _state_batch_axis(i_name, dims, batch, batch_axes, asks)
-        states.append(StateSpec(i_name, o_name, dtype, _state_dims(i_name, dims, io.outputs[o_name][1], b, asks)))
+        b = state_batch_axis(i_name, dims, batch, batch_axes, asks)
+        states.append(StateSpec(i_name, o_name, dtype, state_dims(i_name, dims, io.outputs[o_name][1], b, asks)))
     consts = tuple(
         ConstantSpec(n, io.inputs[n][0], _plain(v), _const_shape(n, io.inputs[n][1], v)) for n, v in constants.items()
     )
@@ -203,7 +198,7 @@ def _check_names(io: GraphIO, hints: Mapping[str, Mapping[str, Any]]) -> None:
 
 
 def _hint_error(
-    source: str, asks: _Asks, hints: Mapping[str, Mapping[str, Any]], window: int | None = None
+    source: str, asks: Asks, hints: Mapping[str, Mapping[str, Any]], window: int | None = None
 ) -> HintError:
     merged: dict[str, Any] = {k: dict(v) for k, v in hints.items() if v}
     for kind, table in asks.hints.items():
@@ -228,7 +223,7 @@ def _py(table: Mapping[str, Any]) -> str:
 # -- states ---------------------------------------------------------------------------------
 
 
-def _pair_states(io: GraphIO, constants: Mapping[str, Any], given: Mapping[str, str], asks: _Asks) -> dict[str, str]:
+def _pair_states(io: GraphIO, constants: Mapping[str, Any], given: Mapping[str, str], asks: Asks) -> dict[str, str]:
     """Given pairs, then name rules, then shape; where every input left could be a state, one streams."""
     ins, outs = io.inputs, io.outputs
     pairs = dict(given)
@@ -296,212 +291,12 @@ def _same_shape(inp: tuple[str, Dims], out: tuple[str, Dims]) -> bool:
     return all(a == b or (not isinstance(a, int) and not isinstance(b, int)) for a, b in zip(si, so))
 
 
-# -- axes ---------------------------------------------------------------------------------
-
-
-@dataclass
-class _Batch:
-    """The streamed inputs' batch axis: its symbol, or fixed at 1 (then ``axis`` is its position)."""
-
-    symbol: str | None = None
-    fixed: bool = False
-    axis: int | None = None
-    time_symbol: str | None = None
-    time_axis: int | None = None
-    time_fixed: bool = False
-
-    def note(self, dims: Dims, b: int | None, t: int | None) -> None:
-        if b is None or self.axis is not None:
-            return
-        self.axis, self.time_axis = b, t
-        self.symbol = dims[b] if isinstance(dims[b], str) else None
-        self.fixed = dims[b] == 1
-        self.time_symbol = dims[t] if t is not None and isinstance(dims[t], str) else None
-        self.time_fixed = t is not None and isinstance(dims[t], int)
-
-
-def _symbolic(dims: Dims) -> list[int]:
-    return [k for k, d in enumerate(dims) if not isinstance(d, int)]
-
-
-def _named(dims: Dims, k: int, pattern: re.Pattern[str]) -> bool:
-    return isinstance(dims[k], str) and bool(pattern.search(str(dims[k])))
-
-
-def _input_axes(
-    name: str, dims: Dims, batch_axes: Mapping[str, int], time_axes: Mapping[str, int], asks: _Asks
-) -> tuple[int | None, int | None]:
-    sym = _symbolic(dims)
-    timeish = [k for k in sym if _named(dims, k, _TIME_NAME) and not _named(dims, k, _BATCH_NAME)]
-    if name in batch_axes:
-        b: int | None = _axis(name, batch_axes[name], len(dims))
-    else:
-        batchish = [k for k in sym if _named(dims, k, _BATCH_NAME)]
-        neutral = [k for k in sym if k not in timeish]
-        ones = [k for k, d in enumerate(dims) if d == 1]
-        b = next(iter(batchish or neutral), None)
-        if b is None and len(ones) == 1:
-            b = ones[0]  # the graph fixes its batch at 1
-        elif b is None:
-            b = ones[0] if ones else 0  # asked below; taken for now, so the other tensors are read against it
-            why = f"axes {ones} have size 1" if ones else "no axis has size 1"
-            asks.add(
-                f"input {name!r} shape {_show(dims)}: no symbolic axis to be the batch axis, {why}: "
-                f"batch_axes={{{name!r}: {b}}}",
-                "batch_axes",
-                name,
-                b,
-            )
-    if name in time_axes:
-        t = None if time_axes[name] < 0 else _axis(name, time_axes[name], len(dims))
-    else:
-        rest = [k for k in timeish + sym if k != b]
-        t = rest[0] if rest else None
-    return b, t
-
-
-def _output_axes(
-    name: str, dims: Dims, batch: _Batch, batch_axes: Mapping[str, int], time_axes: Mapping[str, int], asks: _Asks
-) -> tuple[int | None, int | None]:
-    if not dims:
-        return None, None
-    b: int | None
-    if name in batch_axes:
-        b = _axis(name, batch_axes[name], len(dims))
-    elif batch.symbol is not None and batch.symbol in dims:
-        b = dims.index(batch.symbol)
-    elif batch.fixed:
-        ones = [k for k, d in enumerate(dims) if d == 1]
-        b = batch.axis if batch.axis in ones else (ones[0] if ones else None)
-        if b is None:
-            asks.add(
-                f"output {name!r} shape {_show(dims)}: no axis of size 1 to hold the batch (fixed at 1): "
-                f"batch_axes={{{name!r}: 0}}",
-                "batch_axes",
-                name,
-                0,
-            )
-    else:
-        neutral = [
-            k
-            for k in _symbolic(dims)
-            if not _named(dims, k, _TIME_NAME) and (dims[k] is None or dims[k] != batch.time_symbol)
-        ]
-        b = neutral[0] if neutral else None
-        if b is None:
-            asks.add(
-                f"output {name!r} shape {_show(dims)}: no axis carries the batch: batch_axes={{{name!r}: 0}}",
-                "batch_axes",
-                name,
-                0,
-            )
-    if name in time_axes:
-        t = None if time_axes[name] < 0 else _axis(name, time_axes[name], len(dims))
-    elif batch.time_axis is None:
-        t = None
-    elif batch.time_symbol is not None and batch.time_symbol in dims:
-        t = dims.index(batch.time_symbol)
-    else:
-        rest = [k for k in _symbolic(dims) if k != b]
-        ta = batch.time_axis
-        same = ta if batch.time_fixed and ta < len(dims) and ta != b and dims[ta] == 1 else None
-        t = rest[0] if rest else same
-    return b, t
-
-
-def _state_batch_axis(name: str, dims: Dims, batch: _Batch, batch_axes: Mapping[str, int], asks: _Asks) -> int | None:
-    if name in batch_axes:
-        return _axis(name, batch_axes[name], len(dims))
-    if batch.symbol is not None and dims.count(batch.symbol) == 1:
-        return dims.index(batch.symbol)
-    sym = _symbolic(dims)
-    if len(sym) == 1:
-        return sym[0]
-    ones = [k for k, d in enumerate(dims) if d == 1]
-    if not sym and len(ones) == 1:
-        return ones[0]
-    if not sym and ones and batch.fixed:  # a graph whose batch is 1: any axis of size 1 holds it alike
-        return batch.axis if batch.axis in ones else ones[0]
-    cands = sym or ones
-    why = f"axes {cands} could be" if cands else "no axis has size 1 or is symbolic, so none can be"
-    asks.add(
-        f"state {name!r} shape {_show(dims)}: {why} the batch axis: "
-        f"batch_axes={{{name!r}: {cands[0] if cands else 0}}}",
-        "batch_axes",
-        name,
-        cands[0] if cands else 0,
-    )
-    return None
-
-
-def _state_dims(name: str, dims: Dims, out_dims: Dims, b: int | None, asks: _Asks) -> tuple[int | str, ...]:
-    if b is None:
-        return (BATCH,)  # already asked; a placeholder never returned
-    new: list[int | str] = []
-    for k, d in enumerate(dims):
-        if k == b:
-            new.append(BATCH)
-        elif isinstance(d, int):
-            new.append(d)
-        elif k < len(out_dims) and isinstance(out_dims[k], int):
-            new.append(out_dims[k])
-        else:
-            asks.add(
-                f"state {name!r} shape {_show(dims)}: axis {k} is symbolic and not the batch: "
-                f"give its size with shapes={{{name!r}: {_suggest(dims, b, None)}}}",
-                "shapes",
-                name,
-                _suggest(dims, b, None),
-            )
-            new.append(1)
-    return tuple(new)
-
-
-def _resolve(name: str, role: str, dims: Dims, b: int | None, t: int | None, asks: _Asks) -> tuple[int | str, ...]:
-    """The spec shape: 'batch' at b, 'time' at t, ints elsewhere; a symbol left is asked for, never kept."""
-    out: list[int | str] = []
-    left = []
-    for k, d in enumerate(dims):
-        if k == b:
-            out.append(BATCH)
-        elif k == t:
-            out.append(TIME)
-        elif isinstance(d, int):
-            out.append(d)
-        else:
-            left.append(k)
-            out.append(1)
-    if left and b is not None:
-        asks.add(
-            f"{role} {name!r} shape {_show(dims)}: axis {left[0] if len(left) == 1 else left} is symbolic "
-            f"but neither batch nor time: give its size with shapes={{{name!r}: {_suggest(dims, b, t)}}}",
-            "shapes",
-            name,
-            _suggest(dims, b, t),
-        )
-    return tuple(out) if b is not None or role == "output" else (BATCH,)
-
-
-def _suggest(dims: Dims, b: int | None, t: int | None) -> list[int | str]:
-    return [BATCH if k == b else TIME if k == t else d if isinstance(d, int) else 512 for k, d in enumerate(dims)]
-
-
-def _axis(name: str, axis: int, rank: int) -> int:
-    if isinstance(axis, bool) or not isinstance(axis, int) or not -rank <= axis < rank:
-        raise SpecError(f"tensor {name!r} has rank {rank}: axis {axis!r} is out of range")
-    return axis % rank
-
-
-def _show(dims: Dims) -> str:
-    return "[" + ", ".join(repr(d) if isinstance(d, str) else str(d) for d in dims) + "]"
-
-
 def _const_shape(name: str, dims: Dims, value: Any) -> tuple[int, ...]:
     if all(isinstance(d, int) for d in dims):
         return tuple(int(d) for d in dims)
     shape = getattr(value, "shape", None)
     if shape is None:
-        raise SpecError(f"constant {name!r}: the graph's shape {_show(dims)} is symbolic; give the value as an array")
+        raise SpecError(f"constant {name!r}: the graph's shape {show(dims)} is symbolic; give the value as an array")
     return tuple(int(d) for d in shape)
 
 
