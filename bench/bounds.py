@@ -129,7 +129,7 @@ def lstm_chunk(hidden: int = 128, batch: int = 8, chunk: int = 64) -> dict[str, 
     """µs per call (batch x chunk frames) of the LSTM's ways through one chunk, ORT and PyTorch."""
     import torch
 
-    from edgernn.bench.contenders import batched_engine_call
+    from edgernn.bench.contenders import Case, Subject, batched_engine_call, raw_pingpong, torchscript
     from edgernn.bench.models import ModelKey, auto_path, fp32_path, torch_model
     from edgernn.export.decomposed import build_decomposed, read_weights
     from edgernn.export.quantize import read_spec
@@ -142,7 +142,7 @@ def lstm_chunk(hidden: int = 128, batch: int = 8, chunk: int = 64) -> dict[str, 
     native = _session(str(fp32_path(key)))
     scan = _session(build_decomposed(read_weights(proto, spec), spec, 17, quantize=False, frames="chunks"))
     auto = Engine.load(auto_path(key))
-    x = np.random.default_rng(0).integers(0, 64, (batch, chunk))
+    x = np.random.default_rng(0).integers(0, 64, (batch, chunk), dtype=np.int64)
     state = {s.input: np.zeros(s.concrete_shape(batch), np.float32) for s in spec.states}
     rng = np.random.default_rng(1)
     r = _c("R", (rng.standard_normal((hidden, 4 * hidden)) * 0.05).astype(np.float32))
@@ -185,27 +185,31 @@ def lstm_chunk(hidden: int = 128, batch: int = 8, chunk: int = 64) -> dict[str, 
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             torch.sigmoid(o) * torch.tanh(c)
 
+    subject = Subject(Case("lstm", hidden, batch, chunk), auto_path(key), None, model, {}, x)
     calls: dict[str, Callable[[], object]] = {
         "engine batched call (auto form)": batched_engine_call(auto, x),
+        "raw ping-pong, the same graph (the runtime's binding loop, no checks)": raw_pingpong(subject),
         "session.run, the auto graph": lambda: auto.session.run(None, {"x": x, **state}),
         "ORT native LSTM op (auto's branch at batch 8)": lambda: native.run(None, {"x": x, **state}),
         "ORT decomposed Scan (whole model)": lambda: scan.run(None, {"x": x, **state}),
         "ORT Scan body: Gemm alone": lambda: gemm_only.run(None, feed),
         "ORT Scan body: gate math alone (9 nodes)": lambda: gates_only.run(None, feed),
         "PyTorch eager model (a peer)": lambda: torch.no_grad()(model)(xt),
+        "PyTorch TorchScript-frozen model (a peer)": torchscript(subject),
         "PyTorch: the 64 addmm alone": torch_mm,
         "PyTorch: the 64 steps' gate math alone": torch_gates,
     }
     return interleaved(calls, reps=10)
 
 
-def render(rnn: dict[str, float], lstm: dict[str, float], load: tuple[float, float]) -> str:
+def render(rnn: dict[str, float], lstm: dict[str, float], load: tuple[float, float], took_s: float = 0.0) -> str:
     from edgernn.bench.overhead import cpu_name
 
     base = rnn["fp32 Gemm (the auto form)"]
     lines = [
         f"CPU: {cpu_name()}; 1 thread; thread CPU time, medians of interleaved rounds; load average "
-        f"{load[0]:.1f}→{load[1]:.1f} on {os.cpu_count()} cores; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        f"{load[0]:.1f}→{load[1]:.1f} on {os.cpu_count()} cores; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+        f"the run took {took_s:.0f} s.",
         "",
         "**int8 accurate, RNN hidden 512, batch 1, chunks of 64**: the time loop per frame (the input product is a",
         "Gather from the folded table outside the loop in every form).",
@@ -238,10 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-o", "--out", default=str(RESULTS))
     args = p.parse_args(argv)
-    load0 = os.getloadavg()[0]
+    load0, t0 = os.getloadavg()[0], time.monotonic()
     rnn = rnn_int8_loop()
     lstm = lstm_chunk()
-    Path(args.out).write_text(render(rnn, lstm, (load0, os.getloadavg()[0])), encoding="utf-8")
+    took = time.monotonic() - t0
+    Path(args.out).write_text(render(rnn, lstm, (load0, os.getloadavg()[0]), took), encoding="utf-8")
     print(Path(args.out).read_text(encoding="utf-8"))
     return 0
 

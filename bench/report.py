@@ -419,6 +419,25 @@ def _memory(run: Run) -> str:
                 f"- The same samples right after `malloc_trim(0)` (live memory; what engine-no-growth judges): "
                 f"{trimmed}; growth after the first sample {s['growth_bytes'] / 1024:+.0f} KiB."
             )
+        if s.get("telemetry") == "off":
+            lines.append(
+                "- The soak's child runs with onnxruntime's telemetry off (`ORT_DISABLE_TELEMETRY=1`): onnxruntime's "
+                "Linux wheels start a telemetry uploader thread at import that grows the process once, ~9 s later, "
+                "whether the engine steps or not (bench/notes.md)."
+            )
+        w = s.get("watch")
+        if w:
+            step = max(1, len(w["samples"]) // 8)
+            by_time = ", ".join(f"{t:.0f} s: {b / 2**20:.2f}" for t, b in w["samples"][::step])
+            grew_w = ", ".join(
+                f"{k} {v:+,} KiB" for k, v in sorted(w["growth_by_mapping_kib"].items(), key=lambda kv: -abs(kv[1]))
+            )
+            lines.append(
+                f"- With the telemetry as onnxruntime ships it, an idle child (engine loaded, stepped once, then no "
+                f"work; live RSS after `malloc_trim`, MiB by second — {by_time}) grew "
+                f"{w['growth_bytes'] / 1024:+,.0f} KiB in {w['seconds']:.0f} s, {w['threads']} threads at the end; "
+                f"by mapping: {grew_w or 'nowhere'}."
+            )
         by_map = s.get("growth_by_mapping_kib")
         if by_map is not None:
             where = ", ".join(f"{k} {v:+,} KiB" for k, v in sorted(by_map.items(), key=lambda kv: -abs(kv[1])))

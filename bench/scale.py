@@ -7,6 +7,7 @@ figures are what an edge install pays.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -78,22 +79,8 @@ print(json.dumps({"rss_python": base, "rss_imported": imported, "rss_loaded": lo
     "rss_with_streams": rss_bytes(), "state_bytes": state_bytes(engine.spec)}))
 """
 
-_SOAK_CHILD = """
-import json, sys
-for name in ("torch", "onnx"):
-    sys.modules[name] = None
-import numpy as np
-from edgernn.runtime import Engine
-from edgernn.runtime.profiling import rss_bytes
-engine = Engine.load(sys.argv[1])
-steps, every = int(sys.argv[2]), int(sys.argv[3])
-stream = engine.stream()
-tokens = np.random.default_rng(0).integers(0, 64, size=4096).tolist()
-import ctypes
-try:
-    trim = ctypes.CDLL("libc.so.6").malloc_trim
-except (OSError, AttributeError):
-    trim = None
+# Resident KiB per mapping kind, read in the memory children (the soak and the telemetry watch).
+_MAPPINGS = """
 def mappings():
     # resident KiB per mapping kind (/proc/self/smaps): [heap] (glibc's brk heap), [anon] (mmap: glibc's
     # large blocks and other arenas, Python's obmalloc arenas, onnxruntime's allocations), each file by name
@@ -109,6 +96,25 @@ def mappings():
     except OSError:
         pass
     return out
+"""
+
+_SOAK_CHILD = """
+import json, os, sys
+for name in ("torch", "onnx"):
+    sys.modules[name] = None
+import numpy as np
+from edgernn.runtime import Engine
+from edgernn.runtime.profiling import rss_bytes
+engine = Engine.load(sys.argv[1])
+steps, every = int(sys.argv[2]), int(sys.argv[3])
+stream = engine.stream()
+tokens = np.random.default_rng(0).integers(0, 64, size=4096).tolist()
+import ctypes
+try:
+    trim = ctypes.CDLL("libc.so.6").malloc_trim
+except (OSError, AttributeError):
+    trim = None
+MAPPINGS
 n = steps // every  # the samples' lists are made before the loop: the bookkeeping allocates nothing later
 samples, trimmed = [[0, 0] for _ in range(n)], [[0, 0] for _ in range(n)]
 first, last = None, None
@@ -125,12 +131,51 @@ for i in range(steps):
 grew = {k: last.get(k, 0) - first.get(k, 0) for k in set(first or {}) | set(last or {})}
 grew = {k: v for k, v in grew.items() if v}  # which mapping grew after the first sample (KiB)
 print(json.dumps({"steps": steps, "samples": samples, "trimmed": trimmed if trim is not None else [],
-                  "growth_by_mapping_kib": grew}))
+                  "growth_by_mapping_kib": grew, "threads": len(os.listdir("/proc/self/task"))}))
 """
 
 
-def _child(code: str, *args: str, timeout: float = 600) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout)
+# The idle watch: the runtime imported, an engine loaded and stepped once, then no work at all, the
+# live RSS sampled every ``every`` seconds for ``seconds``: what grows here grows without any step.
+_WATCH_CHILD = """
+import json, os, sys, time
+for name in ("torch", "onnx"):
+    sys.modules[name] = None
+from edgernn.runtime import Engine
+from edgernn.runtime.profiling import rss_bytes
+import ctypes
+trim = ctypes.CDLL("libc.so.6").malloc_trim
+MAPPINGS
+engine = Engine.load(sys.argv[1])
+engine.stream().step(0)
+seconds, every = float(sys.argv[2]), float(sys.argv[3])
+t0 = time.monotonic()
+samples, first, last = [], None, None
+while True:
+    trim(0)
+    samples.append([round(time.monotonic() - t0, 2), rss_bytes()])
+    last = mappings()
+    first = first or last
+    if time.monotonic() - t0 >= seconds:
+        break
+    time.sleep(every)
+grew = {k: last.get(k, 0) - first.get(k, 0) for k in set(first) | set(last)}
+print(json.dumps({"seconds": seconds, "samples": samples, "threads": len(os.listdir("/proc/self/task")),
+                  "growth_by_mapping_kib": {k: v for k, v in grew.items() if v}}))
+"""
+
+# onnxruntime's Linux wheels start a telemetry uploader (OneDS) when imported: a thread that ~9 s
+# later resolves mobile.events.data.microsoft.com, pages in its code and takes its own malloc arena
+# (+0.6-0.9 MiB once, measured with no step at all). ORT_DISABLE_TELEMETRY=1 before the import
+# turns it off; the soak runs so, and the idle watch measures the step with it on.
+NO_TELEMETRY = "ORT_DISABLE_TELEMETRY"
+
+
+def _child(code: str, *args: str, timeout: float = 600, env: dict[str, str] | None = None) -> dict[str, Any]:
+    code = code.replace("MAPPINGS", _MAPPINGS)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"bench child failed: {proc.stderr.strip()[-400:]}")
     out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -152,19 +197,40 @@ def memory(hidden: int = 256, streams: int = 2000, cell: str = "gru") -> dict[st
     return out
 
 
-def soak(steps: int, hidden: int = 256, cell: str = "gru") -> dict[str, Any]:
+def soak(steps: int, hidden: int = 256, cell: str = "gru", watch_s: float | None = None) -> dict[str, Any]:
     """RSS sampled every steps/10 over ``steps`` steps of one stream, raw and right after ``malloc_trim(0)``.
 
     ``growth_bytes``: the trimmed RSS's growth after the first sample (the warm-up window), i.e.
     live memory; ``raw_growth_bytes``: the raw RSS's, which also counts the free pages glibc keeps
-    after its heap's high-water mark (not a leak: a trim returns them; a leak it cannot)."""
+    after its heap's high-water mark (not a leak: a trim returns them; a leak it cannot).
+
+    The soak's child runs with onnxruntime's telemetry off (``NO_TELEMETRY``): its uploader
+    thread grows the process once, ~9 s after the import, whether the engine steps or not.
+    That step is measured beside it (``watch``: ``watch_s`` seconds of an idle child with
+    telemetry as onnxruntime ships it; default 15 s for 10^5 steps or more, else none).
+    """
     path = models.fp32_path(models.ModelKey(cell, hidden))
-    out = _child(_SOAK_CHILD, str(path), str(steps), str(max(1, steps // 10)), timeout=3600)
+    quiet = {**os.environ, NO_TELEMETRY: "1"}
+    out = _child(_SOAK_CHILD, str(path), str(steps), str(max(1, steps // 10)), timeout=3600, env=quiet)
     samples, trimmed = out["samples"], out.get("trimmed") or []
     out["raw_growth_bytes"] = samples[-1][1] - samples[0][1] if samples else 0
     out["growth_bytes"] = trimmed[-1][1] - trimmed[0][1] if trimmed else out["raw_growth_bytes"]
     out["trimmed_growth"] = bool(trimmed)
     out["model"] = f"{cell}-h{hidden}"
+    out["telemetry"] = "off"
+    seconds = (15.0 if steps >= 10**5 else 0.0) if watch_s is None else watch_s
+    if seconds > 0:
+        out["watch"] = watch(path, seconds)
+    return out
+
+
+def watch(path: Any, seconds: float, every: float = 1.0) -> dict[str, Any]:
+    """Live RSS of an idle child (engine loaded, stepped once, then nothing) with onnxruntime's telemetry as
+    shipped (``NO_TELEMETRY`` unset); ``growth_bytes`` from the first sample to the last."""
+    env = {k: v for k, v in os.environ.items() if k != NO_TELEMETRY}
+    out = _child(_WATCH_CHILD, str(path), str(seconds), str(every), timeout=seconds + 120, env=env)
+    samples = out["samples"]
+    out["growth_bytes"] = samples[-1][1] - samples[0][1] if samples else 0
     return out
 
 

@@ -170,7 +170,15 @@ def no_growth(t: Target, f: RunFigures) -> list[Verdict]:
     grew = {k: v for k, v in (s.get("growth_by_mapping_kib") or {}).items() if v > 0}
     if grew:
         note += "; grew in " + ", ".join(f"{k} {v:+,} KiB" for k, v in sorted(grew.items(), key=lambda kv: -kv[1]))
-    return [Verdict(t.id, t.area, s["model"], status, measured, figure, note)]
+    if s.get("telemetry") == "off":
+        note += "; onnxruntime telemetry off (ORT_DISABLE_TELEMETRY=1)"
+    w = s.get("watch")
+    if w:
+        note += (
+            f"; with it on, an idle child (no step) grew {w['growth_bytes'] / 1024:+,.0f} KiB "
+            f"in {w['seconds']:.0f} s ({w['threads']} threads)"
+        )
+    return [Verdict(t.id, t.area, s["model"], status, measured, figure, note.lstrip("; "))]
 
 
 def int8_speedup(t: Target, f: RunFigures) -> list[Verdict]:
