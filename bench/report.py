@@ -66,8 +66,18 @@ def write(run: Run, out: Path, plot: Path | None) -> None:
         apps_section(),
         attention_section(),
         _method(run),
+        notes_section(),
     ]
     out.write_text("\n".join(p for p in parts if p))
+
+
+NOTES = Path(__file__).resolve().parent / "notes.md"
+NOTES_HEADING = "## Notes (`bench/notes.md`: written by hand, kept by every regeneration)"
+
+
+def notes_section() -> str:
+    """The hand-written notes (bench/notes.md), appended as they are; nothing where there are none."""
+    return f"{NOTES_HEADING}\n\n" + NOTES.read_text(encoding="utf-8") if NOTES.is_file() else ""
 
 
 def thirdparty_section() -> str:

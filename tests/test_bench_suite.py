@@ -211,8 +211,10 @@ def test_bench_cli_writes_the_report(tmp_path: Path) -> None:
         "## Scale",
         "## Memory",
         "## Against the limit",
+        "## Notes (`bench/notes.md`",
     ):
         assert heading in text, heading
+    assert text.rstrip().endswith((Path(__file__).parents[1] / "bench" / "notes.md").read_text().rstrip())
     assert "| gru 24 1 1 |" in text and "| gru 24 64 1 |" in text and "| gru 40 1 64 |" in text
     assert "**Conditions.** test run" in text
     assert len(run["cases"]) == 5
