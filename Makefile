@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-edge lint clean openvino openvino-qdq gpu-check models bench bench-quick reliability reliability-quick thirdparty triton triton-venv triton-bench
+.PHONY: demo test test-edge lint typecheck clean openvino openvino-qdq gpu-check models bench bench-quick reliability reliability-quick thirdparty triton triton-venv triton-bench
 
 # Set-up says what it does: a line per stage, and pip's own line per package (a fresh install takes a
 # minute or two, most of it torch).
@@ -86,7 +86,20 @@ thirdparty: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy runtime devices export train cli bench reliability web
+	@$(MAKE) --no-print-directory typecheck
+
+# mypy must see these folders as the package edgernn (pyproject's package-dir maps the checkout to it),
+# or it names them after the checkout folder and every `edgernn.*` import becomes an unchecked Any.
+# The editable install is an import hook, which mypy does not follow; so mypy runs in a temporary folder
+# holding one link, edgernn -> this checkout, and checks edgernn/<folder>: the modules get their real
+# names (edgernn.runtime.stream, ...) and the imports resolve to these files, whatever the checkout is called.
+# (No set-up prerequisite: `make lint` makes the venv first; tests/test_packaging.py runs this target.)
+MYPY_DIRS ?= runtime devices export train cli bench reliability web
+typecheck:
+	@root=$$(mktemp -d) && trap 'rm -f "$$root/edgernn"; rmdir "$$root"' EXIT && ln -s "$(CURDIR)" "$$root/edgernn" && \
+	  echo "mypy (in $$root, edgernn -> $(CURDIR)): $(MYPY_DIRS)" && cd "$$root" && \
+	  "$(abspath $(VENV))/bin/mypy" --config-file "$(CURDIR)/pyproject.toml" --cache-dir "$(CURDIR)/.mypy_cache" \
+	    $(addprefix edgernn/,$(MYPY_DIRS))
 
 # The OpenVINO execution provider for real: onnxruntime-openvino replaces onnxruntime, so it
 # gets its own venv (~450 MB); the models are exported by the main one (torch is not needed there).

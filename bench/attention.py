@@ -18,6 +18,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import numpy as np
 
 from edgernn.bench.overhead import cpu_name
 from edgernn.bench.thirdparty import update_benchmarks
-from edgernn.runtime import Engine
+from edgernn.runtime import Engine, Stream
 from edgernn.runtime.latency import time_calls
 from edgernn.runtime.profiling import state_bytes
 
@@ -45,6 +46,11 @@ def describe(engine: Engine) -> str:
     return f"{m.cell.upper()} {m.hidden_size}x{m.num_layers}"
 
 
+def _stepper(stream: Stream, tokens: Iterator[np.ndarray]) -> Callable[[], np.ndarray]:
+    """One call: ``stream.step`` of the next token."""
+    return lambda: stream.step(next(tokens))
+
+
 def measure(paths: dict[str, Path], calls: int = 200, rounds: int = 9) -> list[dict[str, Any]]:
     """Per model: median thread-CPU µs per step over ``rounds`` interleaved blocks of ``calls``
     steps, the median wall µs of every call, and the bytes of state one stream holds."""
@@ -61,7 +67,7 @@ def measure(paths: dict[str, Path], calls: int = 200, rounds: int = 9) -> list[d
         for name in names[r % len(names) :] + names[: r % len(names)]:
             s, it = streams[name], iter(tokens)
             t = time.thread_time()
-            wall[name].append(time_calls(lambda s=s, it=it: s.step(next(it)), calls))
+            wall[name].append(time_calls(_stepper(s, it), calls))
             cpu[name].append((time.thread_time() - t) / calls)
     return [
         {

@@ -25,11 +25,14 @@ import os
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgernn.bench.committed import markdown_section
+
+if TYPE_CHECKING:
+    from edgernn.train.trainer import Task
 
 RESULTS = Path(__file__).resolve().parent / "results" / "qdq_openvino.md"
 HEADING = "## Static QDQ int8 on the OpenVINO execution provider"
@@ -105,14 +108,14 @@ def prepare(root: Path, only: list[str] | None = None) -> list[dict[str, Any]]:
     from edgernn.train.tasks import build_task, recipe
 
     root.mkdir(parents=True, exist_ok=True)
-    jobs = []
+    jobs: list[tuple[str, Path, tuple[list[tuple[np.ndarray, bool]], str], Task | None]] = []  # None: a bench model
     for task_name in METRICS:
         src = MODELS_DIR / f"{task_name}.onnx"
         if src.is_file() and (not only or task_name in only):
             cfg = recipe(f"shipped-{task_name}")
-            task = build_task(cfg)
-            data = (source_chunks(task.source), f"the {task_name} training data (recipe shipped-{task_name})")
-            jobs.append((task_name, src, data, task))
+            shipped = build_task(cfg)
+            data = (source_chunks(shipped.source), f"the {task_name} training data (recipe shipped-{task_name})")
+            jobs.append((task_name, src, data, shipped))
     for cell, hidden in BENCH:
         if only and f"bench {cell} h{hidden}" not in only:
             continue

@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 import warnings
+from typing import Any
 
 import onnxruntime as ort
 
@@ -42,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def list_profiles(as_json: str | None) -> int:
     from edgernn.devices.profiles import load_profile, profile_names
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in profile_names():
         prof = load_profile(name)
         missing = prof.missing_providers()

@@ -69,7 +69,7 @@ def _bounds(lo: float | None, hi: float | None, lo_open: bool = False) -> str:
     return f"<= {_num(hi)}" if hi is not None else "any"
 
 
-def integer(lo: int | None = None, hi: int | None = None) -> Callable[[str], object]:
+def integer(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
     """An int in [lo, hi] (either bound may be None)."""
 
     def parse(value: str) -> int:
@@ -84,7 +84,7 @@ def integer(lo: int | None = None, hi: int | None = None) -> Callable[[str], obj
     return typed_as("integer", parse)
 
 
-def number(lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> Callable[[str], object]:
+def number(lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> Callable[[str], float]:
     """A finite float in [lo, hi] ((lo, hi] with ``lo_open``); NaN and ±inf are refused."""
 
     def parse(value: str) -> float:
@@ -141,7 +141,7 @@ def int_list(lo: int, hi: int) -> Callable[[str], object]:
         items = [v for v in value.split(",") if v.strip()]
         if not items:
             raise argparse.ArgumentTypeError(f"expected integers {_bounds(lo, hi)} separated by commas, got {value!r}")
-        return [one(v) for v in items]  # type: ignore[misc]
+        return [one(v) for v in items]
 
     return typed_as("integers", parse)
 

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 STDOUT = "-"
 NAME_MAX = 255  # bytes in one path component (Linux, macOS)
@@ -23,10 +23,13 @@ PATH_MAX = 4096
 TEMP_ROOM = 24  # outputs are written as a temporary ".<name>.XXXXXXXX.tmp" beside them, then renamed
 
 
-def typed_as(name: str, check: Callable[[str], object]) -> Callable[[str], object]:
+T = TypeVar("T")
+
+
+def typed_as(name: str, check: Callable[[str], T]) -> Callable[[str], T]:
     """``check`` as an argparse type named ``name``; an OSError while checking is a refused value too."""
 
-    def parse(value: str) -> object:
+    def parse(value: str) -> T:
         try:
             return check(value)
         except OSError as exc:  # e.g. a folder on the way that cannot be searched

@@ -108,7 +108,8 @@ def main(args: argparse.Namespace) -> int:
     progress = None if args.quiet else ProgressLine("profile")
     us = time_calls(call, args.calls, args.warmup, progress)
     stats = LatencyStats.from_us(us, frames_per_call=args.chunk, streams=args.batch)
-    ops, op_run_us = ([], 0.0)
+    ops: list[OpCost] = []
+    op_run_us = 0.0
     if args.op_calls > 0:
         ops, op_run_us = op_breakdown(
             args.model, args.batch, args.chunk, args.op_calls, profile, trace=args.trace, spec=engine.spec

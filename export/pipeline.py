@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import onnx
 
@@ -18,6 +18,9 @@ from edgernn.export.onnx_export import DEFAULT_OPSET, attach_spec, check_output,
 from edgernn.export.parity import ParityReport, check_parity, sample_batch
 from edgernn.runtime.spec import StreamSpec
 from edgernn.train.checkpoint import checkpoint_file, config_digest, file_sha256, load_checkpoint, read_checkpoint_meta
+
+if TYPE_CHECKING:
+    from edgernn.export.translate import TranslateParity
 
 INT8_TOLERANCE = 2e-2  # max |int8 - fp32| on normalised outputs (log-softmax for tokens)
 
@@ -37,7 +40,7 @@ def export_checkpoint(
     form: str | None = None,
     device: str | None = None,
     int8_form: str | None = None,
-) -> tuple[StreamSpec, ParityReport | None]:
+) -> tuple[StreamSpec, ParityReport | TranslateParity | None]:
     """Export ``checkpoint`` to ``output``; with ``validate`` the parity report goes into the metadata.
 
     ``quantize`` ('int8' or 'fp16') writes that variant to ``output`` instead of fp32; with

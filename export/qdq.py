@@ -114,7 +114,8 @@ def training_chunks(train_config: dict, frames: int = 16384, max_batches: int = 
     from edgernn.train.trainer import TrainConfig
 
     known = set(TrainConfig.__dataclass_fields__)
-    cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in train_config.items() if k in known})
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in train_config.items() if k in known}
+    cfg = TrainConfig(**values)
     return source_chunks(build_task(cfg).source, frames, max_batches)
 
 

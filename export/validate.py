@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from edgernn.export.errors import OutputNameError, OutputShapeError, OutputValueError
+from edgernn.export.errors import ExportError, OutputNameError, OutputShapeError, OutputValueError
 from edgernn.runtime.dtypes import NP_DTYPES
 from edgernn.runtime.engine import Engine
 from edgernn.runtime.session import SessionProfile
@@ -265,6 +265,9 @@ def sample_from_graph(path: str | os.PathLike[str], steps: int, batch: int, seed
     engine = Engine.load(path)
     spec, rng = engine.spec, np.random.default_rng(seed)
     vocab = spec.outputs[0].shape[-1]
+    if not isinstance(vocab, int):  # (edgernn's char models fix it; a hand-made graph may leave it symbolic)
+        name = spec.outputs[0].name
+        raise ExportError(f"{path}: output {name!r} has the symbolic last axis {vocab!r}, not a vocabulary size")
     xs = np.zeros((batch, steps), np.int64)
     xs[:, 0] = rng.integers(0, vocab, batch)
     state = _initial_state(spec, batch)

@@ -118,7 +118,7 @@ class Reference:
             gi_all = seq @ self.w[f"rnn.weight_ih_l{k}"].T + self.w[f"rnn.bias_ih_l{k}"]  # (batch, time, gates*hidden)
             wh_t, bh = self.w[f"rnn.weight_hh_l{k}"].T, self.w[f"rnn.bias_hh_l{k}"]
             h, c = state[0][k], state[1][k] if cfg.cell == "lstm" else None
-            out = np.empty((batch, steps, cfg.hidden_size), self.dtype)
+            out: np.ndarray = np.empty((batch, steps, cfg.hidden_size), self.dtype)
             for t in range(steps):
                 h, c = cell_update(cfg.cell, gi_all[:, t], h @ wh_t + bh, h, c, self._ifo)
                 out[:, t] = h

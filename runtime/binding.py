@@ -173,13 +173,14 @@ class Binding:
         self.xv = [stream_view(t, x, True) for t, x in zip(spec.inputs, self.xs)] if on_host else []
         self.yv = [stream_view(o, y) for o, y in zip(spec.outputs, self.ys)] if on_host else []
         k = layout.context if spec.context is not None and spec.context.input == spec.inputs[0].name else 0
-        # ``[..., ...]`` keeps a 0-d view (not a numpy scalar copy) for scalar frames.
-        self.x0 = self.xv[0][0, k, ...] if on_host else None
+        # ``[..., ...]`` keeps a 0-d view (not a numpy scalar copy) for scalar frames. These views (and the
+        # ones below) are None on device buffers, a case the host paths that read them never get: typed Any.
+        self.x0: Any = self.xv[0][0, k, ...] if on_host else None
         y = self.yv[0] if on_host else None
-        self.y0 = None if y is None else (y[0, 0, ...] if spec.outputs[0].time_axis is not None else y[0, ...])
+        self.y0: Any = None if y is None else (y[0, 0, ...] if spec.outputs[0].time_axis is not None else y[0, ...])
         # Lane 0's views (a single stream's call): ``(K + T, *frame)`` per input, the first output's rows.
         self.lane0 = [v[0] for v in self.xv]
-        self.out0 = self.yv[0][0] if on_host else None
+        self.out0: Any = self.yv[0][0] if on_host else None
         # The first output of lane 0 as rows, ``(T, ...)`` (one row for an output without a time axis).
         self.rows: Any = None if y is None else (y[0] if spec.outputs[0].time_axis is not None else y[0][None])
         # Lane 0's first input split at the context window: ``[head | body]``, the next call's head is ``tail``.

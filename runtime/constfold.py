@@ -67,7 +67,7 @@ def _values(fields: list[Field], dtype: int, count: int) -> list[Number] | None:
             return None
         return list(struct.unpack(f"<{count}{fmt}", raw))
     if dtype in (6, 7, 2, 3):
-        values: list[Number] = repeated_ints(fields, 7 if dtype == 7 else 5)
+        values: list[Number] = list(repeated_ints(fields, 7 if dtype == 7 else 5))  # (list is invariant)
     elif dtype == 1:
         values = _floats(fields)
     else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -110,8 +110,14 @@ class Engine:
             for i, t in enumerate(spec.inputs)
         }
         self.multi_input = len(spec.inputs) > 1
-        self.check_one = self._check_one_dict if self.multi_input else self.checks[self.input.name].one
-        self.check_many = self._check_many_dict if self.multi_input else self.checks[self.input.name].many
+        # The checked frame(s): an array, or a dict name -> array when multi_input (the callers branch on that flag,
+        # which the type checker cannot follow: hence Any).
+        self.check_one: Callable[[Any], Any] = (
+            self._check_one_dict if self.multi_input else self.checks[self.input.name].one
+        )
+        self.check_many: Callable[[Any], Any] = (
+            self._check_many_dict if self.multi_input else self.checks[self.input.name].many
+        )
         self.single_output = len(spec.outputs) == 1
         self.out_has_time = [o.time_axis is not None for o in spec.outputs]
         first = spec.outputs[0]  # the rank of one frame of the first output (batch and time axes dropped)
@@ -163,32 +169,32 @@ class Engine:
         profiles (``"cuda"``, ``"cpu-int8"``...) load through ``edgernn.devices.load_engine``.
         """
         source = args.path("Engine.load", "path", path)  # every argument checked before any work
-        profile = args.profile("Engine.load", profile)
-        spec = args.spec("Engine.load", spec, StreamSpec)
+        checked_profile = args.profile("Engine.load", profile)
+        checked_spec = args.spec("Engine.load", spec, StreamSpec)
         args.choice("Engine.load", "nonfinite", nonfinite, NONFINITE)
-        if isinstance(spec, str):
-            spec = read_spec(spec)
-        if isinstance(profile, str):
-            if profile != "cpu":
+        given: StreamSpec | None = read_spec(checked_spec) if isinstance(checked_spec, str) else checked_spec
+        if isinstance(checked_profile, str):
+            if checked_profile != "cpu":
                 raise ProfileError(
-                    f"Engine.load: profile {profile!r} is a device profile name; the runtime alone knows only "
-                    f"'cpu'. Use edgernn.devices.load_engine({source!r}, {profile!r})"
+                    f"Engine.load: profile {checked_profile!r} is a device profile name; the runtime alone knows "
+                    f"only 'cpu'. Use edgernn.devices.load_engine({source!r}, {checked_profile!r})"
                 )
-            profile = None
+            checked_profile = None
         data, embedded = read_model_and_spec(source)  # the metadata's spec, parsed and checked once
-        if spec is None and embedded is None:
+        if given is None and embedded is None:
             StreamSpec.from_metadata({}, source)  # raises the SpecError that says how to bring a spec
-        profile = profile or CpuDefaults()
+        chosen: SessionProfile = checked_profile or CpuDefaults()
         try:
-            session = make_session(data, profile)
+            session = make_session(data, chosen)
         except Exception as exc:  # onnxruntime raises its own untyped exceptions
             raise ModelLoadError(f"{source}: onnxruntime cannot load it: {exc}") from None
-        if spec is None:
-            spec = embedded
+        if given is None:
+            assert embedded is not None  # (from_metadata raised above otherwise)
+            given = embedded
         else:  # read_model checked a spec found in the metadata; one given in code is checked here
-            check_spec(spec, data, source)
+            check_spec(given, data, source)
         digest = hashlib.sha256(data).hexdigest()
-        return cls(session, spec, profile, digest, source, nonfinite)
+        return cls(session, given, chosen, digest, source, nonfinite)
 
     def describe(self) -> dict[str, Any]:
         """Which call path this model runs on and why; the window, fixed axes and what the load-time probe did."""

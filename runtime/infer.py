@@ -138,15 +138,13 @@ def infer_spec(
             raise SpecError(f"{source}: context: one input only, got {sorted(hints['context'])}")
         ((c_name, frames),) = hints["context"].items()
         ctx = ContextSpec(c_name, int(frames))
-    extra = {} if window is None else {"window": window}
     try:
         return StreamSpec(
-            inputs=tuple(inputs), outputs=tuple(outputs), states=tuple(states), constants=consts, context=ctx, **extra
+            inputs=tuple(inputs), outputs=tuple(outputs), states=tuple(states), constants=consts, context=ctx,
+            window=window,
         )
     except SpecError as exc:
         raise SpecError(f"{source}: {exc}") from None
-    except TypeError:  # a StreamSpec without the field
-        raise SpecError(f"{source}: window={window}: this edgernn's StreamSpec has no window field") from None
 
 
 # -- hints ------------------------------------------------------------------------------

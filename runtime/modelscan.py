@@ -20,6 +20,7 @@ from edgernn.runtime.errors import ModelLoadError
 from edgernn.runtime.protowire import (
     BYTES,
     VARINT,
+    Buffer,
     Field,
     encode_field,
     field_bytes,
@@ -215,7 +216,7 @@ def last_text(fields: list[Field], number: int, default: str = "") -> str:
     return next((text(f) for f in reversed(fields) if f.number == number), default)
 
 
-def value_info(payload: bytes) -> tuple[str, int, list[int | str | None] | None]:
+def value_info(payload: Buffer) -> tuple[str, int, list[int | str | None] | None]:
     """A ValueInfoProto: (name, ONNX element type, dims or None); a dim is its size, its symbol
     (possibly ""), or None when it has neither."""
     vi = list(iter_fields(payload))

@@ -246,8 +246,9 @@ def graph_input(spec: StreamSpec, batch: int, chunk: int) -> np.ndarray:
     time_items = (window or chunk) + (spec.context.frames if spec.context is not None else 0)
     x = example_input(spec, (batch, time_items))  # (batch, time, *frame)
     b, t = inp.batch_axis, inp.time_axis
+    assert b is not None  # StreamSpec refuses a streamed input without a batch axis
     if t is None:
-        return np.ascontiguousarray(np.moveaxis(x[:, 0], 0, b if b is not None else 0))
+        return np.ascontiguousarray(np.moveaxis(x[:, 0], 0, b))
     return np.ascontiguousarray(np.moveaxis(x, (0, 1), (b, t)))
 
 

@@ -230,7 +230,7 @@ def _bound_call(batch: Batch, xs: list[Any]) -> np.ndarray:
     return out if engine.out_has_time[0] else out[:, None]
 
 
-def _acquire_loose(streams: Sequence[Stream]) -> list[threading.Lock]:
+def _acquire_loose(streams: Sequence[Stream]) -> list[threading.Lock | threading.RLock]:
     """Every stream's own lock, in id order, never waiting while holding one; all released on any refusal.
 
     The first lock is waited for holding nothing; each next one is only tried: when it is
@@ -241,8 +241,8 @@ def _acquire_loose(streams: Sequence[Stream]) -> list[threading.Lock]:
     """
     order = sorted(streams, key=id)
     while True:
-        held: list[threading.Lock] = []
-        busy: threading.Lock | None = None
+        held: list[threading.Lock | threading.RLock] = []
+        busy: threading.Lock | threading.RLock | None = None
         try:
             for s in order:
                 if s._batch is not None:

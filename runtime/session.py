@@ -22,8 +22,11 @@ class SessionProfile(Protocol):
     or None; ``Engine.stream()`` then uses it (``edgernn.devices.cuda`` keeps state on the GPU).
     """
 
-    name: str
-    device: str  # where state buffers live: "cpu" or "cuda"
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def device(self) -> str: ...  # where state buffers live: "cpu" or "cuda"
 
     def session_options(self) -> ort.SessionOptions: ...
 

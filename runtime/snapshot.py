@@ -62,7 +62,7 @@ def state_contract(engine: Engine) -> str:
     spec = engine.spec
     origin = spec.provenance.get("checkpoint_sha256") if isinstance(spec.provenance, dict) else None
     ctx = spec.context
-    doc = {
+    doc: dict[str, Any] = {
         "states": [[s.input, list(s.shape), float(s.init)] for s in spec.states],
         "context": None if ctx is None else [ctx.input, ctx.frames, list(engine.frame_shape)],
         "window": engine.window,

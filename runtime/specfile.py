@@ -121,5 +121,5 @@ def embed_spec(data: bytes, spec: StreamSpec, source: str = "model") -> bytes:
             kept.append(encode_field(f))
     except WireError as exc:
         raise ModelLoadError(f"{source}: not a valid ONNX file ({exc})") from None
-    entry = field_bytes(1, METADATA_KEY.encode()) + field_bytes(2, spec.to_json().encode())
-    return b"".join(kept) + field_bytes(_METADATA_PROPS, entry)
+    prop = field_bytes(1, METADATA_KEY.encode()) + field_bytes(2, spec.to_json().encode())
+    return b"".join(kept) + field_bytes(_METADATA_PROPS, prop)

@@ -26,10 +26,7 @@ import numpy as np
 from edgernn.runtime import general
 from edgernn.runtime.errors import InputError, StreamError
 from edgernn.runtime.slots import Demoted, Slot, wrap_run_error
-
-# Relative, unlike every other import: mypy maps this checkout as a package named after its folder
-# and leaves the edgernn.* imports unresolved (Any); a base class of Any would hide Stream's slots.
-from .streamstate import CLOSED, StreamState, fresh_home
+from edgernn.runtime.streamstate import CLOSED, StreamState, fresh_home
 
 __all__ = ["CLOSED", "LAST_VIEW_BYTES", "Stream", "fresh_home"]  # CLOSED, fresh_home: streamstate.py's, as before
 
@@ -182,6 +179,7 @@ class Stream(StreamState):
         """``step`` of a window model off its hot path (checked items ``xs``): errors, batches, the generic path."""
         engine = self.engine
         window = engine.window
+        assert window is not None  # (step sends only a window model's items here)
         if xs.shape[0] != window:
             raise InputError(
                 f"input {engine.input.name!r}: step takes one window of {window} items, got {xs.shape[0]}; "
@@ -252,7 +250,7 @@ class Stream(StreamState):
 
     # -- internals ----------------------------------------------------------------------
 
-    def _step_slow(self, x: Any, lock: threading.Lock) -> np.ndarray:
+    def _step_slow(self, x: Any, lock: threading.Lock | threading.RLock) -> np.ndarray:
         """Called holding ``lock``: a stream in a batch, closed, or on the generic path."""
         if lock is not self._lock:  # joined a batch while we waited: retry under the batch lock
             lock.release()

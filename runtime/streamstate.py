@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from edgernn.runtime.batch import Batch
     from edgernn.runtime.engine import Engine
     from edgernn.runtime.slots import Slot
+    from edgernn.runtime.stream import Stream
 
 CLOSED = "stream is closed; create a new one with engine.stream()"
 S = TypeVar("S", bound="StreamState")
@@ -41,7 +42,7 @@ class StreamState:
     )  # fmt: skip
     # declared here for the type checker (Stream, a subclass in another module, reads them all)
     engine: Engine
-    _lock: threading.Lock
+    _lock: threading.Lock | threading.RLock  # a batch member holds its batch's (re-entrant) lock
     _closed: bool
     _slot: Slot | None
     _batch: Batch | None
@@ -118,7 +119,8 @@ class StreamState:
     def _install(self, held: Memory | None) -> None:
         """Make ``held`` this stream's memory wherever its state lives (lock held); a batch may refuse it first."""
         if self._batch is not None:
-            self._batch._member_memory(self, held)  # StreamError before any change when it cannot be padded
+            # StreamError before any change when it cannot be padded (every StreamState is a Stream)
+            self._batch._member_memory(cast("Stream", self), held)
         self._memory = held
         slot = self._slot
         if slot is not None:
@@ -194,7 +196,7 @@ class StreamState:
             if self._closed:
                 return
             if self._batch is not None:
-                self._batch._drop(self)
+                self._batch._drop(cast("Stream", self))  # (every StreamState is a Stream)
             if self._slot is not None:
                 self.engine.pool.release(self._slot)
                 self._slot = None
@@ -267,7 +269,7 @@ class _Held:
         self.stream = stream
         self.check = check
 
-    def __enter__(self) -> threading.Lock:
+    def __enter__(self) -> threading.Lock | threading.RLock:
         stream = self.stream
         while True:
             lock = stream._lock

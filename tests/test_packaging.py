@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -94,9 +95,40 @@ def test_wheel_installs_one_package_named_edgernn(tmp_path: Path) -> None:
 
 def test_make_lint_type_checks_every_folder() -> None:
     make = (Path(__file__).resolve().parents[1] / "Makefile").read_text(encoding="utf-8")
-    (line,) = [line for line in make.splitlines() if "/mypy " in line]
-    checked = set(line.split("/mypy ", 1)[1].split())
+    (line,) = [line for line in make.splitlines() if line.startswith("MYPY_DIRS ?=")]
+    checked = set(line.split("?=", 1)[1].split())
     assert checked == {f.split("/")[0] for f in FOLDERS}, line
+
+
+def test_make_typecheck_resolves_the_package_in_any_checkout_folder(tmp_path: Path) -> None:
+    """`make typecheck` (what `make lint` runs) checks edgernn.* imports against this checkout's files.
+
+    A checkout folder not named edgernn (as CI's clone may be) holding the Makefile, the config, the
+    runtime and a module whose call of the runtime is mistyped: mypy must see the mistake. With the
+    import unresolved (the old `mypy runtime ...` from the checkout) it is Any and passes unseen.
+    """
+    repo = Path(__file__).resolve().parents[1]
+    mypy = Path(sys.executable).parent / "mypy"
+    if shutil.which("make") is None or not mypy.is_file():
+        pytest.skip(f"needs make and {mypy} (the dev install)")
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    for name in ("Makefile", "pyproject.toml", "__init__.py", "runtime"):
+        (checkout / name).symlink_to(repo / name)
+    (checkout / "probe").mkdir()
+    (checkout / "probe" / "__init__.py").write_text("", encoding="utf-8")
+    (checkout / "probe" / "bad.py").write_text(
+        "from edgernn.runtime.spec import StreamSpec\n\nspec: int = StreamSpec.from_metadata({}, 'probe')\n",
+        encoding="utf-8",
+    )
+    venv = Path(sys.executable).parent.parent
+    proc = subprocess.run(
+        ["make", "-s", "-C", str(checkout), "typecheck", "MYPY_DIRS=probe", f"VENV={venv}"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert 'edgernn/probe/bad.py:3: error: Incompatible types in assignment (expression has type "StreamSpec"' in out
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))

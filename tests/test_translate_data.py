@@ -37,6 +37,14 @@ def test_split_key_ignores_case_spacing_and_placeholders() -> None:
     assert split_key("Delete file") != split_key("Delete files")
 
 
+def test_split_key_takes_a_source_to_markers_refuses() -> None:
+    # to_markers gives None for these (marker characters already in the text; over 32 placeholders):
+    # split_key used to iterate that None (TypeError); the key is then made from the text itself
+    assert split_key("\ue000 Delete  FILE") == split_key("delete file")
+    many = " ".join(f"%(p{i})s" for i in range(40))
+    assert split_key(many) == many
+
+
 def test_django_german_pairs_are_split_by_unique_source() -> None:
     data = load_pairs("de", ("django",))
     print(f"Django en->de: {len(data.train)} training pairs, {len(data.test)} held out")

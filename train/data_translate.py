@@ -68,7 +68,7 @@ def catalog_files(lang: str, kinds: tuple[str, ...]) -> list[Path]:
 
 def split_key(source: str) -> str:
     """What makes two source strings "the same" for the split: no placeholders, case or spacing."""
-    marked, _ = to_markers(source)
+    marked = to_markers(source)[0] or source  # (None: a source load_pairs never keeps; its key is its own text)
     bare = "".join(ch for ch in marked if not 0xE000 <= ord(ch) < 0xE100)
     return _SPACE.sub(" ", bare.lower()).strip()
 

@@ -73,8 +73,10 @@ def final_probs(model: RecurrentModel, encoded: list[np.ndarray], batch: int = 2
     for a in range(0, len(encoded), batch):
         part = encoded[a : a + batch]
         b = pad_batch(part, part, max(len(e) for e in part))
-        logits, _ = model(b.x, None, b.lengths)  # (batch, time, labels)
-        last = logits[torch.arange(len(part)), b.lengths - 1].double()
+        lengths = b.lengths
+        assert lengths is not None  # (pad_batch always sets them)
+        logits, _ = model(b.x, None, lengths)  # (batch, time, labels)
+        last = logits[torch.arange(len(part)), lengths - 1].double()
         out.append(torch.softmax(last, -1).numpy())
     return np.concatenate(out) if out else np.zeros((0, 0))
 

@@ -15,6 +15,7 @@ writes it out as a Python loop and a test checks that both agree given the same 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
 import torch
@@ -25,7 +26,8 @@ from edgernn.runtime.spec import ModelConfig
 
 State = tuple[torch.Tensor, ...]
 
-_CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+# (Callable, not type[nn.RNNBase]: RNNBase's own constructor takes a mode first)
+_CELLS: dict[str, Callable[..., nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
 
 class RecurrentModel(nn.Module):

@@ -40,7 +40,7 @@ def load_recipes(path: Path = RECIPES_FILE) -> dict[str, Recipe]:
     out: dict[str, Recipe] = {}
     for name, table in tomllib.loads(path.read_text(encoding="utf-8")).items():
         threads = int(table.get("threads", 0))
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in table.items() if k != "threads"}  # arrays
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in table.items() if k != "threads"}
         unknown = sorted(set(values) - known)
         if unknown:
             raise TrainingError(f"{path}: recipe {name!r}: {unknown} are not TrainConfig fields ({sorted(known)})")
