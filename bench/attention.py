@@ -29,12 +29,13 @@ from edgernn.bench.thirdparty import update_benchmarks
 from edgernn.runtime import Engine, Stream
 from edgernn.runtime.latency import time_calls
 from edgernn.runtime.profiling import state_bytes
+from edgernn.train.results_attention import TEXT_RUNS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "attention.json"
 RUNS = Path("runs/results")
 HEADING = "## Windowed attention beside GRU and LSTM, one step each (KJV models)"
-NAMES = ("attention-text-w32", "attention-text-w64", "attention-text-w128", "attention-text-gru", "attention-text-lstm")
+NAMES = tuple(name for name, _ in TEXT_RUNS)  # both budgets' runs: the same architectures, timed together
 
 
 def describe(engine: Engine) -> str:
@@ -49,6 +50,12 @@ def describe(engine: Engine) -> str:
 def _stepper(stream: Stream, tokens: Iterator[np.ndarray]) -> Callable[[], np.ndarray]:
     """One call: ``stream.step`` of the next token."""
     return lambda: stream.step(next(tokens))
+
+
+def budget(run: Path) -> float | None:
+    """The CPU-seconds a run trained for (its ``config.json``), or None where it has none."""
+    f = run / "config.json"
+    return json.loads(f.read_text())["train"].get("max_seconds") if f.is_file() else None
 
 
 def measure(paths: dict[str, Path], calls: int = 200, rounds: int = 9) -> list[dict[str, Any]]:
@@ -73,6 +80,7 @@ def measure(paths: dict[str, Path], calls: int = 200, rounds: int = 9) -> list[d
         {
             "name": name,
             "model": describe(engines[name]),
+            "trained_cpu_s": budget(paths[name].parent),
             "step_cpu_us": round(statistics.median(cpu[name]) * 1e6, 1),
             "step_wall_us_p50": round(float(np.median(np.concatenate(wall[name]))), 1),
             "state_bytes": state_bytes(engines[name].spec),
@@ -99,12 +107,13 @@ def section(res: dict[str, Any] | None = None) -> str:
         f"{res['calls']} steps (wall: median of every call); load average {res['load'][0]:.1f}→{res['load'][1]:.1f} "
         f"on {res['cores']} cores; {res['measured_at']}.",
         "",
-        "| model | engine step, thread CPU (µs) | wall p50 (µs) | state per stream | ONNX file |",
-        "|---|---|---|---|---|",
+        "| model | trained (CPU s) | engine step, thread CPU (µs) | wall p50 (µs) | state per stream | ONNX file |",
+        "|---|---|---|---|---|---|",
     ]
     for r in res["rows"]:
+        trained = f"{r['trained_cpu_s']:.0f}" if r.get("trained_cpu_s") else "?"
         lines.append(
-            f"| {r['model']} | {r['step_cpu_us']:.1f} | {r['step_wall_us_p50']:.1f} | "
+            f"| {r['model']} | {trained} | {r['step_cpu_us']:.1f} | {r['step_wall_us_p50']:.1f} | "
             f"{r['state_bytes'] / 1024:,.1f} KiB | {r['onnx_bytes'] / 2**20:.2f} MiB |"
         )
     return "\n".join(lines) + "\n"

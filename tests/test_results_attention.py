@@ -17,26 +17,49 @@ def fake_runs(bpc: dict[str, float], chars: int = 209_080) -> dict[str, Any]:
         model = {"cell": cell, **size}
         if cell == "attention":
             model |= {"window": overrides["window"], "heads": overrides["heads"]}
-        train = {"max_seconds": ra.CPU_SECONDS, "batch_size": 64, "seq_len": 128, "precision": "bf16", "lr": 2e-3,
-                 "warmup_steps": 30, "lr_final": 0.0}  # fmt: skip
+        train = {"max_seconds": overrides["max_seconds"], "batch_size": 64, "seq_len": 128, "precision": "bf16",
+                 "lr": 2e-3, "warmup_steps": 30, "lr_final": 0.0}  # fmt: skip
         metrics = {"valid_bpc": bpc[name], "valid_chars": chars, "5gram_bpc": 1.904, "steps": 500,
-                   "train_seconds": 1800.0, "train_cpu_seconds": ra.CPU_SECONDS + 0.3}  # fmt: skip
+                   "train_seconds": 1800.0, "train_cpu_seconds": overrides["max_seconds"] + 0.3}  # fmt: skip
         runs[name] = (metrics, {"model": model, "train": train}, {"threads": 1, "load_start": 9.5, "load_end": 16.0})
     return runs
 
 
 def test_the_winning_window_and_the_budget_come_from_the_runs(tmp_path: Path) -> None:
-    bpc = {"attention-text-w32": 2.2, "attention-text-w64": 2.1, "attention-text-w128": 2.3,
-           "attention-text-gru": 2.4, "attention-text-lstm": 2.25}  # fmt: skip
+    short = {"w32": 2.2, "w64": 2.1, "w128": 2.3, "gru": 2.4, "lstm": 2.25}
+    long = {"w32": 1.85, "gru": 1.99, "lstm": 2.0}
+    bpc = {ra.text_name(240, k): v for k, v in short.items()} | {ra.text_name(1200, k): v for k, v in long.items()}
+    assert set(bpc) == {name for name, _ in ra.TEXT_RUNS}  # the runs both budgets name
     runs = fake_runs(bpc)
     text = "\n".join(ra.section(runs.get, tmp_path))
-    assert "The window that wins at this budget: W = 64 (W 32: 2.200, W 64: 2.100, W 128: 2.300 bpc)." in text
-    assert f"{ra.CPU_SECONDS:.0f} s of process CPU time spent training" in text
+    # each budget its own table, the (1,200 s) first
+    assert text.index("### 1200 CPU-seconds per model") < text.index("### 240 CPU-seconds per model")
+    headline, sweep = text.split("### 240 CPU-seconds per model")
+    assert "the issue's budget (10 minutes on 2 cores = 1,200 core-seconds)" in headline
+    assert "The window that wins at this budget: W = 32 (W 32: 1.850 bpc)." in headline
+    assert "The lowest at this budget: attention 256x2, window 32, 4 heads, 1.850 bpc; the smoothed 5-gram is " \
+        "0.054 bpc higher." in headline  # fmt: skip
+    assert "| GRU 768x1 | ? | 500 | 1200 (1800) | 1.990 | — | — |" in headline
+    assert "1/5 of the issue's budget" in sweep and "`--cpu-seconds 240`" in sweep
+    assert "The window that wins at this budget: W = 64 (W 32: 2.200, W 64: 2.100, W 128: 2.300 bpc)." in sweep
+    assert "the smoothed 5-gram is 0.196 bpc lower still (no model here beats it)." in sweep
+    assert "| GRU 768x1 | ? | 500 | 240 (1800) | 2.400 | — | — |" in sweep
     assert "load average 9.5–16.0" in text and "Scored on 209,080 validation characters" in text
-    assert "| GRU 768x1 | ? | 500 | 240 (1800) | 2.400 | — | — |" in text
-    assert "| smoothed 5-gram (the same characters) | | | | 1.904 | | |" in text
-    runs["attention-text-gru"][0]["valid_chars"] = 1_000  # a partial evaluation would not be comparable
-    assert "Scored on different numbers of validation characters" in "\n".join(ra.section(runs.get, tmp_path))
+    assert text.count("| smoothed 5-gram (the same characters) | | | | 1.904 | | |") == 2
+    assert "not on disk" not in text
+    # the recall paragraph names the window study's winner (the 240 s sweep: W 64 here, not the stacked W 32)
+    runs[ra.STACKED_RUNS[0][0]] = ({"accuracy": 1.0, "steps": 400},)
+    stacked = "The same task for {}, 2 layers with window 32"
+    assert stacked.format("the configuration that led the text comparison when these ran") in "\n".join(
+        ra.section(runs.get, tmp_path)
+    )
+    runs[ra.text_name(240, "w32")][0]["valid_bpc"] = 2.05
+    assert stacked.format("the text comparison's winner") in "\n".join(ra.section(runs.get, tmp_path))
+    runs[ra.text_name(240, "gru")][0]["valid_chars"] = 1_000  # a partial evaluation would not be comparable
+    del runs[ra.text_name(1200, "lstm")]
+    text = "\n".join(ra.section(runs.get, tmp_path))
+    assert "Scored on different numbers of validation characters" in text.split("### 240")[1]
+    assert f"| (not on disk when this was written: {ra.text_name(1200, 'lstm')}) |" in text.split("### 240")[0]
 
 
 def test_nothing_on_disk_renders_nothing(tmp_path: Path) -> None:
