@@ -123,6 +123,13 @@ def _latency(run: Path) -> dict[str, Any] | None:
     return json.loads(f.read_text()) if f.is_file() else None
 
 
+def _load_samples(run: Path) -> list[float]:
+    """The 1-minute load averages sampled while a run trained (``load.log``: ``HH:MM:SS`` and
+    /proc/loadavg's fields, a line a minute), where they were recorded."""
+    f = run / "load.log"
+    return [float(line.split()[1]) for line in f.read_text().splitlines() if line.strip()] if f.is_file() else []
+
+
 def text_rows(load: Callable[[str], Any], runs_dir: Path) -> list[dict[str, Any]]:
     """The text runs on disk with their figures (and the engine's, where bench/attention.py ran)."""
     rows = []
@@ -132,7 +139,8 @@ def text_rows(load: Callable[[str], Any], runs_dir: Path) -> list[dict[str, Any]
             continue
         m, c, env = got
         row = {"name": name, "what": _what(c["model"]), "model": c["model"], "train": c["train"], "metrics": m}
-        rows.append(row | {"env": env, "params": _params(runs_dir / name), "engine": _latency(runs_dir / name)})
+        row |= {"env": env, "params": _params(runs_dir / name), "engine": _latency(runs_dir / name)}
+        rows.append(row | {"load": _load_samples(runs_dir / name)})
     return rows
 
 
@@ -250,11 +258,22 @@ def _budget_words(seconds: float) -> str:
             "end within the hour")  # fmt: skip
 
 
+def _load_words(rows: list[dict[str, Any]]) -> str:
+    """The machine's load while the runs trained: sampled each minute where recorded, else at each run's
+    start and end."""
+    samples = [v for r in rows for v in r["load"]]
+    if samples:
+        n = max(len(r["load"]) for r in rows)
+        return (f"1-minute load average {min(samples):.1f}–{max(samples):.1f}, mean {sum(samples) / len(samples):.1f}, "
+                f"sampled each minute, {n} samples")  # fmt: skip
+    loads = [v for r in rows for v in (r["env"].get("load_start"), r["env"].get("load_end")) if v is not None]
+    return f"load average {min(loads, default=0):.1f}–{max(loads, default=0):.1f} at their starts and ends"
+
+
 def _text_table(rows: list[dict[str, Any]], seconds: float) -> list[str]:
     first = rows[0]
     t, m0 = first["train"], first["metrics"]
     same_text = len({r["metrics"]["valid_chars"] for r in rows}) == 1
-    loads = [v for r in rows for v in (r["env"].get("load_start"), r["env"].get("load_end")) if v is not None]
     threads = {r["env"].get("threads") for r in rows}
     budgets = {r["train"]["max_seconds"] for r in rows}
     spent = "/".join(f"{b:.0f}" for b in sorted(budgets))
@@ -267,8 +286,8 @@ def _text_table(rows: list[dict[str, Any]], seconds: float) -> list[str]:
         f"save outside it), torch threads {', '.join(str(x) for x in sorted(threads, key=str))}; the textgen "
         f"preset's recipe otherwise (batch {t['batch_size']} x {t['seq_len']} characters, {t['precision']} "
         f"autocast, Adam {t['lr']:g} with {t['warmup_steps']} warm-up updates, cosine to {t['lr_final']:g}x). "
-        "The runs trained side by side on the shared 2-core machine (other jobs running: load average "
-        f"{min(loads, default=0):.1f}–{max(loads, default=0):.1f} at their starts and ends), so a wall-clock "
+        f"The runs trained side by side on the shared 2-core machine (other jobs running: {_load_words(rows)}), "
+        "so a wall-clock "
         "budget would have given each whatever the load left it; CPU time gives each the same work (the preset's "
         "figure on 2 threads and a quiet machine is in the first section).",
         "",
@@ -291,14 +310,24 @@ def _text_table(rows: list[dict[str, Any]], seconds: float) -> list[str]:
     chars = f"{m0['valid_chars']:,}" if same_text else "different numbers of"
     lines += ["", f"Scored on {chars} validation characters (the last 5% of the text, state carried)."]
     att = [r for r in rows if r["model"]["cell"] == "attention"]
-    if att:
+    if len(att) > 1:
         best = min(att, key=lambda r: r["metrics"]["valid_bpc"])
         each = ", ".join(f"W {r['model']['window']}: {r['metrics']['valid_bpc']:.3f}" for r in att)
         lines.append(f"The window that wins at this budget: W = {best['model']['window']} ({each} bpc).")
+    elif att:
+        lines.append(f"One window at this budget: W = {att[0]['model']['window']} (the windows are compared at the "
+                     "budget of the window sweep).")  # fmt: skip
     win = min(rows, key=lambda r: r["metrics"]["valid_bpc"])
-    gap = win["metrics"]["valid_bpc"] - m0["5gram_bpc"]
+    five = m0["5gram_bpc"]
+    beat = sum(r["metrics"]["valid_bpc"] < five for r in rows)
     lines.append(
-        f"The lowest at this budget: {win['what']}, {win['metrics']['valid_bpc']:.3f} bpc; the smoothed 5-gram "
-        + (f"is {gap:.3f} bpc lower still (no model here beats it)." if gap > 0 else f"is {-gap:.3f} bpc higher.")
+        f"The lowest at this budget: {win['what']}, {win['metrics']['valid_bpc']:.3f} bpc. "
+        + (
+            f"{beat} of {len(rows)} models beat the smoothed 5-gram ({five:.3f} bpc); the lowest by "
+            f"{five - win['metrics']['valid_bpc']:.3f} bpc."
+            if beat
+            else f"No model beats the smoothed 5-gram ({five:.3f} bpc): the lowest is "
+            f"{win['metrics']['valid_bpc'] - five:.3f} bpc above it."
+        )  # fmt: skip
     )
     return lines + [""]
