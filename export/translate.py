@@ -7,6 +7,10 @@
   spec declares ``memory`` (batch, src_len, H) with ``max_length`` and the mask input
   ``memory_mask``, so each stream holds its own source (``engine.stream(memory=...)``).
 
+A TM-augmented model (``task.tm``) also gets its translation memory, ``<stem>-memory.json.gz``
+beside the decoder (the training pairs, read again from the catalogs and checked against the
+checkpoint's digests), named by ``task.translation_memory``.
+
 Both specs carry the same task facts (vocabularies, languages, limits), each with its
 ``role`` and the file name of its partner; the decoder's provenance holds the parity report.
 """
@@ -27,6 +31,7 @@ from torch import nn
 
 from edgernn.export.errors import ExportError, OutputValueError
 from edgernn.export.onnx_export import DEFAULT_OPSET, attach_spec, check_output, write_model
+from edgernn.runtime.apps.translate_memory import TranslationMemory
 from edgernn.runtime.spec import BATCH, TIME, MemorySpec, StateSpec, StreamSpec, TensorSpec
 from edgernn.train.checkpoint import (
     CheckpointError,
@@ -94,6 +99,25 @@ class DecoderGraph(nn.Module):
 def partner_names(output: Path) -> tuple[Path, Path]:
     """(decoder path, encoder path): the encoder is ``<stem>-encoder.onnx`` beside the decoder."""
     return output, output.with_name(f"{output.stem}-encoder.onnx")
+
+
+def memory_name(output: Path) -> Path:
+    """A TM-augmented model's translation memory: ``<stem>-memory.json.gz`` beside the decoder."""
+    return output.with_name(f"{output.stem}-memory.json.gz")
+
+
+def rebuild_memory(facts: dict[str, Any]) -> TranslationMemory:
+    """The training pairs of a TM-augmented checkpoint, read again from the catalogs it names and
+    checked against its digests (the catalogs on this machine must be the ones it was trained on)."""
+    from edgernn.train.data_translate import load_pairs
+    from edgernn.train.translate_eval import memory_of
+
+    data = load_pairs(str(facts["target_lang"]), tuple(facts["catalogs"]))
+    tm = memory_of(data)
+    if data.digest() != facts.get("data_digest") or tm.digest() != facts.get("tm_digest"):
+        raise ExportError(f"the catalogs of {facts['target_lang']!r} ({', '.join(facts['catalogs'])}) on this machine "
+                          "are not the ones the model was trained on (data_digest / tm_digest differ)")  # fmt: skip
+    return tm
 
 
 def specs(model: Seq2Seq, facts: dict[str, Any], decoder: Path, encoder: Path,
@@ -244,7 +268,13 @@ def export_translate(checkpoint: str | os.PathLike[str], output: str | os.PathLi
         "opset": opset,
         "exporter": "torch.onnx.export(dynamo=False), encoder and decoder step (edgernn.export.translate)",
     }
-    enc_spec, dec_spec = specs(model, dict(meta["task"]), dec_path, enc_path, provenance)
+    facts = dict(meta["task"])
+    memory = None
+    if facts.get("tm"):
+        check_output(memory_name(dec_path), force)
+        memory = rebuild_memory(facts)
+        facts["translation_memory"] = memory_name(dec_path).name
+    enc_spec, dec_spec = specs(model, facts, dec_path, enc_path, provenance)
     enc_proto, dec_proto = to_protos(model, opset)
     report = None
     if validate:
@@ -254,10 +284,14 @@ def export_translate(checkpoint: str | os.PathLike[str], output: str | os.PathLi
             d, e = partner_names(Path(tmp) / dec_path.name)
             write_model(attach_spec(enc_proto, enc_spec), e)
             write_model(attach_spec(dec_proto, dec_spec), d)
+            if memory is not None:
+                memory.save(memory_name(d))
             report = check_parity(model, d, e, steps=steps, tolerance=tolerance)
         dec_spec = dec_spec.with_provenance(parity=report.to_dict())
     if not dec_spec.memory:
         raise ExportError("the decoder spec lost its memory declaration")
     write_model(attach_spec(enc_proto, enc_spec), enc_path, force=force)
+    if memory is not None:
+        memory.save(memory_name(dec_path))
     write_model(attach_spec(dec_proto, dec_spec), dec_path, force=force)
     return dec_spec, report

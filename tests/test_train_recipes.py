@@ -17,7 +17,7 @@ SHIPPED = ("textgen", "langid", "weather", "forecast", "music", "translate")
 FORECAST_FIELDS = {"dataset", "csv", "time_col", "target_col", "covariates", "horizon", "season", "holdout"}
 FORECAST_FIELDS.add("fill_missing")
 ATTENTION_FIELDS = {"window", "heads"}  # read by the attention cell only
-TRANSLATE_FIELDS = {"lang", "catalogs"}  # read by the translate task only
+TRANSLATE_FIELDS = {"lang", "catalogs", "tm"}  # read by the translate task only
 
 
 def test_every_task_has_its_preset_and_every_shipped_model_its_recipe() -> None:

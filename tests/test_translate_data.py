@@ -86,3 +86,28 @@ def test_translation_memory_returns_the_nearest_sources_translation() -> None:
     )
     assert tm.translate("delete files") == "Datei löschen"
     assert tm.translate("Open the folder") == "Ordner öffnen"
+
+
+def _dice(a: str, b: str) -> float:
+    """3-gram Dice written out again (sets of the padded lower-cased strings), for checking the memory."""
+    ga, gb = ({f" {s.lower()} "[i : i + 3] for i in range(len(s))} for s in (a, b))
+    return 2 * len(ga & gb) / (len(ga) + len(gb))
+
+
+def test_memory_lookup_is_the_nearest_by_dice_and_training_suggestions_skip_the_own_split_key() -> None:
+    from edgernn.runtime.apps.translate_memory import TranslationMemory as RuntimeMemory
+    from edgernn.train.translate_eval import memory_of, train_suggestions
+
+    assert TranslationMemory is RuntimeMemory  # the baseline and the app run one lookup
+    data = load_pairs("de", ("django",))
+    tm = memory_of(data)
+    sources = [e.source for e in data.train]
+    for e in data.test[:25]:
+        best = max(range(len(sources)), key=lambda i: (_dice(e.source, sources[i]), -i))  # ties: the first
+        assert tm.nearest(e.source) == best, e.source
+    suggestions = train_suggestions(tm, data)
+    keys = [split_key(e.raw_source) for e in data.train]
+    for j in range(0, len(data.train), max(1, len(data.train) // 25)):
+        allowed = [i for i in range(len(sources)) if keys[i] != keys[j]]
+        best = max(allowed, key=lambda i: (_dice(sources[j], sources[i]), -i))
+        assert suggestions[j] == best and keys[suggestions[j]] != keys[j]

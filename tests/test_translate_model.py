@@ -171,3 +171,67 @@ def test_evaluation_scores_greedy_beam_and_the_baselines_on_the_same_pairs(expor
     for key in ("chrf_greedy", "chrf_beam", "chrf_memory", "chrf_copy", "chrf_greedy_beam_pairs"):
         assert 0.0 <= m[key] <= 100.0
     assert m["chrf_memory_beam_pairs"] == m["chrf_memory"]  # every pair is in the beam subset here
+
+
+@pytest.fixture(scope="module")
+def exported_tm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    """A TM-augmented model (``tm = true``): the encoder reads source + separator + the memory's suggestion."""
+    from edgernn.export.pipeline import export_checkpoint
+    from edgernn.export.translate import load_seq2seq
+    from edgernn.train.tasks import build_task, recipe
+    from edgernn.train.trainer import fit
+
+    out = tmp_path_factory.mktemp("translate-tm")
+    cfg = recipe("translate", catalogs=("django",), tm=True, max_seconds=0.0, max_steps=20, hidden_size=32,
+                 embed_size=16, batch_size=16, dropout=0.0, log_every=20)  # fmt: skip
+    task = build_task(cfg)
+    task.evaluate = lambda model, deadline: {}
+    task.eval_probe = None
+    fit(task, cfg, out=out / "run", log=lambda s: None)
+    spec, report = export_checkpoint(out / "run", out / "translate.onnx", steps=300)
+    print(report.verdict())
+    model, _ = load_seq2seq(out / "run")
+    return out / "translate.onnx", model
+
+
+def test_a_tm_model_ships_its_memory_and_the_app_reads_what_training_reads(exported_tm: tuple[Path, object]) -> None:
+    from edgernn.runtime.apps.translate_memory import SEPARATOR
+    from edgernn.train.data_translate import load_pairs
+    from edgernn.train.translate_eval import greedy, memory_of, test_inputs
+
+    path, model = exported_tm
+    tr = Translator.load(path)
+    facts = tr.decoder.spec.task
+    assert facts["tm"] and facts["translation_memory"] == "translate-memory.json.gz"
+    assert (path.parent / "translate-memory.json.gz").is_file() and tr.tm is not None
+    assert tr.decoder.spec.provenance["parity"]["max_abs"] <= 1e-5
+    assert SEPARATOR in tr.source_vocabulary and tr.memory_spec.max_length == facts["max_source"] > 101
+    data = load_pairs("de", ("django",))
+    assert tr.tm.digest() == memory_of(data).digest()
+    inputs, similarity = test_inputs(data, dict(facts), memory_of(data))
+    for j in range(0, len(data.test), max(1, len(data.test) // 6)):
+        marked, places = tr.encoder_input(data.test[j].raw_source)
+        assert marked == inputs[j] and marked.split(SEPARATOR)[0] == data.test[j].source
+        want = greedy(model, tr.source_vocabulary, tr.target_vocabulary, [inputs[j]], tr.max_target)[0]
+        assert tr.translate(data.test[j].raw_source) == tr_restore(want, places)
+    assert 0.0 < float(similarity.mean()) <= 1.0
+    with pytest.raises(InputError, match="reserved"):
+        tr.memory(f"a{SEPARATOR}b")
+
+
+def test_a_tm_model_without_its_memory_file_is_refused_naming_the_file(
+    exported_tm: tuple[Path, object], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    path = exported_tm[0]
+    for name in ("translate.onnx", "translate-encoder.onnx"):
+        shutil.copy(path.parent / name, tmp_path / name)
+    src = _write(tmp_path / "in.txt", "File not found")
+    code = main(["run", "translate", "--model", str(tmp_path / "translate.onnx"), "--input", str(src)])
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err and "translate-memory.json.gz" in err and "missing" in err, err
+    (tmp_path / "translate-memory.json.gz").write_bytes(b"\x1f\x8b not gzip")
+    code = main(["run", "translate", "--model", str(tmp_path / "translate.onnx"), "--input", str(src)])
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err and "translate-memory.json.gz" in err, err

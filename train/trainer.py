@@ -87,6 +87,7 @@ class TrainConfig:
     fill_missing: bool = False  # forecast: interpolate missing steps instead of refusing
     lang: str = ""  # translate: the target language (English is the source), a catalog locale code
     catalogs: tuple[str, ...] = ()  # translate: which gettext catalogs (data_translate.CATALOG_KINDS)
+    tm: bool = False  # translate: the encoder reads the translation memory's suggestion too (TM-augmented)
     seed: int = 0
 
     def model_config(self, input_kind: str, input_size: int, output_size: int) -> ModelConfig:

@@ -12,6 +12,13 @@ real source positions only (the mask sends padded ones to zero weight); the cont
 state is the only recurrent state, so the decoder is one graph for one step and for a chunk
 of given characters, like the other models, with the memory and its mask as two more inputs.
 
+TM-augmented (``tm = true`` in the recipe; Bulte & Tezcan 2019, Xu et al. 2020): the encoder reads
+the source, a separator and the translation memory's suggestion (the target of the nearest
+training source, ``runtime.apps.translate_memory``), so the decoder can copy what fits and
+translate what differs. A training pair's suggestion comes from the nearest *other* training pair
+whose split key differs, as a test pair's does (a test source is never in the memory). The
+source vocabulary then covers the targets' characters too.
+
 Data: ``data_translate`` (gettext catalogs of installed packages); loss: cross-entropy summed
 over every real target character (EOS included).
 """
@@ -28,6 +35,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from edgernn.runtime.apps.translate import BOS, FIRST_CHAR, encode_source, encode_target
+from edgernn.runtime.apps.translate_memory import SEPARATOR, TranslationMemory, encoder_text
 from edgernn.runtime.spec import ModelConfig
 from edgernn.train.data_translate import MAX_SOURCE, MAX_TARGET, ParallelData
 from edgernn.train.trainer import Task, TrainBatch, TrainConfig, TrainingError
@@ -181,45 +189,63 @@ def make_batch(sources: list[np.ndarray], targets: list[np.ndarray]) -> TrainBat
                       source=torch.from_numpy(src), source_lengths=torch.tensor([len(a) for a in sources]))  # fmt: skip
 
 
-def translate_facts(data: ParallelData, src_vocab: str, tgt_vocab: str, s2s: Seq2SeqConfig) -> dict[str, Any]:
-    return {
+def translate_facts(data: ParallelData, src_vocab: str, tgt_vocab: str, s2s: Seq2SeqConfig,
+                    tm: TranslationMemory | None = None) -> dict[str, Any]:  # fmt: skip
+    """The task facts; a TM-augmented model (``tm``) reads source + separator + suggestion, so its
+    memory's length limit is the longest source and the longest suggestion (a training target)."""
+    facts: dict[str, Any] = {
         "name": "translate",
         "source_lang": "en",
         "target_lang": data.lang,
         "source_vocabulary": src_vocab,
         "target_vocabulary": tgt_vocab,
-        "max_source": MAX_SOURCE + 1,  # characters + EOS: the memory's length limit
+        "max_source": MAX_SOURCE + 1 + (MAX_TARGET + 1 if tm is not None else 0),  # the memory's length limit
         "max_target": MAX_TARGET + 1,
         "seq2seq": s2s.__dict__,
         "catalogs": list(data.kinds),
         "pairs": {"train": len(data.train), "test": len(data.test), **{f"from_{k}": v for k, v in data.counts.items()}},
         "data_digest": data.digest(),
     }
+    if tm is not None:
+        facts |= {"tm": True, "separator": SEPARATOR, "tm_digest": tm.digest()}
+    return facts
 
 
 def translate_task(cfg: TrainConfig) -> Task:
     from edgernn.train.data_translate import load_pairs
-    from edgernn.train.translate_eval import baseline_scores, evaluate, probe_seconds
+    from edgernn.train.translate_eval import (
+        baseline_scores,
+        evaluate,
+        memory_of,
+        probe_seconds,
+        train_suggestions,
+    )
 
     data = load_pairs(cfg.lang or "de", cfg.catalogs or ("django",))
-    src_vocab = vocabulary([e.source for e in data.train])
+    tm = memory_of(data)
+    inputs = [e.source for e in data.train]
+    if cfg.tm:  # the encoder reads source + separator + the nearest other training pair's target
+        inputs = [encoder_text(x, tm.targets[j]) for x, j in zip(inputs, train_suggestions(tm, data))]
+        src_vocab = vocabulary(inputs + [e.target for e in data.train]).replace(SEPARATOR, "") + SEPARATOR
+    else:
+        src_vocab = vocabulary(inputs)
     tgt_vocab = vocabulary([e.target for e in data.train])
     s2s = Seq2SeqConfig(len(src_vocab) + FIRST_CHAR, len(tgt_vocab) + FIRST_CHAR, cfg.embed_size,
                         cfg.hidden_size // 2, cfg.hidden_size, cfg.dropout)  # fmt: skip
-    sources = [encode_source(src_vocab, e.source) for e in data.train]
+    sources = [encode_source(src_vocab, x) for x in inputs]
     targets = [encode_target(tgt_vocab, e.target) for e in data.train]
-    facts = translate_facts(data, src_vocab, tgt_vocab, s2s)
-    baselines = baseline_scores(data)
+    facts = translate_facts(data, src_vocab, tgt_vocab, s2s, tm if cfg.tm else None)
+    baselines = baseline_scores(data, tm)
     return Task(
         name="translate",
         config=s2s.model_config(),
         source=TranslateSource(sources, targets, cfg.batch_size, cfg.seed),
         loss_sum=loss_sum,
-        evaluate=lambda model, deadline: evaluate(model, data, facts, baselines, deadline),
+        evaluate=lambda model, deadline: evaluate(model, data, facts, baselines, deadline, tm),
         facts=facts,
         unit="chars",
         baselines=baselines,
-        eval_probe=lambda model: probe_seconds(model, data, facts),
+        eval_probe=lambda model: probe_seconds(model, data, facts, tm),
         eval_partial=True,  # beam search stops at the deadline and says how many pairs it scored
         build=lambda c: build(s2s, c.seed),
         forward=forward_batch,

@@ -8,7 +8,8 @@ scored in the normalised form (placeholders as markers), for every system alike.
 
 Baselines: *copy* outputs the source itself; *translation memory* outputs the translation of
 the training source most similar to the test source (Dice coefficient over character 3-gram
-sets, ties to the first in sorted order).
+sets, ties to the first in sorted order; ``runtime.apps.translate_memory``, the lookup the app
+of a TM-augmented model runs too).
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ import numpy as np
 import torch
 
 from edgernn.runtime.apps.translate import BOS, EOS, beam_search, decode_target, encode_source
-from edgernn.train.data_translate import ParallelData
+from edgernn.runtime.apps.translate_memory import TranslationMemory, encoder_text
+from edgernn.train.data_translate import ParallelData, split_key
 
 CHRF_ORDER = 6
 CHRF_BETA = 2.0
 BEAM = 4
+SIMILAR = 0.7  # test pairs whose nearest training source has Dice >= this are scored apart too
 BEAM_PAIRS = 300  # beam search is scored on this many test pairs (every k-th), greedy on all and on those
 
 
@@ -60,38 +63,24 @@ def chrf(
     return float(100 * total / effective) if effective else 0.0
 
 
-def _grams(text: str) -> set[str]:
-    padded = f" {text.lower()} "
-    return {padded[i : i + 3] for i in range(len(padded) - 2)}
+def train_suggestions(tm: TranslationMemory, data: ParallelData) -> list[int]:
+    """For each training pair, the nearest OTHER training pair whose split key differs: training sees
+    suggestions as the test set does (a test source is never in the memory)."""
+    keys = [split_key(e.raw_source) for e in data.train]
+    by_key: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        by_key.setdefault(k, []).append(i)
+    groups = {k: np.array(v, dtype=np.int64) for k, v in by_key.items()}
+    return [tm.nearest(e.source, exclude=groups[k]) for e, k in zip(data.train, keys)]
 
 
-class TranslationMemory:
-    """The nearest training source by 3-gram Dice similarity; its translation is the answer."""
-
-    def __init__(self, sources: Sequence[str], targets: Sequence[str]) -> None:
-        self.targets = list(targets)
-        self.sizes = np.array([len(_grams(s)) for s in sources], dtype=np.float64)
-        postings: dict[str, list[int]] = {}
-        for i, s in enumerate(sources):
-            for g in _grams(s):
-                postings.setdefault(g, []).append(i)
-        self.postings = {g: np.array(ids, dtype=np.int64) for g, ids in postings.items()}
-
-    def nearest(self, text: str) -> int:
-        grams = _grams(text)
-        hits = [self.postings[g] for g in grams if g in self.postings]
-        if not hits:
-            return 0
-        shared = np.bincount(np.concatenate(hits), minlength=len(self.sizes))
-        return int(np.argmax(2 * shared / (self.sizes + len(grams))))
-
-    def translate(self, text: str) -> str:
-        return self.targets[self.nearest(text)]
+def memory_of(data: ParallelData) -> TranslationMemory:
+    return TranslationMemory([e.source for e in data.train], [e.target for e in data.train])
 
 
-def baseline_scores(data: ParallelData) -> dict[str, Any]:
+def baseline_scores(data: ParallelData, tm: TranslationMemory | None = None) -> dict[str, Any]:
     refs = [e.target for e in data.test]
-    tm = TranslationMemory([e.source for e in data.train], [e.target for e in data.train])
+    tm = tm or memory_of(data)
     return {
         "chrf_copy": round(chrf([e.source for e in data.test], refs), 2),
         "chrf_memory": round(chrf([tm.translate(e.source) for e in data.test], refs), 2),
@@ -148,33 +137,51 @@ def beam(model: Any, src_vocab: str, tgt_vocab: str, text: str, max_len: int, wi
     return decode_target(tgt_vocab, ids + [EOS])
 
 
+def test_inputs(data: ParallelData, facts: dict[str, Any], tm: TranslationMemory) -> tuple[list[str], np.ndarray]:
+    """The encoder's input for each test pair (the source, and with ``facts['tm']`` the separator and
+    the memory's suggestion) and the Dice similarity of the nearest training source."""
+    inputs, similarity = [], np.zeros(len(data.test))
+    for j, e in enumerate(data.test):
+        scores = tm.scores(e.source)
+        i = int(np.argmax(scores))
+        similarity[j] = scores[i]
+        inputs.append(encoder_text(e.source, tm.targets[i]) if facts.get("tm") else e.source)
+    return inputs, similarity
+
+
 def evaluate(model: Any, data: ParallelData, facts: dict[str, Any], baselines: dict[str, Any],
-             deadline: float | None = None) -> dict[str, Any]:  # fmt: skip
-    """Held-out chrF of greedy and beam decoding beside the baselines; a few examples."""
+             deadline: float | None = None, tm: TranslationMemory | None = None) -> dict[str, Any]:  # fmt: skip
+    """Held-out chrF of greedy and beam decoding beside the baselines, split by the memory's similarity; examples."""
     src_vocab, tgt_vocab, max_len = facts["source_vocabulary"], facts["target_vocabulary"], facts["max_target"]
+    tm = tm or memory_of(data)
     texts, refs = [e.source for e in data.test], [e.target for e in data.test]
+    inputs, similarity = test_inputs(data, facts, tm)
     t0 = time.perf_counter()
-    hyps = greedy(model, src_vocab, tgt_vocab, texts, max_len)
+    hyps = greedy(model, src_vocab, tgt_vocab, inputs, max_len)
     metrics: dict[str, Any] = {
         "chrf_greedy": round(chrf(hyps, refs), 2),
         "test_pairs": len(refs),
         "train_pairs": len(data.train),
         "greedy_seconds": round(time.perf_counter() - t0, 1),
     }
+    memory = [tm.translate(t) for t in texts]
+    for name, part in (("similar", similarity >= SIMILAR), ("dissimilar", similarity < SIMILAR)):
+        idx = np.flatnonzero(part)
+        metrics[f"{name}_pairs"] = len(idx)
+        metrics[f"chrf_greedy_{name}"] = round(chrf([hyps[i] for i in idx], [refs[i] for i in idx]), 2)
+        metrics[f"chrf_memory_{name}"] = round(chrf([memory[i] for i in idx], [refs[i] for i in idx]), 2)
     t0 = time.perf_counter()
     subset = beam_subset(len(texts))
     beamed = []
     for i in subset:
         if deadline is not None and time.perf_counter() > deadline:
             break
-        beamed.append(beam(model, src_vocab, tgt_vocab, texts[i], max_len))
+        beamed.append(beam(model, src_vocab, tgt_vocab, inputs[i], max_len))
     subset = subset[: len(beamed)]
     metrics["chrf_beam"] = round(chrf(beamed, [refs[i] for i in subset]), 2)
     metrics["beam_pairs"] = len(subset)
     metrics["chrf_greedy_beam_pairs"] = round(chrf([hyps[i] for i in subset], [refs[i] for i in subset]), 2)
-    tm = TranslationMemory([e.source for e in data.train], [e.target for e in data.train])
-    metrics["chrf_memory_beam_pairs"] = round(chrf([tm.translate(texts[i]) for i in subset],
-                                                   [refs[i] for i in subset]), 2)  # fmt: skip
+    metrics["chrf_memory_beam_pairs"] = round(chrf([memory[i] for i in subset], [refs[i] for i in subset]), 2)
     metrics["beam_seconds"] = round(time.perf_counter() - t0, 1)
     metrics |= baselines
     metrics["examples"] = [[texts[i], hyps[i], refs[i]] for i in range(0, len(texts), max(1, len(texts) // 8))][:8]
@@ -186,14 +193,14 @@ def beam_subset(n: int) -> list[int]:
     return list(range(0, n, step))
 
 
-def probe_seconds(model: Any, data: ParallelData, facts: dict[str, Any]) -> float:
+def probe_seconds(model: Any, data: ParallelData, facts: dict[str, Any], tm: TranslationMemory) -> float:
     """The whole evaluation's time, estimated from a greedy batch and two beam searches (scaled)."""
-    texts = [e.source for e in data.test]
+    texts = [encoder_text(e.source, tm.translate(e.source)) if facts.get("tm") else e.source for e in data.test[:64]]
     src_vocab, tgt_vocab, max_len = facts["source_vocabulary"], facts["target_vocabulary"], facts["max_target"]
     t0 = time.perf_counter()
     greedy(model, src_vocab, tgt_vocab, texts[:64], max_len)
-    g = (time.perf_counter() - t0) * max(1.0, len(texts) / 64)
+    g = (time.perf_counter() - t0) * max(1.0, len(data.test) / 64)
     t0 = time.perf_counter()
     for t in texts[:2]:
         beam(model, src_vocab, tgt_vocab, t, max_len)
-    return g + (time.perf_counter() - t0) / 2 * len(beam_subset(len(texts)))
+    return g + (time.perf_counter() - t0) / 2 * len(beam_subset(len(data.test)))

@@ -19,6 +19,7 @@ from typing import TypeVar
 import numpy as np
 
 from edgernn.runtime.apps import check_app, shipped_model, task_field
+from edgernn.runtime.apps.translate_memory import SEPARATOR, TranslationMemory, encoder_text
 from edgernn.runtime.engine import Engine, Stream
 from edgernn.runtime.errors import InputError, ModelLoadError, SpecError
 from edgernn.runtime.session import SessionProfile
@@ -176,7 +177,7 @@ class Translator:
         True
     """
 
-    def __init__(self, decoder: Engine, encoder: Engine) -> None:
+    def __init__(self, decoder: Engine, encoder: Engine, memory: TranslationMemory | None = None) -> None:
         self.decoder, self.encoder = decoder, encoder
         facts = decoder.spec.task
         if facts.get("name") != "translate" or facts.get("role") != "decoder":
@@ -194,6 +195,14 @@ class Translator:
         self.target_lang = str(task_field(decoder, "target_lang", str))
         self.max_target = int(task_field(decoder, "max_target", int))
         self._encoder_stream = encoder.stream()
+        self.tm: TranslationMemory | None = None  # TM-augmented (spec.task.tm): the suggestions' memory
+        if facts.get("tm"):
+            if memory is None:
+                raise SpecError(f"{decoder.source}: a TM-augmented model (spec.task.tm) needs its translation memory")
+            if facts.get("separator") != SEPARATOR or SEPARATOR not in self.source_vocabulary:
+                raise SpecError(f"{decoder.source}: spec.task.separator must be U+{ord(SEPARATOR):04X}, in the "
+                                "source vocabulary")  # fmt: skip
+            self.tm = memory
 
     @classmethod
     def load(cls, model: str | os.PathLike[str] | None = None, profile: SessionProfile | None = None) -> Translator:
@@ -211,7 +220,13 @@ class Translator:
         enc_path = path.parent / name
         if not enc_path.is_file():
             raise ModelLoadError(f"{enc_path}: the encoder of {path} is missing (it is written beside the decoder)")
-        return cls(decoder, Engine.load(enc_path, decoder.profile))
+        memory = None
+        if decoder.spec.task.get("tm"):
+            mem_name = task_field(decoder, "translation_memory", str)
+            if Path(mem_name).name != mem_name:
+                raise SpecError(f"{path}: spec.task.translation_memory {mem_name!r} must be a file name beside it")
+            memory = TranslationMemory.load(path.parent / mem_name, task_field(decoder, "tm_digest", str))
+        return cls(decoder, Engine.load(enc_path, decoder.profile), memory)
 
     def check_target(self, lang: str | None) -> None:
         """InputError when ``lang`` is given and is not the language this model translates into."""
@@ -221,20 +236,30 @@ class Translator:
                 f"pass --model a model trained for {lang!r} (edgernn train translate --lang {lang})"
             )
 
-    def memory(self, text: str) -> tuple[np.ndarray, tuple[str, ...]]:
-        """The source line's memory (src_len, H) and its placeholders; InputError when the line is
-        longer than the spec's memory limit (naming the tensor) or holds marker characters."""
+    def encoder_input(self, text: str) -> tuple[str, tuple[str, ...]]:
+        """What the encoder reads for ``text`` (placeholders as markers; for a TM-augmented model the
+        separator and the memory's suggestion follow) and the placeholders; InputError when the line
+        holds reserved characters."""
         marked, places = to_markers(text)
-        if marked is None:
+        if marked is None or SEPARATOR in text:
             raise InputError(
-                f"source: characters U+{MARKER_BASE:04X}..U+{MARKER_BASE + MAX_PLACEHOLDERS - 1:04X} are reserved "
-                f"for placeholders, and a line holds at most {MAX_PLACEHOLDERS} distinct placeholders"
+                f"source: characters U+{MARKER_BASE:04X}..U+{MARKER_BASE + MAX_PLACEHOLDERS - 1:04X} and "
+                f"U+{ord(SEPARATOR):04X} are reserved; a line holds at most {MAX_PLACEHOLDERS} distinct placeholders"
             )
+        if self.tm is not None:
+            return encoder_text(marked, self.tm.translate(marked)), places
+        return marked, places
+
+    def memory(self, text: str) -> tuple[np.ndarray, tuple[str, ...]]:
+        """The source line's memory (src_len, H) and its placeholders; InputError when the encoder's
+        input is longer than the spec's memory limit (naming the tensor) or holds reserved characters."""
+        marked, places = self.encoder_input(text)
         ids = encode_source(self.source_vocabulary, marked)
         limit = self.memory_spec.max_length
         if limit is not None and len(ids) > limit:
             raise InputError(
-                f"memory {self.memory_spec.name!r}: the source line is {len(ids)} tokens (with its end token), "
+                f"memory {self.memory_spec.name!r}: the source line {'with its suggestion ' if self.tm else ''}is "
+                f"{len(ids)} tokens (with its end token), "
                 f"longer than the spec's max_length {limit} on axis {self.memory_spec.length_symbol!r}; split the line"
             )
         return self._encoder_stream.push(ids, chunk=len(ids)), places

@@ -62,3 +62,19 @@ def test_bad_input_is_refused_without_traceback_and_the_stream_is_unchanged(tr: 
     with pytest.raises(InputError, match="memory"):
         stream.set_memory({"memory": np.zeros((3, 7), np.float32)})
     assert np.array_equal(stream.state()["h"], h)
+
+
+def test_the_shipped_models_translation_memory_is_read_and_its_absence_named(tr: Translator, tmp_path: Path) -> None:
+    import shutil
+
+    if not tr.decoder.spec.task.get("tm"):
+        pytest.skip("the shipped translate model is not TM-augmented (spec.task.tm)")
+    memory = MODEL.parent / tr.decoder.spec.task["translation_memory"]
+    assert memory.is_file() and tr.tm is not None and len(tr.tm) == tr.decoder.spec.task["pairs"]["train"]
+    print(f"{memory.name}: {memory.stat().st_size / 1e6:.2f} MB, {len(tr.tm)} pairs")
+    marked, _ = tr.encoder_input("File not found")
+    assert marked.startswith("File not found\ue0ff") and marked.endswith(tr.tm.translate("File not found"))
+    for name in (MODEL.name, "translate-encoder.onnx"):
+        shutil.copy(MODEL.parent / name, tmp_path / name)
+    proc = run("--model", str(tmp_path / MODEL.name), stdin="File not found\n")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and memory.name in proc.stderr, proc.stderr
