@@ -189,7 +189,8 @@ class Engine:
         except Exception as exc:  # onnxruntime raises its own untyped exceptions
             raise ModelLoadError(f"{source}: onnxruntime cannot load it: {exc}") from None
         if given is None:
-            assert embedded is not None  # (from_metadata raised above otherwise)
+            if embedded is None:  # from_metadata raised above otherwise
+                raise SpecError(f"{source}: no spec given and none in the model's metadata")
             given = embedded
         else:  # read_model checked a spec found in the metadata; one given in code is checked here
             check_spec(given, data, source)

@@ -35,7 +35,7 @@ import onnxruntime as ort
 from edgernn.runtime.binding import Binding, Layout, state_pairs
 from edgernn.runtime.dtypes import NP_DTYPES
 from edgernn.runtime.engine import Engine, frame_shape
-from edgernn.runtime.errors import ProfileError
+from edgernn.runtime.errors import ProfileError, SpecError
 from edgernn.runtime.latency import LatencyStats, Progress, time_calls
 from edgernn.runtime.memory import example as example_memory
 from edgernn.runtime.memory import pad as pad_memory
@@ -246,7 +246,8 @@ def graph_input(spec: StreamSpec, batch: int, chunk: int) -> np.ndarray:
     time_items = (window or chunk) + (spec.context.frames if spec.context is not None else 0)
     x = example_input(spec, (batch, time_items))  # (batch, time, *frame)
     b, t = inp.batch_axis, inp.time_axis
-    assert b is not None  # StreamSpec refuses a streamed input without a batch axis
+    if b is None:  # StreamSpec refuses a streamed input without a batch axis
+        raise SpecError(f"input {inp.name!r}: no batch axis in the spec")
     if t is None:
         return np.ascontiguousarray(np.moveaxis(x[:, 0], 0, b))
     return np.ascontiguousarray(np.moveaxis(x, (0, 1), (b, t)))

@@ -179,7 +179,8 @@ class Stream(StreamState):
         """``step`` of a window model off its hot path (checked items ``xs``): errors, batches, the generic path."""
         engine = self.engine
         window = engine.window
-        assert window is not None  # (step sends only a window model's items here)
+        if window is None:  # step sends only a window model's items here
+            raise StreamError(f"{engine.source}: not a window model (its spec declares no window)")
         if xs.shape[0] != window:
             raise InputError(
                 f"input {engine.input.name!r}: step takes one window of {window} items, got {xs.shape[0]}; "

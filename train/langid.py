@@ -37,7 +37,7 @@ from edgernn.train.data_langid import (
 )
 from edgernn.train.model import RecurrentModel
 from edgernn.train.seqdata import ShardedSequenceSource, pad_batch
-from edgernn.train.trainer import Task, TrainBatch, TrainConfig
+from edgernn.train.trainer import Task, TrainBatch, TrainConfig, TrainingError
 
 UNKNOWN_COST = 0.03  # the share of right answers on known languages that "unknown" may take
 UNKNOWN_CHARS = 0.5  # above this share of characters outside the vocabulary: an unseen script
@@ -74,7 +74,8 @@ def final_probs(model: RecurrentModel, encoded: list[np.ndarray], batch: int = 2
         part = encoded[a : a + batch]
         b = pad_batch(part, part, max(len(e) for e in part))
         lengths = b.lengths
-        assert lengths is not None  # (pad_batch always sets them)
+        if lengths is None:  # pad_batch always sets them
+            raise TrainingError("langid: a padded batch without its lengths (train/seqdata.py pad_batch)")
         logits, _ = model(b.x, None, lengths)  # (batch, time, labels)
         last = logits[torch.arange(len(part)), lengths - 1].double()
         out.append(torch.softmax(last, -1).numpy())
