@@ -220,15 +220,20 @@ class Batch:
         v.step_in[...] = frames
         if not v.test():
             return None
+        return self.lean_run(v.b, v.step_out)
+
+    def lean_run(self, b: Any, out: np.ndarray) -> np.ndarray | None:
+        """One lean call on binding ``b`` (its input already written and tested; lock held): a copy of
+        ``out``, or None when the slot demoted (nothing changed: the caller takes the general path)."""
         p = self._parity
         try:
-            run(engine, v.b, p)
+            run(self.engine, b, p)
         except Demoted:
             return None
         self._parity = p ^ 1
-        out = v.step_out.copy()  # the caller's: the next call writes the bound buffer again
+        res = out.copy()  # the caller's: the next call writes the bound buffer again
         self._used_all = self.clock()
-        return out
+        return res
 
     def lean_views(self, time: int) -> LeanViews:
         """The views of this batch's binding for calls of ``time`` frames, made once per binding (lock held)."""
